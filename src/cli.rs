@@ -1,0 +1,284 @@
+//! The command line (SPEC §2). Every option also reads the environment variable shown; a flag wins
+//! over its variable. No option takes the API key: argv is visible to every user through `ps`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, value_parser};
+
+use crate::error::Error;
+use crate::exit::ExitCode;
+use crate::ticket_number;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tixngo-feedback",
+    version,
+    about = "Retrieve mobile-ticket changes from TIXNGO into the S-360 store (the feedback interface)",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes, before or after it.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The SQLite store; created (mode 0600) with its schema when missing
+    #[arg(
+        long,
+        global = true,
+        env = "TIXNGO_FEEDBACK_STORE",
+        default_value = "tixngo-feedback.db",
+        value_name = "PATH"
+    )]
+    pub store: PathBuf,
+
+    /// The run lock [default: <store>.lock]
+    #[arg(long, global = true, env = "TIXNGO_FEEDBACK_LOCK", value_name = "PATH")]
+    pub lock_file: Option<PathBuf>,
+
+    /// Print one line of compact JSON on stdout instead of the human summary
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print nothing at all on success; errors still go to stderr
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// More log lines on stderr (repeatable); without it, RUST_LOG or warnings only
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch one batch from the TIXNGO diff endpoint, store it, advance the key (the cron job)
+    Sync(SyncArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The TIXNGO interface URL, ending in /organizer/tickets
+    #[arg(long, env = "TIXNGO_API_URL", value_name = "URL")]
+    pub api_url: Option<String>,
+
+    /// File holding the API key (mode 0600); without it, TIXNGO_API_KEY holds the key
+    #[arg(long, env = "TIXNGO_API_KEY_FILE", value_name = "PATH")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// Tickets per batch
+    #[arg(
+        long,
+        env = "TIXNGO_BATCH_SIZE",
+        default_value_t = 1000,
+        value_name = "N",
+        value_parser = value_parser!(u32).range(1..=10_000)
+    )]
+    pub batch_size: u32,
+
+    /// Start from KEY for this run only ('' = the beginning); the stored key is neither read nor changed
+    #[arg(long, value_name = "KEY")]
+    pub pagination_key: Option<String>,
+
+    /// Fetch up to N batches, each committed on its own, stopping early once caught up
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = value_parser!(u32).range(1..))]
+    pub max_batches: u32,
+
+    /// Deadline in seconds for the whole process, every batch and retry included
+    #[arg(
+        long,
+        env = "TIXNGO_TIMEOUT",
+        default_value_t = 240,
+        value_name = "SECS",
+        value_parser = value_parser!(u64).range(1..=3600)
+    )]
+    pub timeout: u64,
+
+    /// Refuse a response larger than N MiB
+    #[arg(
+        long,
+        default_value_t = 64,
+        value_name = "N",
+        value_parser = value_parser!(u64).range(1..=1024)
+    )]
+    pub max_response_mb: u64,
+
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+}
+
+/// How a batch's tickets are mapped; shared by every command that processes a diff document.
+#[derive(Debug, Args)]
+pub struct MappingArgs {
+    /// Extra ticket numbers to skip in this run only, comma separated
+    #[arg(long, value_name = "NUMBERS", value_parser = parse_skip)]
+    pub skip: Option<SkipList>,
+
+    /// A ticket that cannot be mapped fails the whole batch (nothing written, key unchanged)
+    #[arg(long)]
+    pub stop_on_error: bool,
+
+    /// Roll the batch back (exit 65) when more than R (0..=1) of its tickets cannot be mapped
+    #[arg(
+        long,
+        env = "TIXNGO_MAX_FAILED_RATIO",
+        default_value_t = 1.0,
+        value_name = "R",
+        value_parser = parse_ratio
+    )]
+    pub max_failed_ratio: f64,
+
+    /// Do not create contacts or distribution lines [env: TIXNGO_CONTACTS=on|off]
+    #[arg(long)]
+    pub no_contacts: bool,
+}
+
+/// The ticket numbers of `--skip`.
+#[derive(Clone, Debug, Default)]
+pub struct SkipList(pub Vec<String>);
+
+fn parse_skip(text: &str) -> Result<SkipList, String> {
+    ticket_number::parse_list(text).map(SkipList)
+}
+
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err("expected a number from 0 to 1".to_owned()),
+    }
+}
+
+impl MappingArgs {
+    /// Whether contacts are on: `--no-contacts` wins, else `TIXNGO_CONTACTS` (on/off, true/false,
+    /// 1/0; anything else is a usage error), else on.
+    pub fn contacts_enabled(&self) -> Result<bool, Error> {
+        if self.no_contacts {
+            return Ok(false);
+        }
+        let Some(value) = std::env::var_os("TIXNGO_CONTACTS") else {
+            return Ok(true);
+        };
+        match value
+            .to_str()
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            Some("on" | "true" | "1") => Ok(true),
+            Some("off" | "false" | "0") => Ok(false),
+            _ => Err(Error::Usage(format!(
+                "invalid TIXNGO_CONTACTS value {value:?}: expected on/off, true/false or 1/0"
+            ))),
+        }
+    }
+}
+
+/// What parsing the command line came to.
+#[derive(Debug)]
+pub enum Parsed {
+    Run(Box<Cli>),
+    /// `--help` or `--version` was printed; exit with this code.
+    Printed(ExitCode),
+    /// A usage error (exit 64), reduced to one line.
+    Usage(Error),
+}
+
+/// Parses the arguments; clap's own exit code 2 becomes 64, and its message one line.
+pub fn parse<I, T>(args: I) -> Parsed
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    use clap::error::ErrorKind;
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Parsed::Run(Box::new(cli)),
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            Parsed::Printed(ExitCode::Success)
+        }
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Parsed::Usage(
+            Error::Usage("a subcommand is required (see --help)".to_owned()),
+        ),
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .find(|line| !line.trim().is_empty())
+                .unwrap_or("invalid command line");
+            let message = first.trim_start_matches("error: ").trim();
+            Parsed::Usage(Error::Usage(format!("{message} (see --help)")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn usage(args: &[&str]) -> String {
+        match parse(args) {
+            Parsed::Usage(e) => {
+                assert_eq!(e.exit_code(), ExitCode::Usage);
+                e.to_string()
+            }
+            other => panic!("{args:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors_on_one_line() {
+        for (args, needle) in [
+            (&["t", "sync", "--batch-size", "0"][..], "--batch-size"),
+            (&["t", "sync", "--batch-size", "10001"], "--batch-size"),
+            (&["t", "sync", "--timeout", "3601"], "--timeout"),
+            (
+                &["t", "sync", "--max-response-mb", "0"],
+                "--max-response-mb",
+            ),
+            (&["t", "sync", "--max-batches", "0"], "--max-batches"),
+            (
+                &["t", "sync", "--max-failed-ratio", "1.5"],
+                "--max-failed-ratio",
+            ),
+            (&["t", "sync", "--skip", "1,2 3"], "2 3"),
+            (&["t", "sync", "--frobnicate"], "--frobnicate"),
+            (&["t"], "subcommand"),
+        ] {
+            let message = usage(args);
+            assert!(message.contains(needle), "{args:?}: {message}");
+            assert!(!message.contains('\n'), "{message}");
+        }
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_subcommand() {
+        for args in [
+            &["t", "--store", "x.db", "--json", "sync"][..],
+            &["t", "sync", "--store", "x.db", "--json"],
+        ] {
+            let Parsed::Run(cli) = parse(args) else {
+                panic!("{args:?}")
+            };
+            assert_eq!(cli.global.store, PathBuf::from("x.db"));
+            assert!(cli.global.json);
+        }
+    }
+
+    #[test]
+    fn skip_lists_are_trimmed() {
+        let Parsed::Run(cli) = parse(["t", "sync", "--skip", " 1, 2 ,"]) else {
+            panic!()
+        };
+        let Command::Sync(args) = cli.command;
+        assert_eq!(args.mapping.skip.unwrap().0, ["1", "2"]);
+    }
+}

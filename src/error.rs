@@ -1,0 +1,189 @@
+//! The one error type of the program. Each variant carries the context an operator needs, and
+//! [`Error::exit_code`] is the single place where failures become exit codes (SPEC §3).
+
+use std::path::PathBuf;
+
+use crate::exit::ExitCode;
+
+/// Why a run failed. The `Display` text is the one line printed on stderr: it says what failed and
+/// what to do, and never holds the API key or a response body.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A bad flag or value (also clap's own errors, reduced to their first line).
+    #[error("{0}")]
+    Usage(String),
+
+    /// Wrong configuration: URL, API key, key file.
+    #[error("{0}")]
+    Config(String),
+
+    /// Another process holds the run lock.
+    #[error("another run holds the lock {} ({}): try again later", path.display(), holder(*pid))]
+    LockHeld { path: PathBuf, pid: Option<u32> },
+
+    /// The lock file cannot be opened or written.
+    #[error("cannot use the lock file {}: {source}", path.display())]
+    LockFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    /// The store cannot be opened, read or written.
+    #[error("store {}: {message}", path.display())]
+    Store { path: PathBuf, message: String },
+
+    /// The store was written by a newer version of this program.
+    #[error(
+        "store {} has schema version {found}, newer than the {supported} this binary knows: upgrade tixngo-feedback",
+        path.display()
+    )]
+    StoreTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+
+    /// TIXNGO could not be reached, or kept failing until the deadline.
+    #[error("TIXNGO unavailable: {0}; the key is unchanged, the next run retries")]
+    Unavailable(String),
+
+    /// TIXNGO answered 429 until the deadline.
+    #[error(
+        "TIXNGO kept answering 429 Too Many Requests until the deadline; the key is unchanged, try again later"
+    )]
+    RateLimited,
+
+    /// TIXNGO refused the API key.
+    #[error(
+        "TIXNGO rejected the API key (HTTP {status}): check TIXNGO_API_KEY or the key file of this organizer"
+    )]
+    Unauthorized { status: u16 },
+
+    /// TIXNGO answered a redirect, which is never followed: the URL is wrong.
+    #[error(
+        "TIXNGO answered HTTP {status}, a redirect to {target}: fix the API URL (redirects are not followed)"
+    )]
+    Redirected { status: u16, target: String },
+
+    /// TIXNGO refused the request itself (400, 404, 422 …): never retried.
+    #[error(
+        "TIXNGO answered HTTP {status} for {url}: check the API URL (it ends in /organizer/tickets), the batch size and the key"
+    )]
+    Rejected { status: u16, url: String },
+
+    /// A complete response or file that is not a valid diff document.
+    #[error("bad data: {0}; nothing was written, the key is unchanged")]
+    BadData(String),
+
+    /// A batch rolled back because of tickets that cannot be mapped.
+    #[error("{0}; the batch was rolled back and the key is unchanged")]
+    BatchRejected(String),
+
+    /// A bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn holder(pid: Option<u32>) -> String {
+    pid.map_or_else(|| "holder unknown".to_owned(), |pid| format!("pid {pid}"))
+}
+
+impl Error {
+    /// The exit code of this failure.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Usage(_) => ExitCode::Usage,
+            Error::Config(_)
+            | Error::StoreTooNew { .. }
+            | Error::Redirected { .. }
+            | Error::Rejected { .. } => ExitCode::Config,
+            Error::LockHeld { .. } | Error::RateLimited => ExitCode::TempFail,
+            Error::LockFile { .. } | Error::Store { .. } => ExitCode::IoErr,
+            Error::Unavailable(_) => ExitCode::Unavailable,
+            Error::Unauthorized { .. } => ExitCode::NoPerm,
+            Error::BadData(_) | Error::BatchRejected(_) => ExitCode::DataErr,
+            Error::Internal(_) => ExitCode::Software,
+        }
+    }
+
+    /// Wraps an SQLite error with the store it happened on.
+    pub fn store(path: impl Into<PathBuf>, error: impl std::fmt::Display) -> Error {
+        Error::Store {
+            path: path.into(),
+            message: error.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_maps_to_its_documented_code() {
+        let path = PathBuf::from("x.db");
+        let cases = [
+            (Error::Usage("u".into()), 64),
+            (Error::Config("c".into()), 78),
+            (
+                Error::LockHeld {
+                    path: path.clone(),
+                    pid: Some(7),
+                },
+                75,
+            ),
+            (
+                Error::LockFile {
+                    path: path.clone(),
+                    source: std::io::Error::other("x"),
+                },
+                74,
+            ),
+            (Error::store(&path, "disk full"), 74),
+            (
+                Error::StoreTooNew {
+                    path,
+                    found: 9,
+                    supported: 1,
+                },
+                78,
+            ),
+            (Error::Unavailable("503".into()), 69),
+            (Error::RateLimited, 75),
+            (Error::Unauthorized { status: 401 }, 77),
+            (
+                Error::Redirected {
+                    status: 301,
+                    target: "https://x/".into(),
+                },
+                78,
+            ),
+            (
+                Error::Rejected {
+                    status: 404,
+                    url: "https://x/".into(),
+                },
+                78,
+            ),
+            (Error::BadData("b".into()), 65),
+            (Error::BatchRejected("r".into()), 65),
+            (Error::Internal("i".into()), 70),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.exit_code().code(), code, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn lock_message_names_file_and_pid() {
+        let error = Error::LockHeld {
+            path: "/var/lib/t.db.lock".into(),
+            pid: Some(4242),
+        };
+        let text = error.to_string();
+        assert!(
+            text.contains("/var/lib/t.db.lock") && text.contains("pid 4242"),
+            "{text}"
+        );
+    }
+}

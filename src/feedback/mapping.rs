@@ -1,0 +1,361 @@
+//! S-360 4.1 "Which TIXNGO ticket data is synced back": how an incoming ticket updates the stored
+//! ticket row (SPEC §4.4 steps 3 to 5).
+
+use crate::tixngo::wire::{Patch, Ticket};
+
+use super::email_key;
+
+/// The `ticket` row: the S-360 ticket as the feedback keeps it (SPEC §4.3).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TicketRecord {
+    pub ticket_number: String,
+    pub tixngo_ticket_id: Option<String>,
+    pub barcode: Option<String>,
+    pub event_id: Option<String>,
+    /// The S-360 ticket state: `PRINTED` when the feedback creates the row, never changed by it.
+    pub s360_state: Option<String>,
+    pub mobile_status: String,
+    /// TIXNGO's `lastUpdated` in the store's UTC form; orders changes of one ticket.
+    pub tixngo_updated_at: Option<String>,
+    pub owner_email: Option<String>,
+    pub owner_title: Option<String>,
+    pub owner_first_name: Option<String>,
+    pub owner_last_name: Option<String>,
+    pub owner_birth_date: Option<String>,
+    pub owner_nationality: Option<String>,
+    pub owner_id_number: Option<String>,
+    pub owner_phone: Option<String>,
+    pub owner_residence_country: Option<String>,
+    pub owner_language: Option<String>,
+    pub holder_first_name: Option<String>,
+    pub holder_last_name: Option<String>,
+    pub holder_birth_date: Option<String>,
+    pub holder_id_number: Option<String>,
+    pub holder_nationality: Option<String>,
+    pub previous_owner_email: Option<String>,
+    pub initial_owner_email: Option<String>,
+    pub injected_at: Option<String>,
+    pub downloaded_at: Option<String>,
+    pub assigned_at: Option<String>,
+    pub activated_at: Option<String>,
+    pub checked_at: Option<String>,
+    pub controlled_at: Option<String>,
+    pub deleted_at: Option<String>,
+    /// The ticket's cultural contact (S-360 4.2); maintained by the contact rules.
+    pub cultural_contact_id: Option<i64>,
+    pub first_synced_at: String,
+    pub last_synced_at: String,
+}
+
+/// What an incoming ticket does to the stored row.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// The store already holds a later state of this ticket: nothing is written.
+    Stale,
+    /// The row to write.
+    Apply {
+        record: Box<TicketRecord>,
+        /// A mapped column changed, or the ticket is new: it counts as `stored`, else `unchanged`.
+        changed: bool,
+        /// A `ticket_history` row is due: new ticket, or status, owner e-mail or holder name changed.
+        history: bool,
+    },
+}
+
+/// Merges `ticket` into the stored row (`None` for a first-seen ticket), at time `now` (the
+/// store's UTC form). Absent or null fields keep the stored value; an explicit `null` holder
+/// clears the holder.
+pub fn merge(stored: Option<&TicketRecord>, ticket: &Ticket, now: &str) -> Merge {
+    let incoming_at = ticket.last_updated.map(|t| t.to_string());
+    let stored_at = stored.and_then(|s| s.tixngo_updated_at.as_deref());
+    if let (Some(old), Some(new)) = (stored_at, incoming_at.as_deref())
+        && old > new
+    {
+        return Merge::Stale;
+    }
+    let mut record = stored.cloned().unwrap_or_else(|| TicketRecord {
+        ticket_number: ticket.ticket_number.clone(),
+        s360_state: Some("PRINTED".to_owned()),
+        first_synced_at: now.to_owned(),
+        last_synced_at: now.to_owned(),
+        ..TicketRecord::default()
+    });
+    record.mobile_status.clone_from(&ticket.status);
+    keep_or_set(&mut record.tixngo_ticket_id, &ticket.tixngo_ticket_id);
+    keep_or_set(&mut record.barcode, &ticket.barcode);
+    keep_or_set(&mut record.event_id, &ticket.event_id);
+    keep_or_set(&mut record.tixngo_updated_at, &incoming_at);
+    if let Some(owner) = &ticket.owner {
+        keep_or_set(&mut record.owner_email, &owner.email);
+        keep_or_set(&mut record.owner_title, &owner.title);
+        keep_or_set(&mut record.owner_first_name, &owner.first_name);
+        keep_or_set(&mut record.owner_last_name, &owner.last_name);
+        keep_or_set(&mut record.owner_birth_date, &owner.birth_date);
+        keep_or_set(&mut record.owner_nationality, &owner.nationality);
+        keep_or_set(&mut record.owner_id_number, &owner.id_number);
+        keep_or_set(&mut record.owner_phone, &owner.phone);
+        keep_or_set(
+            &mut record.owner_residence_country,
+            &owner.residence_country,
+        );
+        keep_or_set(&mut record.owner_language, &owner.language);
+    }
+    match &ticket.holder {
+        Patch::Absent => {}
+        Patch::Clear => {
+            record.holder_first_name = None;
+            record.holder_last_name = None;
+            record.holder_birth_date = None;
+            record.holder_id_number = None;
+            record.holder_nationality = None;
+        }
+        Patch::Set(holder) => {
+            keep_or_set(&mut record.holder_first_name, &holder.first_name);
+            keep_or_set(&mut record.holder_last_name, &holder.last_name);
+            keep_or_set(&mut record.holder_birth_date, &holder.birth_date);
+            keep_or_set(&mut record.holder_id_number, &holder.id_number);
+            keep_or_set(&mut record.holder_nationality, &holder.nationality);
+        }
+    }
+    keep_or_set(
+        &mut record.previous_owner_email,
+        &ticket.previous_owner_email,
+    );
+    keep_or_set(&mut record.initial_owner_email, &ticket.initial_owner_email);
+    let attributes = &ticket.attributes;
+    for (column, value) in [
+        (&mut record.injected_at, attributes.injected_at),
+        (&mut record.downloaded_at, attributes.downloaded_at),
+        (&mut record.assigned_at, attributes.assigned_at),
+        (&mut record.activated_at, attributes.activated_at),
+        (&mut record.checked_at, attributes.checked_at),
+        (&mut record.controlled_at, attributes.controlled_at),
+        (&mut record.deleted_at, attributes.deleted_at),
+    ] {
+        if let Some(at) = value {
+            *column = Some(at.to_string());
+        }
+    }
+    let (changed, history) = match stored {
+        None => (true, true),
+        Some(old) => (
+            *old != record,
+            old.mobile_status != record.mobile_status
+                || email_key(old.owner_email.as_deref())
+                    != email_key(record.owner_email.as_deref())
+                || old.holder_first_name != record.holder_first_name
+                || old.holder_last_name != record.holder_last_name,
+        ),
+    };
+    record.last_synced_at = now.to_owned();
+    Merge::Apply {
+        record: Box::new(record),
+        changed,
+        history,
+    }
+}
+
+/// An absent incoming value keeps the stored one.
+fn keep_or_set(column: &mut Option<String>, incoming: &Option<String>) {
+    if incoming.is_some() && column != incoming {
+        column.clone_from(incoming);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timestamp::Timestamp;
+    use crate::tixngo::wire::{Holder, Spectator};
+
+    const NOW: &str = "2026-11-27T10:00:00.000Z";
+    const LATER: &str = "2026-11-27T10:05:00.000Z";
+
+    fn at(text: &str) -> Option<Timestamp> {
+        Timestamp::parse_rfc3339(text)
+    }
+
+    fn ticket(status: &str, updated: &str) -> Ticket {
+        Ticket {
+            ticket_number: "T1".into(),
+            status: status.into(),
+            last_updated: at(updated),
+            owner: Some(Spectator {
+                email: Some("a@example.org".into()),
+                first_name: Some("Ana".into()),
+                ..Spectator::default()
+            }),
+            ..Ticket::default()
+        }
+    }
+
+    fn apply(
+        stored: Option<&TicketRecord>,
+        ticket: &Ticket,
+        now: &str,
+    ) -> (TicketRecord, bool, bool) {
+        match merge(stored, ticket, now) {
+            Merge::Apply {
+                record,
+                changed,
+                history,
+            } => (*record, changed, history),
+            Merge::Stale => panic!("unexpectedly stale"),
+        }
+    }
+
+    #[test]
+    fn a_new_ticket_is_printed_stored_and_historised() {
+        let (record, changed, history) =
+            apply(None, &ticket("INJECTED", "2026-06-01T12:00:00+02:00"), NOW);
+        assert!(changed && history);
+        assert_eq!(record.s360_state.as_deref(), Some("PRINTED"));
+        assert_eq!(record.mobile_status, "INJECTED");
+        assert_eq!(
+            record.tixngo_updated_at.as_deref(),
+            Some("2026-06-01T10:00:00.000Z")
+        );
+        assert_eq!(record.owner_first_name.as_deref(), Some("Ana"));
+        assert_eq!(
+            (
+                record.first_synced_at.as_str(),
+                record.last_synced_at.as_str()
+            ),
+            (NOW, NOW)
+        );
+    }
+
+    #[test]
+    fn the_same_state_again_is_unchanged_but_touches_last_synced_at() {
+        let incoming = ticket("DOWNLOADED", "2026-06-01T12:00:00Z");
+        let (first, _, _) = apply(None, &incoming, NOW);
+        let (second, changed, history) = apply(Some(&first), &incoming, LATER);
+        assert!(!changed && !history);
+        assert_eq!(second.first_synced_at, NOW);
+        assert_eq!(second.last_synced_at, LATER);
+    }
+
+    #[test]
+    fn an_older_state_is_stale_and_an_equal_one_is_not() {
+        let (stored, _, _) = apply(None, &ticket("DOWNLOADED", "2026-06-01T12:00:00Z"), NOW);
+        // 13:59+02:00 is 11:59Z: earlier, although its text sorts later.
+        assert_eq!(
+            merge(
+                Some(&stored),
+                &ticket("INJECTED", "2026-06-01T13:59:00+02:00"),
+                LATER
+            ),
+            Merge::Stale
+        );
+        assert!(matches!(
+            merge(
+                Some(&stored),
+                &ticket("INJECTED", "2026-06-01T14:00:00+02:00"),
+                LATER
+            ),
+            Merge::Apply { changed: true, .. }
+        ));
+    }
+
+    #[test]
+    fn a_ticket_without_last_updated_is_never_stale_and_keeps_the_stored_time() {
+        let (stored, _, _) = apply(None, &ticket("DOWNLOADED", "2026-06-01T12:00:00Z"), NOW);
+        let mut incoming = ticket("ONLINE_ACTIVATED", "2026-06-01T12:00:00Z");
+        incoming.last_updated = None;
+        let (record, changed, history) = apply(Some(&stored), &incoming, LATER);
+        assert!(changed && history);
+        assert_eq!(record.tixngo_updated_at, stored.tixngo_updated_at);
+    }
+
+    #[test]
+    fn absent_fields_keep_stored_values_inside_objects_too() {
+        let (stored, _, _) = apply(None, &ticket("DOWNLOADED", "2026-06-01T12:00:00Z"), NOW);
+        let mut incoming = ticket("DOWNLOADED", "2026-06-01T12:01:00Z");
+        incoming.owner = Some(Spectator {
+            phone: Some("+41 79 000 00 00".into()),
+            ..Spectator::default()
+        });
+        let (record, changed, history) = apply(Some(&stored), &incoming, LATER);
+        assert!(changed && !history);
+        assert_eq!(record.owner_email.as_deref(), Some("a@example.org"));
+        assert_eq!(record.owner_first_name.as_deref(), Some("Ana"));
+        assert_eq!(record.owner_phone.as_deref(), Some("+41 79 000 00 00"));
+    }
+
+    #[test]
+    fn holder_is_patched_and_cleared_by_explicit_null() {
+        let mut incoming = ticket("ASSIGNED", "2026-06-01T12:00:00Z");
+        incoming.holder = Patch::Set(Holder {
+            first_name: Some("Zoë".into()),
+            last_name: Some("Müller".into()),
+            ..Holder::default()
+        });
+        let (assigned, _, _) = apply(None, &incoming, NOW);
+        incoming.holder = Patch::Set(Holder {
+            first_name: Some("Zoé".into()),
+            ..Holder::default()
+        });
+        incoming.last_updated = at("2026-06-01T12:01:00Z");
+        let (renamed, changed, history) = apply(Some(&assigned), &incoming, LATER);
+        assert!(changed && history);
+        assert_eq!(renamed.holder_first_name.as_deref(), Some("Zoé"));
+        assert_eq!(renamed.holder_last_name.as_deref(), Some("Müller"));
+        incoming.holder = Patch::Absent;
+        let (kept, changed, _) = apply(Some(&renamed), &incoming, LATER);
+        assert!(!changed);
+        assert_eq!(kept.holder_last_name.as_deref(), Some("Müller"));
+        incoming.holder = Patch::Clear;
+        let (cleared, changed, history) = apply(Some(&kept), &incoming, LATER);
+        assert!(changed && history);
+        assert_eq!(
+            (cleared.holder_first_name, cleared.holder_last_name),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn owner_email_change_is_history_only_beyond_case_and_blanks() {
+        let (stored, _, _) = apply(None, &ticket("DOWNLOADED", "2026-06-01T12:00:00Z"), NOW);
+        let mut incoming = ticket("DOWNLOADED", "2026-06-01T12:01:00Z");
+        incoming.owner.as_mut().unwrap().email = Some(" A@Example.org ".into());
+        let (_, changed, history) = apply(Some(&stored), &incoming, LATER);
+        assert!(changed && !history);
+        incoming.owner.as_mut().unwrap().email = Some("b@example.org".into());
+        let (_, _, history) = apply(Some(&stored), &incoming, LATER);
+        assert!(history);
+    }
+
+    #[test]
+    fn attributes_are_normalised_and_kept_when_absent() {
+        let mut incoming = ticket("DOWNLOADED", "2026-06-01T12:00:00Z");
+        incoming.attributes.downloaded_at = at("2026-06-01T13:00:00+01:00");
+        let (stored, _, _) = apply(None, &incoming, NOW);
+        assert_eq!(
+            stored.downloaded_at.as_deref(),
+            Some("2026-06-01T12:00:00.000Z")
+        );
+        incoming.attributes.downloaded_at = None;
+        incoming.attributes.activated_at = at("2026-06-01T12:30:00Z");
+        let (record, _, _) = apply(Some(&stored), &incoming, LATER);
+        assert_eq!(
+            record.downloaded_at.as_deref(),
+            Some("2026-06-01T12:00:00.000Z")
+        );
+        assert_eq!(
+            record.activated_at.as_deref(),
+            Some("2026-06-01T12:30:00.000Z")
+        );
+    }
+
+    #[test]
+    fn s360_state_is_never_changed_once_the_row_exists() {
+        let (mut stored, _, _) = apply(None, &ticket("DOWNLOADED", "2026-06-01T12:00:00Z"), NOW);
+        stored.s360_state = Some("CONTROLED".into());
+        let (record, _, _) = apply(
+            Some(&stored),
+            &ticket("DELETED", "2026-06-01T12:01:00Z"),
+            LATER,
+        );
+        assert_eq!(record.s360_state.as_deref(), Some("CONTROLED"));
+    }
+}

@@ -1,0 +1,32 @@
+//! The feedback rules (S-360 4.1 and 4.2) as pure functions: what the store holds for a ticket and
+//! the ticket TIXNGO sent in, to the changes to make. No I/O here; the store applies the changes.
+
+pub mod contacts;
+mod mapping;
+
+pub use mapping::{Merge, TicketRecord, merge};
+
+/// The key e-mails are compared on: trimmed of blanks and ASCII-lowercased, exactly like the
+/// store's `lower(trim(email, ' \t\n\r'))`, so that look-ups in Rust and in SQL agree.
+/// `None` for a missing or blank address.
+pub fn email_key(email: Option<&str>) -> Option<String> {
+    let trimmed = email?.trim_matches([' ', '\t', '\n', '\r']);
+    (!trimmed.is_empty()).then(|| trimmed.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_key_trims_and_folds_ascii_case_only() {
+        assert_eq!(
+            email_key(Some("  Jose.Nunez@Example.ORG \t")).unwrap(),
+            "jose.nunez@example.org"
+        );
+        // Like SQLite's lower(): non-ASCII letters keep their case.
+        assert_eq!(email_key(Some("ÉLODIE@x.org")).unwrap(), "Élodie@x.org");
+        assert_eq!(email_key(Some(" \r\n")), None);
+        assert_eq!(email_key(None), None);
+    }
+}

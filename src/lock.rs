@@ -1,0 +1,166 @@
+//! The run lock (SPEC §5): one writer per store, ever. An exclusive `flock` on the lock file
+//! (std's `File::try_lock`), so `flock -n <store>.lock …` in a shell and this program exclude each
+//! other, and the kernel releases it when the process dies: no stale lock survives a crash.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+
+/// How long a writer keeps trying before giving up, so that `status`'s momentary shared probe
+/// never makes a run fail.
+const ACQUIRE_PATIENCE: Duration = Duration::from_millis(500);
+const RETRY_EVERY: Duration = Duration::from_millis(25);
+
+/// The held lock; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+/// What a probe of the lock found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockState {
+    pub held: bool,
+    /// The holder's pid, as it wrote it into the lock file.
+    pub pid: Option<u32>,
+}
+
+impl RunLock {
+    /// Takes the lock, or fails with [`Error::LockHeld`] naming the holder's pid. The file is
+    /// opened without truncating it: only the holder rewrites it, with its pid.
+    pub fn acquire(path: &Path) -> Result<RunLock, Error> {
+        let file_error = |source| Error::LockFile {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(file_error)?;
+        let started = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if started.elapsed() < ACQUIRE_PATIENCE => {
+                    sleep(RETRY_EVERY)
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(Error::LockHeld {
+                        path: path.to_owned(),
+                        pid: read_pid(&mut file),
+                    });
+                }
+                Err(TryLockError::Error(e)) => return Err(file_error(e)),
+            }
+        }
+        file.set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| writeln!(file, "{}", std::process::id()))
+            .map_err(file_error)?;
+        Ok(RunLock { _file: file })
+    }
+
+    /// Whether a run holds the lock now, with a shared lock taken and released at once. A missing
+    /// lock file means nobody holds it; nothing is created.
+    pub fn probe(path: &Path) -> Result<LockState, Error> {
+        let mut file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(LockState {
+                    held: false,
+                    pid: None,
+                });
+            }
+            Err(source) => {
+                return Err(Error::LockFile {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        match file.try_lock_shared() {
+            Ok(()) => {
+                let _ = file.unlock();
+                Ok(LockState {
+                    held: false,
+                    pid: None,
+                })
+            }
+            Err(TryLockError::WouldBlock) => Ok(LockState {
+                held: true,
+                pid: read_pid(&mut file),
+            }),
+            Err(TryLockError::Error(source)) => Err(Error::LockFile {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+}
+
+/// The lock file next to a store: `<store>.lock`.
+pub fn default_path(store: &Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+fn read_pid(file: &mut File) -> Option<u32> {
+    let mut text = String::new();
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file.take(32).read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_acquire_fails_naming_the_pid_and_a_drop_releases() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db.lock");
+        let held = RunLock::acquire(&path).unwrap();
+        let started = Instant::now();
+        match RunLock::acquire(&path) {
+            Err(Error::LockHeld { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+            other => panic!("expected LockHeld, got {other:?}"),
+        }
+        assert!(started.elapsed() >= ACQUIRE_PATIENCE);
+        assert_eq!(
+            RunLock::probe(&path).unwrap(),
+            LockState {
+                held: true,
+                pid: Some(std::process::id())
+            }
+        );
+        drop(held);
+        assert!(!RunLock::probe(&path).unwrap().held);
+        RunLock::acquire(&path).unwrap();
+    }
+
+    #[test]
+    fn probe_of_a_missing_file_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("none.lock");
+        assert!(!RunLock::probe(&path).unwrap().held);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn default_path_appends_lock() {
+        assert_eq!(
+            default_path(Path::new("/x/t.db")),
+            Path::new("/x/t.db.lock")
+        );
+    }
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    tixngo_feedback::run(std::env::args_os()).into()
+}

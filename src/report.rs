@@ -1,0 +1,182 @@
+//! What a run tells the world: the counters, the one-line summary (human or JSON).
+
+use serde::Serialize;
+
+/// The figures of a batch, added up over a run (`sync_run` columns, summary and `--json` fields).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Always `stored + unchanged + skipped + stale + failed`.
+    pub fetched: u64,
+    pub stored: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+    pub stale: u64,
+    pub failed: u64,
+    pub contacts_created: u64,
+    pub contacts_updated: u64,
+    pub distributions_created: u64,
+    pub distributions_updated: u64,
+}
+
+impl Counters {
+    /// Adds another batch's figures.
+    pub fn add(&mut self, other: &Counters) {
+        self.fetched += other.fetched;
+        self.stored += other.stored;
+        self.unchanged += other.unchanged;
+        self.skipped += other.skipped;
+        self.stale += other.stale;
+        self.failed += other.failed;
+        self.contacts_created += other.contacts_created;
+        self.contacts_updated += other.contacts_updated;
+        self.distributions_created += other.distributions_created;
+        self.distributions_updated += other.distributions_updated;
+    }
+}
+
+/// The outcome of a `sync` or `replay` run, printed as one line (SPEC §6).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    pub command: &'static str,
+    pub dry_run: bool,
+    pub batches: u64,
+    #[serde(flatten)]
+    pub counters: Counters,
+    pub pagination_key_before: Option<String>,
+    pub next_pagination_key: Option<String>,
+    pub key_saved: bool,
+    pub caught_up: bool,
+    pub duration_ms: u64,
+    pub exit_code: u8,
+    pub error: Option<String>,
+}
+
+impl Summary {
+    /// The `--json` line: compact, one line.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!(r#"{{"error":"cannot render the summary: {e}"}}"#))
+    }
+
+    /// The human line.
+    pub fn to_human(&self) -> String {
+        let c = &self.counters;
+        format!(
+            "{}{}: {} fetched, {} stored, {} unchanged, {} skipped, {} stale, {} failed; contacts +{} ~{}; \
+             distributions +{} ~{}; key {} -> {}{}; caught up: {}; {} ms",
+            self.command,
+            if self.dry_run { " (dry run)" } else { "" },
+            c.fetched,
+            c.stored,
+            c.unchanged,
+            c.skipped,
+            c.stale,
+            c.failed,
+            c.contacts_created,
+            c.contacts_updated,
+            c.distributions_created,
+            c.distributions_updated,
+            quoted(self.pagination_key_before.as_deref()),
+            quoted(self.next_pagination_key.as_deref()),
+            if self.key_saved { "" } else { " (not saved)" },
+            if self.caught_up { "yes" } else { "no" },
+            self.duration_ms,
+        )
+    }
+}
+
+/// A key as the human summary shows it: quoted, control characters escaped, `''` for none.
+fn quoted(key: Option<&str>) -> String {
+    format!("'{}'", key.unwrap_or_default().escape_debug())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary() -> Summary {
+        Summary {
+            command: "sync",
+            batches: 1,
+            counters: Counters {
+                fetched: 1000,
+                stored: 996,
+                unchanged: 2,
+                skipped: 1,
+                stale: 0,
+                failed: 1,
+                contacts_created: 12,
+                contacts_updated: 3,
+                distributions_created: 30,
+                distributions_updated: 5,
+            },
+            pagination_key_before: Some("abc".into()),
+            next_pagination_key: Some("def".into()),
+            key_saved: true,
+            duration_ms: 23,
+            exit_code: 2,
+            ..Summary::default()
+        }
+    }
+
+    #[test]
+    fn human_line_matches_the_documented_shape() {
+        assert_eq!(
+            summary().to_human(),
+            "sync: 1000 fetched, 996 stored, 2 unchanged, 1 skipped, 0 stale, 1 failed; contacts +12 ~3; \
+             distributions +30 ~5; key 'abc' -> 'def'; caught up: no; 23 ms"
+        );
+    }
+
+    #[test]
+    fn human_line_marks_dry_runs_and_unsaved_keys() {
+        let mut s = summary();
+        s.dry_run = true;
+        s.key_saved = false;
+        s.pagination_key_before = None;
+        let line = s.to_human();
+        assert!(line.starts_with("sync (dry run): "), "{line}");
+        assert!(line.contains("key '' -> 'def' (not saved)"), "{line}");
+    }
+
+    #[test]
+    fn json_has_every_documented_field_on_one_line() {
+        let json = summary().to_json();
+        assert!(!json.contains('\n'));
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for field in [
+            "command",
+            "dry_run",
+            "batches",
+            "fetched",
+            "stored",
+            "unchanged",
+            "skipped",
+            "stale",
+            "failed",
+            "contacts_created",
+            "contacts_updated",
+            "distributions_created",
+            "distributions_updated",
+            "pagination_key_before",
+            "next_pagination_key",
+            "key_saved",
+            "caught_up",
+            "duration_ms",
+            "exit_code",
+            "error",
+        ] {
+            assert!(value.get(field).is_some(), "{field} missing from {json}");
+        }
+        assert_eq!(value["error"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn counters_add_up() {
+        let mut total = Counters::default();
+        total.add(&summary().counters);
+        total.add(&summary().counters);
+        assert_eq!(total.fetched, 2000);
+        assert_eq!(total.distributions_updated, 10);
+    }
+}

@@ -1,0 +1,478 @@
+//! The one transaction of a batch: every read and write the sync makes for it.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::LazyLock;
+
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+
+use super::InStore;
+use crate::error::Error;
+use crate::feedback::TicketRecord;
+use crate::feedback::contacts::{ContactBook, FoundContact, LineStatus, PendingLine};
+use crate::report::Counters;
+use crate::timestamp::Timestamp;
+use crate::tixngo::wire::Spectator;
+
+/// The columns of `ticket`, in the order of [`record_params`] and [`record_from_row`].
+const TICKET_COLUMNS: [&str; 34] = [
+    "ticket_number",
+    "tixngo_ticket_id",
+    "barcode",
+    "event_id",
+    "s360_state",
+    "mobile_status",
+    "tixngo_updated_at",
+    "owner_email",
+    "owner_title",
+    "owner_first_name",
+    "owner_last_name",
+    "owner_birth_date",
+    "owner_nationality",
+    "owner_id_number",
+    "owner_phone",
+    "owner_residence_country",
+    "owner_language",
+    "holder_first_name",
+    "holder_last_name",
+    "holder_birth_date",
+    "holder_id_number",
+    "holder_nationality",
+    "previous_owner_email",
+    "initial_owner_email",
+    "injected_at",
+    "downloaded_at",
+    "assigned_at",
+    "activated_at",
+    "checked_at",
+    "controlled_at",
+    "deleted_at",
+    "cultural_contact_id",
+    "first_synced_at",
+    "last_synced_at",
+];
+
+/// Columns the feedback never overwrites once the row exists.
+const SET_ONCE: [&str; 3] = ["ticket_number", "s360_state", "first_synced_at"];
+
+static SELECT_TICKET: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM ticket WHERE ticket_number = ?1",
+        TICKET_COLUMNS.join(", ")
+    )
+});
+
+static UPSERT_TICKET: LazyLock<String> = LazyLock::new(|| {
+    let placeholders: Vec<String> = (1..=TICKET_COLUMNS.len())
+        .map(|i| format!("?{i}"))
+        .collect();
+    let updates: Vec<String> = TICKET_COLUMNS
+        .iter()
+        .filter(|c| !SET_ONCE.contains(c))
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO ticket ({}) VALUES ({}) ON CONFLICT (ticket_number) DO UPDATE SET {}",
+        TICKET_COLUMNS.join(", "),
+        placeholders.join(", "),
+        updates.join(", ")
+    )
+});
+
+fn record_params(r: &TicketRecord) -> [&dyn ToSql; 34] {
+    [
+        &r.ticket_number,
+        &r.tixngo_ticket_id,
+        &r.barcode,
+        &r.event_id,
+        &r.s360_state,
+        &r.mobile_status,
+        &r.tixngo_updated_at,
+        &r.owner_email,
+        &r.owner_title,
+        &r.owner_first_name,
+        &r.owner_last_name,
+        &r.owner_birth_date,
+        &r.owner_nationality,
+        &r.owner_id_number,
+        &r.owner_phone,
+        &r.owner_residence_country,
+        &r.owner_language,
+        &r.holder_first_name,
+        &r.holder_last_name,
+        &r.holder_birth_date,
+        &r.holder_id_number,
+        &r.holder_nationality,
+        &r.previous_owner_email,
+        &r.initial_owner_email,
+        &r.injected_at,
+        &r.downloaded_at,
+        &r.assigned_at,
+        &r.activated_at,
+        &r.checked_at,
+        &r.controlled_at,
+        &r.deleted_at,
+        &r.cultural_contact_id,
+        &r.first_synced_at,
+        &r.last_synced_at,
+    ]
+}
+
+fn record_from_row(row: &Row<'_>) -> rusqlite::Result<TicketRecord> {
+    Ok(TicketRecord {
+        ticket_number: row.get(0)?,
+        tixngo_ticket_id: row.get(1)?,
+        barcode: row.get(2)?,
+        event_id: row.get(3)?,
+        s360_state: row.get(4)?,
+        mobile_status: row.get(5)?,
+        tixngo_updated_at: row.get(6)?,
+        owner_email: row.get(7)?,
+        owner_title: row.get(8)?,
+        owner_first_name: row.get(9)?,
+        owner_last_name: row.get(10)?,
+        owner_birth_date: row.get(11)?,
+        owner_nationality: row.get(12)?,
+        owner_id_number: row.get(13)?,
+        owner_phone: row.get(14)?,
+        owner_residence_country: row.get(15)?,
+        owner_language: row.get(16)?,
+        holder_first_name: row.get(17)?,
+        holder_last_name: row.get(18)?,
+        holder_birth_date: row.get(19)?,
+        holder_id_number: row.get(20)?,
+        holder_nationality: row.get(21)?,
+        previous_owner_email: row.get(22)?,
+        initial_owner_email: row.get(23)?,
+        injected_at: row.get(24)?,
+        downloaded_at: row.get(25)?,
+        assigned_at: row.get(26)?,
+        activated_at: row.get(27)?,
+        checked_at: row.get(28)?,
+        controlled_at: row.get(29)?,
+        deleted_at: row.get(30)?,
+        cultural_contact_id: row.get(31)?,
+        first_synced_at: row.get::<_, Option<String>>(32)?.unwrap_or_default(),
+        last_synced_at: row.get::<_, Option<String>>(33)?.unwrap_or_default(),
+    })
+}
+
+/// The transaction of one batch. Dropping it without [`Batch::finish`] rolls everything back.
+pub struct Batch<'s> {
+    tx: Transaction<'s>,
+    path: &'s Path,
+    run_id: i64,
+    /// The batch's time, in the store's form, for every `*_at` it writes.
+    now: String,
+}
+
+impl<'s> Batch<'s> {
+    pub(super) fn begin(
+        conn: &'s mut Connection,
+        path: &'s Path,
+        command: &str,
+        key_before: Option<&str>,
+    ) -> Result<Batch<'s>, Error> {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .in_store(path)?;
+        let now = Timestamp::now().to_string();
+        tx.execute(
+            "INSERT INTO sync_run (command, started_at, key_before) VALUES (?1, ?2, ?3)",
+            params![command, now, key_before],
+        )
+        .in_store(path)?;
+        let run_id = tx.last_insert_rowid();
+        Ok(Batch {
+            tx,
+            path,
+            run_id,
+            now,
+        })
+    }
+
+    /// The batch's time, in the store's form.
+    pub fn now(&self) -> &str {
+        &self.now
+    }
+
+    fn execute(&self, sql: &str, params: &[&dyn ToSql]) -> Result<usize, Error> {
+        self.tx
+            .prepare_cached(sql)
+            .and_then(|mut statement| statement.execute(params))
+            .in_store(self.path)
+    }
+
+    /// The stored row of a ticket.
+    pub fn ticket(&self, ticket_number: &str) -> Result<Option<TicketRecord>, Error> {
+        self.tx
+            .prepare_cached(&SELECT_TICKET)
+            .and_then(|mut statement| {
+                statement
+                    .query_row([ticket_number], record_from_row)
+                    .optional()
+            })
+            .in_store(self.path)
+    }
+
+    /// Inserts or updates a ticket row (the columns of [`SET_ONCE`] are kept on update).
+    pub fn write_ticket(&self, record: &TicketRecord) -> Result<(), Error> {
+        self.execute(&UPSERT_TICKET, &record_params(record))
+            .map(drop)
+    }
+
+    /// Appends the ticket's current state to `ticket_history`.
+    pub fn append_history(&self, record: &TicketRecord) -> Result<(), Error> {
+        self.execute(
+            "INSERT INTO ticket_history (ticket_number, mobile_status, owner_email, holder_first_name,
+                holder_last_name, tixngo_updated_at, run_id, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                record.ticket_number,
+                record.mobile_status,
+                record.owner_email,
+                record.holder_first_name,
+                record.holder_last_name,
+                record.tixngo_updated_at,
+                self.run_id,
+                self.now,
+            ],
+        )
+        .map(drop)
+    }
+
+    /// Ticket numbers with an unresolved `sync_error`, read once per batch.
+    pub fn unresolved_error_tickets(&self) -> Result<HashSet<String>, Error> {
+        let mut statement = self
+            .tx
+            .prepare_cached(
+                "SELECT DISTINCT ticket_number FROM sync_error
+                 WHERE resolved_at IS NULL AND ticket_number IS NOT NULL",
+            )
+            .in_store(self.path)?;
+        let numbers = statement
+            .query_map([], |row| row.get(0))
+            .and_then(|rows| rows.collect())
+            .in_store(self.path)?;
+        Ok(numbers)
+    }
+
+    /// Marks the ticket's unresolved errors resolved.
+    pub fn resolve_errors(&self, ticket_number: &str) -> Result<(), Error> {
+        self.execute(
+            "UPDATE sync_error SET resolved_at = ?1 WHERE ticket_number = ?2 AND resolved_at IS NULL",
+            params![self.now, ticket_number],
+        )
+        .map(drop)
+    }
+
+    /// Records a ticket that cannot be mapped, with its raw JSON. A ticket keeps one unresolved
+    /// error row, which the latest failure refreshes.
+    pub fn record_error(
+        &self,
+        ticket_number: Option<&str>,
+        reason: &str,
+        payload: &str,
+    ) -> Result<(), Error> {
+        if let Some(number) = ticket_number {
+            let refreshed = self.execute(
+                "UPDATE sync_error SET run_id = ?1, reason = ?2, payload = ?3
+                 WHERE ticket_number = ?4 AND resolved_at IS NULL",
+                params![self.run_id, reason, payload, number],
+            )?;
+            if refreshed > 0 {
+                return Ok(());
+            }
+        }
+        self.execute(
+            "INSERT INTO sync_error (run_id, ticket_number, reason, payload) VALUES (?1, ?2, ?3, ?4)",
+            params![self.run_id, ticket_number, reason, payload],
+        )
+        .map(drop)
+    }
+
+    /// Creates a full contact from `spectatorDetails`: internet account, individual.
+    pub fn create_owner_contact(&self, owner: &Spectator) -> Result<i64, Error> {
+        let email = owner.email.as_deref().unwrap_or_default().trim();
+        self.execute(
+            "INSERT INTO contact (email, title, first_name, last_name, birth_date, nationality,
+                id_number, phone, residence_country, language, accept_institution_email,
+                accept_third_party_email, temporary, has_internet_account, kind, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0, 1, 'individual', ?13, ?13)",
+            params![
+                email,
+                owner.title,
+                owner.first_name,
+                owner.last_name,
+                owner.birth_date,
+                owner.nationality,
+                owner.id_number,
+                owner.phone,
+                owner.residence_country,
+                owner.language,
+                owner.allow_promo_email,
+                owner.allow_third_party_email,
+                self.now,
+            ],
+        )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Turns a temporary contact into a full one, in place (same id), with `spectatorDetails`.
+    pub fn upgrade_contact(&self, id: i64, owner: &Spectator) -> Result<(), Error> {
+        self.execute(
+            "UPDATE contact SET title = ?1, first_name = ?2, last_name = ?3, birth_date = ?4,
+                nationality = ?5, id_number = ?6, phone = ?7, residence_country = ?8, language = ?9,
+                accept_institution_email = ?10, accept_third_party_email = ?11, temporary = 0,
+                has_internet_account = 1, updated_at = ?12
+             WHERE id = ?13 AND temporary = 1",
+            params![
+                owner.title,
+                owner.first_name,
+                owner.last_name,
+                owner.birth_date,
+                owner.nationality,
+                owner.id_number,
+                owner.phone,
+                owner.residence_country,
+                owner.language,
+                owner.allow_promo_email,
+                owner.allow_third_party_email,
+                self.now,
+                id,
+            ],
+        )
+        .map(drop)
+    }
+
+    /// Creates the temporary "Pending CREATION" contact of a transfer's recipient.
+    pub fn create_temporary_contact(&self, email: &str) -> Result<i64, Error> {
+        self.execute(
+            "INSERT INTO contact (email, first_name, last_name, temporary, has_internet_account, kind,
+                created_at, updated_at)
+             VALUES (?1, 'Pending', 'CREATION', 1, 0, 'individual', ?2, ?2)",
+            params![email, self.now],
+        )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Adds a distribution line.
+    pub fn insert_line(
+        &self,
+        ticket_number: &str,
+        old_contact_id: Option<i64>,
+        new_contact_id: i64,
+        status: LineStatus,
+    ) -> Result<(), Error> {
+        self.execute(
+            "INSERT INTO distribution (ticket_number, old_contact_id, new_contact_id, action, status,
+                created_at, updated_at, run_id)
+             VALUES (?1, ?2, ?3, 'DISTRIBUTE', ?4, ?5, ?5, ?6)",
+            params![
+                ticket_number,
+                old_contact_id,
+                new_contact_id,
+                status.as_str(),
+                self.now,
+                self.run_id
+            ],
+        )
+        .map(drop)
+    }
+
+    /// Changes the status of a distribution line.
+    pub fn set_line_status(&self, id: i64, status: LineStatus) -> Result<(), Error> {
+        self.execute(
+            "UPDATE distribution SET status = ?1, updated_at = ?2 WHERE id = ?3",
+            params![status.as_str(), self.now, id],
+        )
+        .map(drop)
+    }
+
+    /// Commits the batch: its counters and exit code in `sync_run`, and the next key when
+    /// `save_key` holds, all with the batch's data in one transaction.
+    pub fn finish(
+        self,
+        counters: &Counters,
+        key_after: Option<&str>,
+        save_key: bool,
+        exit_code: u8,
+    ) -> Result<(), Error> {
+        let c = counters;
+        let finished_at = Timestamp::now().to_string();
+        self.execute(
+            "UPDATE sync_run SET finished_at = ?1, key_after = ?2, fetched = ?3, stored = ?4,
+                unchanged = ?5, skipped = ?6, stale = ?7, failed = ?8, contacts_created = ?9,
+                contacts_updated = ?10, distributions_created = ?11, distributions_updated = ?12,
+                exit_code = ?13
+             WHERE id = ?14",
+            params![
+                finished_at,
+                key_after,
+                c.fetched,
+                c.stored,
+                c.unchanged,
+                c.skipped,
+                c.stale,
+                c.failed,
+                c.contacts_created,
+                c.contacts_updated,
+                c.distributions_created,
+                c.distributions_updated,
+                exit_code,
+                self.run_id,
+            ],
+        )?;
+        if save_key {
+            self.execute(
+                "UPDATE sync_state SET pagination_key = ?1, updated_at = ?2 WHERE id = 1",
+                params![key_after, finished_at],
+            )?;
+        }
+        self.tx.commit().in_store(self.path)
+    }
+}
+
+impl ContactBook for Batch<'_> {
+    fn contact_by_email(&mut self, email_key: &str) -> Result<Option<FoundContact>, Error> {
+        self.tx
+            .prepare_cached(
+                "SELECT id, coalesce(temporary, 0) FROM contact WHERE email_key = ?1
+                 ORDER BY coalesce(has_internet_account, 0) DESC,
+                          CASE kind WHEN 'individual' THEN 0 ELSE 1 END, id
+                 LIMIT 1",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_row([email_key], |row| {
+                        Ok(FoundContact {
+                            id: row.get(0)?,
+                            temporary: row.get::<_, i64>(1)? != 0,
+                        })
+                    })
+                    .optional()
+            })
+            .in_store(self.path)
+    }
+
+    fn pending_lines(&mut self, ticket_number: &str) -> Result<Vec<PendingLine>, Error> {
+        let mut statement = self
+            .tx
+            .prepare_cached(
+                "SELECT id, new_contact_id FROM distribution
+                 WHERE ticket_number = ?1 AND status = 'PENDING' ORDER BY id",
+            )
+            .in_store(self.path)?;
+        let lines = statement
+            .query_map([ticket_number], |row| {
+                Ok(PendingLine {
+                    id: row.get(0)?,
+                    new_contact_id: row.get(1)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .in_store(self.path)?;
+        Ok(lines)
+    }
+}

@@ -1,0 +1,209 @@
+//! The S-360 store: an SQLite file holding tickets, contacts, distribution history, the
+//! pagination key, the skip list and the run log (SPEC §4.3).
+//!
+//! Everything the sync writes goes through a [`Batch`]: one `BEGIN IMMEDIATE` transaction per
+//! batch, committed by [`Batch::finish`] with the run counters and the next key, or rolled back
+//! when dropped. That is what makes a crash at any point leave the store as it was.
+
+mod batch;
+mod schema;
+
+use std::collections::HashSet;
+use std::fs::OpenOptions;
+use std::io::ErrorKind;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+pub use batch::Batch;
+
+use crate::error::Error;
+use crate::report::Counters;
+
+/// How long a statement waits for another connection's lock (a reader checkpointing, an S-360
+/// tool writing) before the store counts as unusable.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An open store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// A run's line in `sync_run`, for runs that ended without committing a batch.
+#[derive(Debug)]
+pub struct RunRecord<'a> {
+    pub command: &'a str,
+    pub started_at: &'a str,
+    pub key_before: Option<&'a str>,
+    pub key_after: Option<&'a str>,
+    pub counters: &'a Counters,
+    pub exit_code: u8,
+    pub error: Option<&'a str>,
+}
+
+/// Adds the store's path to SQLite errors.
+pub(crate) trait InStore<T> {
+    fn in_store(self, path: &Path) -> Result<T, Error>;
+}
+
+impl<T> InStore<T> for rusqlite::Result<T> {
+    fn in_store(self, path: &Path) -> Result<T, Error> {
+        self.map_err(|e| Error::store(path, e))
+    }
+}
+
+impl Store {
+    /// Opens the store for writing, creating it (mode 0600, schema included) when missing and
+    /// migrating it forward. A store newer than this binary is refused.
+    pub fn open(path: &Path) -> Result<Store, Error> {
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => log::info!("created the store {}", path.display()),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::store(path, format!("cannot create it: {e}"))),
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .in_store(path)?;
+        let mut store = Store {
+            conn,
+            path: path.to_owned(),
+        };
+        store.configure()?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn configure(&self) -> Result<(), Error> {
+        self.conn.busy_timeout(BUSY_TIMEOUT).in_store(&self.path)?;
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .in_store(&self.path)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::store(
+                &self.path,
+                format!("cannot switch to WAL mode (journal mode is {mode})"),
+            ));
+        }
+        self.conn
+            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .in_store(&self.path)
+    }
+
+    fn schema_version(&self) -> Result<i64, Error> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .in_store(&self.path)
+    }
+
+    /// Applies the migrations this store lacks, each in its own transaction.
+    fn migrate(&mut self) -> Result<(), Error> {
+        let supported = schema::MIGRATIONS.len() as i64;
+        let found = self.schema_version()?;
+        if found > supported {
+            return Err(Error::StoreTooNew {
+                path: self.path.clone(),
+                found,
+                supported,
+            });
+        }
+        for (version, sql) in schema::MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .in_store(&self.path)?;
+            tx.execute_batch(sql).in_store(&self.path)?;
+            tx.pragma_update(None, "user_version", version as i64 + 1)
+                .in_store(&self.path)?;
+            tx.commit().in_store(&self.path)?;
+            log::info!(
+                "store {} migrated to schema version {}",
+                self.path.display(),
+                version + 1
+            );
+        }
+        Ok(())
+    }
+
+    /// The path the store was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The stored pagination key; `None` (or empty) is the start of the feed.
+    pub fn pagination_key(&self) -> Result<Option<String>, Error> {
+        self.conn
+            .query_row(
+                "SELECT pagination_key FROM sync_state WHERE id = 1",
+                [],
+                |row| row.get(0),
+            )
+            .in_store(&self.path)
+    }
+
+    /// The persisted skip list.
+    pub fn skip_list(&self) -> Result<HashSet<String>, Error> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT ticket_number FROM skip_ticket")
+            .in_store(&self.path)?;
+        let numbers = statement
+            .query_map([], |row| row.get(0))
+            .and_then(|rows| rows.collect())
+            .in_store(&self.path)?;
+        Ok(numbers)
+    }
+
+    /// Starts the transaction of one batch and its `sync_run` row.
+    pub fn begin_batch(
+        &mut self,
+        command: &str,
+        key_before: Option<&str>,
+    ) -> Result<Batch<'_>, Error> {
+        Batch::begin(&mut self.conn, &self.path, command, key_before)
+    }
+
+    /// Records a run that committed no batch (a failure after the rollback), in its own transaction.
+    pub fn record_run(&mut self, run: &RunRecord<'_>) -> Result<(), Error> {
+        let now = crate::timestamp::Timestamp::now().to_string();
+        let c = run.counters;
+        self.conn
+            .execute(
+                "INSERT INTO sync_run (command, started_at, finished_at, key_before, key_after,
+                    fetched, stored, unchanged, skipped, stale, failed, contacts_created,
+                    contacts_updated, distributions_created, distributions_updated, exit_code, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                rusqlite::params![
+                    run.command,
+                    run.started_at,
+                    now,
+                    run.key_before,
+                    run.key_after,
+                    c.fetched,
+                    c.stored,
+                    c.unchanged,
+                    c.skipped,
+                    c.stale,
+                    c.failed,
+                    c.contacts_created,
+                    c.contacts_updated,
+                    c.distributions_created,
+                    c.distributions_updated,
+                    run.exit_code,
+                    run.error,
+                ],
+            )
+            .in_store(&self.path)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,142 @@
+//! The store's schema, as forward migrations: `MIGRATIONS[n]` takes `PRAGMA user_version` from n
+//! to n + 1. Never edit a released migration; append a new one.
+//!
+//! Other S-360 tools insert rows naming only the columns of SPEC §4.3, so every column added
+//! beyond those is nullable, has a default or is generated, and `contact.email_key` (the look-up
+//! key) is generated from `email` alone.
+
+pub const MIGRATIONS: &[&str] = &[V1];
+
+const V1: &str = r#"
+CREATE TABLE contact (
+    id                       INTEGER PRIMARY KEY,
+    email                    TEXT NOT NULL,
+    title                    TEXT,
+    first_name               TEXT,
+    last_name                TEXT,
+    birth_date               TEXT,
+    nationality              TEXT,
+    id_number                TEXT,
+    phone                    TEXT,
+    residence_country        TEXT,
+    language                 TEXT,
+    accept_institution_email INTEGER CHECK (accept_institution_email IN (0, 1)),
+    accept_third_party_email INTEGER CHECK (accept_third_party_email IN (0, 1)),
+    temporary                INTEGER DEFAULT 0 CHECK (temporary IN (0, 1)),
+    has_internet_account     INTEGER DEFAULT 0 CHECK (has_internet_account IN (0, 1)),
+    kind                     TEXT DEFAULT 'individual' CHECK (kind IN ('individual', 'relay')),
+    created_at               TEXT DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    updated_at               TEXT DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    -- The look-up key: trimmed and ASCII-lowercased, as the feedback compares e-mails.
+    email_key                TEXT GENERATED ALWAYS AS (lower(trim(email, ' ' || char(9, 10, 13)))) VIRTUAL
+);
+CREATE INDEX contact_by_email_key ON contact (email_key);
+
+CREATE TABLE sync_run (
+    id                    INTEGER PRIMARY KEY,
+    command               TEXT NOT NULL,
+    started_at            TEXT NOT NULL,
+    finished_at           TEXT,
+    key_before            TEXT,
+    key_after             TEXT,
+    fetched               INTEGER NOT NULL DEFAULT 0,
+    stored                INTEGER NOT NULL DEFAULT 0,
+    unchanged             INTEGER NOT NULL DEFAULT 0,
+    skipped               INTEGER NOT NULL DEFAULT 0,
+    stale                 INTEGER NOT NULL DEFAULT 0,
+    failed                INTEGER NOT NULL DEFAULT 0,
+    contacts_created      INTEGER NOT NULL DEFAULT 0,
+    contacts_updated      INTEGER NOT NULL DEFAULT 0,
+    distributions_created INTEGER NOT NULL DEFAULT 0,
+    distributions_updated INTEGER NOT NULL DEFAULT 0,
+    exit_code             INTEGER,
+    error                 TEXT
+);
+
+CREATE TABLE ticket (
+    ticket_number           TEXT PRIMARY KEY NOT NULL,
+    tixngo_ticket_id        TEXT,
+    barcode                 TEXT,
+    event_id                TEXT,
+    s360_state              TEXT,
+    mobile_status           TEXT NOT NULL,
+    tixngo_updated_at       TEXT,
+    owner_email             TEXT,
+    owner_title             TEXT,
+    owner_first_name        TEXT,
+    owner_last_name         TEXT,
+    owner_birth_date        TEXT,
+    owner_nationality       TEXT,
+    owner_id_number         TEXT,
+    owner_phone             TEXT,
+    owner_residence_country TEXT,
+    owner_language          TEXT,
+    holder_first_name       TEXT,
+    holder_last_name        TEXT,
+    holder_birth_date       TEXT,
+    holder_id_number        TEXT,
+    holder_nationality      TEXT,
+    previous_owner_email    TEXT,
+    initial_owner_email     TEXT,
+    injected_at             TEXT,
+    downloaded_at           TEXT,
+    assigned_at             TEXT,
+    activated_at            TEXT,
+    checked_at              TEXT,
+    controlled_at           TEXT,
+    deleted_at              TEXT,
+    cultural_contact_id     INTEGER REFERENCES contact (id),
+    first_synced_at         TEXT,
+    last_synced_at          TEXT
+);
+CREATE INDEX ticket_by_cultural_contact ON ticket (cultural_contact_id);
+
+CREATE TABLE ticket_history (
+    id                INTEGER PRIMARY KEY,
+    ticket_number     TEXT NOT NULL REFERENCES ticket (ticket_number),
+    mobile_status     TEXT NOT NULL,
+    owner_email       TEXT,
+    holder_first_name TEXT,
+    holder_last_name  TEXT,
+    tixngo_updated_at TEXT,
+    run_id            INTEGER REFERENCES sync_run (id),
+    recorded_at       TEXT NOT NULL
+);
+CREATE INDEX ticket_history_by_ticket ON ticket_history (ticket_number);
+
+CREATE TABLE distribution (
+    id             INTEGER PRIMARY KEY,
+    ticket_number  TEXT NOT NULL REFERENCES ticket (ticket_number),
+    old_contact_id INTEGER REFERENCES contact (id),
+    new_contact_id INTEGER NOT NULL REFERENCES contact (id),
+    action         TEXT NOT NULL DEFAULT 'DISTRIBUTE',
+    status         TEXT NOT NULL CHECK (status IN ('PENDING', 'CANCELLED', 'CONFIRMED')),
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL,
+    run_id         INTEGER REFERENCES sync_run (id)
+);
+CREATE INDEX distribution_by_ticket ON distribution (ticket_number, status);
+
+CREATE TABLE sync_state (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    pagination_key TEXT,
+    updated_at     TEXT
+);
+INSERT INTO sync_state (id, pagination_key, updated_at) VALUES (1, NULL, NULL);
+
+CREATE TABLE skip_ticket (
+    ticket_number TEXT PRIMARY KEY NOT NULL,
+    reason        TEXT,
+    added_at      TEXT NOT NULL
+);
+
+CREATE TABLE sync_error (
+    id            INTEGER PRIMARY KEY,
+    run_id        INTEGER REFERENCES sync_run (id),
+    ticket_number TEXT,
+    reason        TEXT NOT NULL,
+    payload       TEXT NOT NULL,
+    resolved_at   TEXT
+);
+CREATE INDEX sync_error_unresolved ON sync_error (ticket_number) WHERE resolved_at IS NULL;
+"#;

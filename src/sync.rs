@@ -1,0 +1,488 @@
+//! One run of `sync` (SPEC §4): check the configuration, take the lock, open the store, then fetch,
+//! map and commit batch after batch until caught up, `--max-batches` or the deadline.
+//!
+//! Checks happen in the order of SPEC §3 so that the exit code names the first problem:
+//! arguments → configuration → lock → store → fetch → parse → write.
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+
+use crate::cli::{GlobalArgs, MappingArgs, SyncArgs};
+use crate::error::Error;
+use crate::exit::ExitCode;
+use crate::feedback::contacts::{self, ContactPlan, ContactRef};
+use crate::feedback::{Merge, TicketRecord, merge};
+use crate::lock::{self, RunLock};
+use crate::report::{Counters, Summary};
+use crate::store::{Batch, RunRecord, Store};
+use crate::timestamp::Timestamp;
+use crate::tixngo::client::{ApiKey, ApiUrl, Client};
+use crate::tixngo::wire::{self, DiffPage, Ticket};
+
+/// Runs `sync`; the summary carries the exit code and the error, if any.
+pub fn run(global: &GlobalArgs, args: &SyncArgs, started: Instant) -> Summary {
+    let mut summary = Summary {
+        command: "sync",
+        ..Summary::default()
+    };
+    let result = sync(global, args, started, &mut summary);
+    finish(summary, result, started)
+}
+
+/// Completes a summary with the run's outcome.
+pub fn finish(mut summary: Summary, result: Result<ExitCode, Error>, started: Instant) -> Summary {
+    let code = match result {
+        Ok(code) => code,
+        Err(error) => {
+            summary.error = Some(error.to_string());
+            error.exit_code()
+        }
+    };
+    summary.exit_code = code.code();
+    summary.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    summary
+}
+
+/// How the tickets of a batch are mapped (SPEC §4.4–4.6).
+pub struct MappingOptions {
+    /// The persisted skip list and `--skip`.
+    pub skip: HashSet<String>,
+    pub stop_on_error: bool,
+    pub max_failed_ratio: f64,
+    pub contacts: bool,
+}
+
+impl MappingOptions {
+    /// Checks the mapping flags (usage errors only: no I/O).
+    pub fn from_args(args: &MappingArgs) -> Result<MappingOptions, Error> {
+        Ok(MappingOptions {
+            skip: args.skip.iter().flat_map(|s| s.0.iter().cloned()).collect(),
+            stop_on_error: args.stop_on_error,
+            max_failed_ratio: args.max_failed_ratio,
+            contacts: args.contacts_enabled()?,
+        })
+    }
+}
+
+/// Where the key comes from and whether the run saves it.
+struct KeyPolicy {
+    start: Option<String>,
+    save: bool,
+}
+
+fn sync(
+    global: &GlobalArgs,
+    args: &SyncArgs,
+    started: Instant,
+    summary: &mut Summary,
+) -> Result<ExitCode, Error> {
+    let mut mapping = MappingOptions::from_args(&args.mapping)?;
+    let deadline = started + Duration::from_secs(args.timeout);
+    let url = args
+        .api_url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| Error::Config("no API URL: set --api-url or TIXNGO_API_URL".into()))?;
+    let client = Client::new(
+        ApiUrl::parse(url)?,
+        api_key(args.api_key_file.as_deref())?,
+        args.max_response_mb * 1024 * 1024,
+    );
+    let _lock = RunLock::acquire(&lock_path(global))?;
+    let mut store = Store::open(&global.store)?;
+    let started_at = Timestamp::now().to_string();
+    let keys = match &args.pagination_key {
+        Some(key) => KeyPolicy {
+            start: Some(key.clone()).filter(|k| !k.is_empty()),
+            save: false,
+        },
+        None => KeyPolicy {
+            start: store.pagination_key()?.filter(|k| !k.is_empty()),
+            save: true,
+        },
+    };
+    mapping.skip.extend(store.skip_list()?);
+    summary.pagination_key_before.clone_from(&keys.start);
+    summary.next_pagination_key.clone_from(&keys.start);
+
+    let mut key = keys.start.clone();
+    let mut partial = false;
+    for batch_number in 1..=args.max_batches {
+        if batch_number > 1 && Instant::now() >= deadline {
+            log::warn!(
+                "the --timeout deadline was reached after {} batches",
+                batch_number - 1
+            );
+            break;
+        }
+        let outcome = fetch_and_apply(
+            &client,
+            &mut store,
+            key.as_deref(),
+            args.batch_size,
+            deadline,
+            &mapping,
+            keys.save,
+        );
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                record_failure(&mut store, "sync", &started_at, key.as_deref(), &error);
+                return Err(error);
+            }
+        };
+        summary.batches += 1;
+        summary.counters.add(&outcome.counters);
+        summary.key_saved = keys.save;
+        summary.caught_up = outcome.caught_up;
+        partial |= outcome.counters.failed > 0;
+        key.clone_from(&outcome.next_key);
+        summary.next_pagination_key.clone_from(&key);
+        if outcome.caught_up {
+            break;
+        }
+    }
+    Ok(if partial {
+        ExitCode::Partial
+    } else {
+        ExitCode::Success
+    })
+}
+
+/// Reads the API key from the key file (refused when others can read it) or `TIXNGO_API_KEY`.
+fn api_key(file: Option<&Path>) -> Result<ApiKey, Error> {
+    let (key, origin) = match file {
+        Some(path) => {
+            let shown = path.display();
+            let metadata = fs::metadata(path)
+                .map_err(|e| Error::Config(format!("cannot read the API key file {shown}: {e}")))?;
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & 0o044 != 0 {
+                return Err(Error::Config(format!(
+                    "the API key file {shown} is readable by others (mode {mode:04o}): chmod 600 {shown}"
+                )));
+            }
+            let text = fs::read_to_string(path)
+                .map_err(|e| Error::Config(format!("cannot read the API key file {shown}: {e}")))?;
+            (text.trim().to_owned(), format!("the API key file {shown}"))
+        }
+        None => match std::env::var("TIXNGO_API_KEY") {
+            Ok(key) if !key.trim().is_empty() => {
+                (key.trim().to_owned(), "TIXNGO_API_KEY".to_owned())
+            }
+            _ => {
+                return Err(Error::Config(
+                    "no API key: set TIXNGO_API_KEY or --api-key-file (TIXNGO_API_KEY_FILE)".into(),
+                ));
+            }
+        },
+    };
+    ApiKey::new(key).map_err(|why| Error::Config(format!("{origin} {why}")))
+}
+
+/// What one committed batch came to.
+pub struct BatchOutcome {
+    pub counters: Counters,
+    /// The key the next batch or run starts from.
+    pub next_key: Option<String>,
+    pub caught_up: bool,
+}
+
+fn fetch_and_apply(
+    client: &Client,
+    store: &mut Store,
+    key: Option<&str>,
+    batch_size: u32,
+    deadline: Instant,
+    mapping: &MappingOptions,
+    save_key: bool,
+) -> Result<BatchOutcome, Error> {
+    let body = client.fetch(key, batch_size, deadline)?;
+    let page = wire::parse_page(&body).map_err(Error::BadData)?;
+    let fetched = page.tickets.len();
+    let next_key = page
+        .next_page_key
+        .clone()
+        .or_else(|| key.map(str::to_owned));
+    let caught_up = fetched < batch_size as usize
+        || page.next_page_key.is_none()
+        || page.next_page_key.as_deref() == key;
+    let counters = apply_page(
+        store,
+        "sync",
+        &page,
+        key,
+        next_key.as_deref(),
+        save_key,
+        mapping,
+    )?;
+    Ok(BatchOutcome {
+        counters,
+        next_key,
+        caught_up,
+    })
+}
+
+/// Maps every ticket of a page and commits them, with the run counters and (when `save_key`) the
+/// next key, in one transaction. Nothing is written when it fails.
+pub fn apply_page(
+    store: &mut Store,
+    command: &str,
+    page: &DiffPage<'_>,
+    key_before: Option<&str>,
+    key_after: Option<&str>,
+    save_key: bool,
+    mapping: &MappingOptions,
+) -> Result<Counters, Error> {
+    let mut batch = store.begin_batch(command, key_before)?;
+    let mut counters = Counters {
+        fetched: page.tickets.len() as u64,
+        ..Counters::default()
+    };
+    let mut unresolved = batch.unresolved_error_tickets()?;
+    let mut first_failure: Option<String> = None;
+    for raw in &page.tickets {
+        let raw_number = wire::raw_ticket_number(raw);
+        let outcome = match raw_number.as_deref() {
+            Some(number) if mapping.skip.contains(number) => Outcome::Skipped,
+            _ => match wire::decode_ticket(raw) {
+                Ok(ticket) => apply_ticket(&mut batch, &ticket, mapping.contacts, &mut counters)?,
+                Err(reason) => Outcome::Failed(reason),
+            },
+        };
+        match outcome {
+            Outcome::Failed(reason) => {
+                counters.failed += 1;
+                fail_ticket(&batch, raw, raw_number.as_deref(), &reason)?;
+                first_failure
+                    .get_or_insert_with(|| describe_failure(raw_number.as_deref(), &reason));
+                unresolved.extend(raw_number);
+            }
+            settled => {
+                match settled {
+                    Outcome::Skipped => counters.skipped += 1,
+                    Outcome::Stale => counters.stale += 1,
+                    Outcome::Stored => counters.stored += 1,
+                    Outcome::Unchanged => counters.unchanged += 1,
+                    Outcome::Failed(_) => unreachable!("handled above"),
+                }
+                if let Some(number) = raw_number.filter(|n| unresolved.remove(n)) {
+                    batch.resolve_errors(&number)?;
+                }
+            }
+        }
+    }
+    if let Some(first) = first_failure {
+        let ratio = counters.failed as f64 / counters.fetched as f64;
+        if mapping.stop_on_error {
+            return Err(Error::BatchRejected(format!(
+                "{first} (--stop-on-error; {} of {} tickets cannot be mapped)",
+                counters.failed, counters.fetched
+            )));
+        }
+        if ratio > mapping.max_failed_ratio {
+            return Err(Error::BatchRejected(format!(
+                "{} of {} tickets ({:.1}%) cannot be mapped, over --max-failed-ratio {}; first: {first}",
+                counters.failed,
+                counters.fetched,
+                ratio * 100.0,
+                mapping.max_failed_ratio
+            )));
+        }
+        log::warn!(
+            "{} of {} tickets cannot be mapped and were recorded in sync_error; first: {first}",
+            counters.failed,
+            counters.fetched
+        );
+    }
+    let exit = if counters.failed > 0 {
+        ExitCode::Partial
+    } else {
+        ExitCode::Success
+    };
+    batch.finish(&counters, key_after, save_key, exit.code())?;
+    Ok(counters)
+}
+
+/// What became of one ticket.
+enum Outcome {
+    Skipped,
+    Stale,
+    Stored,
+    Unchanged,
+    Failed(String),
+}
+
+fn describe_failure(number: Option<&str>, reason: &str) -> String {
+    match number {
+        Some(number) if crate::ticket_number::is_valid(number) => {
+            format!("ticket {number} cannot be mapped: {reason}")
+        }
+        _ => format!("a ticket without a readable number cannot be mapped: {reason}"),
+    }
+}
+
+fn fail_ticket(
+    batch: &Batch<'_>,
+    raw: &RawValue,
+    number: Option<&str>,
+    reason: &str,
+) -> Result<(), Error> {
+    log::debug!("{}", describe_failure(number, reason));
+    batch.record_error(number, reason, raw.get())
+}
+
+/// Stores one decoded ticket: the row, its history and its contacts (SPEC §4.4 steps 3–6).
+fn apply_ticket(
+    batch: &mut Batch<'_>,
+    ticket: &Ticket,
+    contacts_on: bool,
+    counters: &mut Counters,
+) -> Result<Outcome, Error> {
+    let stored = batch.ticket(&ticket.ticket_number)?;
+    let (mut record, changed, history) = match merge(stored.as_ref(), ticket, batch.now()) {
+        Merge::Stale => return Ok(Outcome::Stale),
+        Merge::Apply {
+            record,
+            changed,
+            history,
+        } => (record, changed, history),
+    };
+    let plan = if contacts_on {
+        let plan = contacts::plan(stored.as_ref(), ticket, batch)?;
+        if let Some(warning) = plan.warning {
+            log::warn!("ticket {}: {warning}", ticket.ticket_number);
+        }
+        Some(plan)
+    } else {
+        None
+    };
+    let created = match &plan {
+        Some(plan) => create_contacts(batch, plan, ticket, &mut record, counters)?,
+        None => NewContacts::default(),
+    };
+    batch.write_ticket(&record)?;
+    if history {
+        batch.append_history(&record)?;
+    }
+    if let Some(plan) = &plan {
+        write_lines(batch, plan, &record, created, counters)?;
+    }
+    Ok(if changed {
+        Outcome::Stored
+    } else {
+        Outcome::Unchanged
+    })
+}
+
+/// Ids of the contacts a plan created.
+#[derive(Clone, Copy, Default)]
+struct NewContacts {
+    owner: Option<i64>,
+    recipient: Option<i64>,
+}
+
+impl NewContacts {
+    fn resolve(self, contact: ContactRef) -> Result<i64, Error> {
+        match contact {
+            ContactRef::Existing(id) => Ok(id),
+            ContactRef::NewOwner => self.owner.ok_or(contact),
+            ContactRef::NewRecipient => self.recipient.ok_or(contact),
+        }
+        .map_err(|contact| {
+            Error::Internal(format!(
+                "the contact plan names {contact:?} but did not create it"
+            ))
+        })
+    }
+}
+
+/// Creates and upgrades the plan's contacts and points the ticket at its new cultural contact.
+fn create_contacts(
+    batch: &Batch<'_>,
+    plan: &ContactPlan,
+    ticket: &Ticket,
+    record: &mut TicketRecord,
+    counters: &mut Counters,
+) -> Result<NewContacts, Error> {
+    let owner = ticket.owner.clone().unwrap_or_default();
+    let mut created = NewContacts::default();
+    if plan.create_owner {
+        created.owner = Some(batch.create_owner_contact(&owner)?);
+        counters.contacts_created += 1;
+    }
+    if let Some(id) = plan.upgrade {
+        batch.upgrade_contact(id, &owner)?;
+        counters.contacts_updated += 1;
+    }
+    if let Some(email) = &plan.create_recipient {
+        created.recipient = Some(batch.create_temporary_contact(email)?);
+        counters.contacts_created += 1;
+    }
+    if let Some(contact) = plan.cultural_contact {
+        record.cultural_contact_id = Some(created.resolve(contact)?);
+    }
+    Ok(created)
+}
+
+/// Writes the plan's distribution changes (after the ticket row, which the lines reference).
+fn write_lines(
+    batch: &Batch<'_>,
+    plan: &ContactPlan,
+    record: &TicketRecord,
+    created: NewContacts,
+    counters: &mut Counters,
+) -> Result<(), Error> {
+    for &(id, status) in &plan.line_updates {
+        batch.set_line_status(id, status)?;
+        counters.distributions_updated += 1;
+    }
+    if let Some(line) = plan.new_line {
+        let old = line.old_contact.map(|c| created.resolve(c)).transpose()?;
+        batch.insert_line(
+            &record.ticket_number,
+            old,
+            created.resolve(line.new_contact)?,
+            line.status,
+        )?;
+        counters.distributions_created += 1;
+    }
+    Ok(())
+}
+
+/// Records a failed run in `sync_run` after its rollback. A store that cannot take even that is
+/// already failing the run; the original error is the one reported.
+pub fn record_failure(
+    store: &mut Store,
+    command: &str,
+    started_at: &str,
+    key: Option<&str>,
+    error: &Error,
+) {
+    let message = error.to_string();
+    let record = RunRecord {
+        command,
+        started_at,
+        key_before: key,
+        key_after: key,
+        counters: &Counters::default(),
+        exit_code: error.exit_code().code(),
+        error: Some(&message),
+    };
+    if let Err(e) = store.record_run(&record) {
+        log::warn!("the failed run could not be recorded in sync_run: {e}");
+    }
+}
+
+/// The lock file of a store, as the options name it.
+pub fn lock_path(global: &GlobalArgs) -> PathBuf {
+    global
+        .lock_file
+        .clone()
+        .unwrap_or_else(|| lock::default_path(&global.store))
+}

@@ -1,0 +1,273 @@
+//! RFC 3339 timestamps, normalised to the one form the store keeps: UTC `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+//!
+//! The normal form is fixed-width, so stored timestamps compare as instants with plain string
+//! comparison (in Rust and in SQL). Written by hand: the few lines do not warrant a date crate.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// An instant with millisecond precision, between years 0000 and 9999.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp {
+    /// Milliseconds since 1970-01-01T00:00:00Z (negative before).
+    millis: i64,
+}
+
+/// The first instant after year 9999, which the fixed-width form cannot show.
+const MAX_MILLIS: i64 = 253_402_300_800_000;
+/// 0000-01-01T00:00:00Z.
+const MIN_MILLIS: i64 = -62_167_219_200_000;
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Timestamp {
+        Timestamp::from_system_time(SystemTime::now())
+    }
+
+    /// Converts a system time, truncating to milliseconds.
+    pub fn from_system_time(time: SystemTime) -> Timestamp {
+        let millis = match time.duration_since(UNIX_EPOCH) {
+            Ok(after) => i64::try_from(after.as_millis()).unwrap_or(MAX_MILLIS - 1),
+            Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(-MIN_MILLIS),
+        };
+        Timestamp {
+            millis: millis.clamp(MIN_MILLIS, MAX_MILLIS - 1),
+        }
+    }
+
+    /// Seconds since the Unix epoch, as Prometheus wants them.
+    pub fn unix_seconds(self) -> f64 {
+        self.millis as f64 / 1000.0
+    }
+
+    /// The system time of this instant.
+    pub fn to_system_time(self) -> SystemTime {
+        if self.millis >= 0 {
+            UNIX_EPOCH + Duration::from_millis(self.millis as u64)
+        } else {
+            UNIX_EPOCH - Duration::from_millis(self.millis.unsigned_abs())
+        }
+    }
+
+    /// Parses an RFC 3339 date-time in any offset (`T` or a space between date and time, any
+    /// number of fraction digits, `Z` or `±HH:MM`). Returns `None` for anything else, including
+    /// impossible dates such as February 30th.
+    pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+        let b = text.as_bytes();
+        if b.len() < 20 {
+            return None;
+        }
+        let year = digits(b, 0, 4)?;
+        let month = digits(b, 5, 2)?;
+        let day = digits(b, 8, 2)?;
+        let hour = digits(b, 11, 2)?;
+        let minute = digits(b, 14, 2)?;
+        let second = digits(b, 17, 2)?;
+        if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+            return None;
+        }
+        if b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+            return None;
+        }
+        // A leap second (60) is accepted and folded into the next second's first instant.
+        if hour > 23 || minute > 59 || second > 60 {
+            return None;
+        }
+        let mut pos = 19;
+        let mut millis_of_second = 0;
+        if b[pos] == b'.' {
+            pos += 1;
+            let start = pos;
+            while pos < b.len() && b[pos].is_ascii_digit() {
+                if pos - start < 3 {
+                    millis_of_second = millis_of_second * 10 + i64::from(b[pos] - b'0');
+                }
+                pos += 1;
+            }
+            let count = pos - start;
+            if count == 0 {
+                return None;
+            }
+            for _ in count..3 {
+                millis_of_second *= 10;
+            }
+        }
+        let offset_minutes = match &b[pos..] {
+            [b'Z' | b'z'] => 0,
+            [sign @ (b'+' | b'-'), rest @ ..] if rest.len() == 5 && rest[2] == b':' => {
+                let hours = digits(rest, 0, 2)?;
+                let minutes = digits(rest, 3, 2)?;
+                if hours > 23 || minutes > 59 {
+                    return None;
+                }
+                let offset = hours * 60 + minutes;
+                if *sign == b'-' { -offset } else { offset }
+            }
+            _ => return None,
+        };
+        let days = days_from_civil(year, month, day);
+        let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+        let millis = seconds * 1000 + millis_of_second;
+        (MIN_MILLIS..MAX_MILLIS)
+            .contains(&millis)
+            .then_some(Timestamp { millis })
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// The store's form: `YYYY-MM-DDTHH:MM:SS.mmmZ`, always UTC.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let days = self.millis.div_euclid(86_400_000);
+        let of_day = self.millis.rem_euclid(86_400_000);
+        let (year, month, day) = civil_from_days(days);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+            of_day / 3_600_000,
+            of_day / 60_000 % 60,
+            of_day / 1000 % 60,
+            of_day % 1000
+        )
+    }
+}
+
+/// Reads `len` ASCII digits at `start` as a number.
+fn digits(b: &[u8], start: usize, len: usize) -> Option<i64> {
+    let field = b.get(start..start + len)?;
+    field.iter().try_fold(0i64, |acc, &c| {
+        c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+    })
+}
+
+fn is_leap(year: i64) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The inverse of [`days_from_civil`].
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn norm(text: &str) -> Option<String> {
+        Timestamp::parse_rfc3339(text).map(|t| t.to_string())
+    }
+
+    #[test]
+    fn normalises_offsets_to_utc_milliseconds() {
+        assert_eq!(
+            norm("2026-06-01T12:00:00Z").unwrap(),
+            "2026-06-01T12:00:00.000Z"
+        );
+        assert_eq!(
+            norm("2026-06-01T14:00:00+02:00").unwrap(),
+            "2026-06-01T12:00:00.000Z"
+        );
+        assert_eq!(
+            norm("2026-06-01T00:30:00.5-01:00").unwrap(),
+            "2026-06-01T01:30:00.500Z"
+        );
+        assert_eq!(
+            norm("2026-01-01T00:00:00.123456789+00:30").unwrap(),
+            "2025-12-31T23:30:00.123Z"
+        );
+        assert_eq!(
+            norm("2024-02-29 23:59:59z").unwrap(),
+            "2024-02-29T23:59:59.000Z"
+        );
+        assert_eq!(
+            norm("1969-12-31T23:59:59.999Z").unwrap(),
+            "1969-12-31T23:59:59.999Z"
+        );
+        assert_eq!(
+            norm("2016-12-31T23:59:60Z").unwrap(),
+            "2017-01-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_rfc3339() {
+        for bad in [
+            "",
+            "2026-06-01",
+            "2026-06-01T12:00:00",
+            "2026-06-01T12:00Z",
+            "2026-13-01T12:00:00Z",
+            "2026-02-29T12:00:00Z",
+            "2026-04-31T12:00:00Z",
+            "2026-06-01T24:00:00Z",
+            "2026-06-01T12:00:00.Z",
+            "2026-06-01T12:00:00+0200",
+            "2026-06-01T12:00:00+02:00 ",
+            "2026-06-01T12:00:00+24:00",
+            "２０２６-06-01T12:00:00Z",
+            "2026/06/01T12:00:00Z",
+            "0000-01-01T00:00:00+00:01",
+        ] {
+            assert_eq!(norm(bad), None, "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn normal_form_orders_as_instants() {
+        let earlier = Timestamp::parse_rfc3339("2026-06-01T13:00:00+02:00").unwrap();
+        let later = Timestamp::parse_rfc3339("2026-06-01T11:30:00Z").unwrap();
+        assert!(earlier < later);
+        assert!(earlier.to_string() < later.to_string());
+    }
+
+    proptest! {
+        #[test]
+        fn display_round_trips(millis in MIN_MILLIS..MAX_MILLIS) {
+            let t = Timestamp { millis };
+            prop_assert_eq!(Timestamp::parse_rfc3339(&t.to_string()), Some(t));
+        }
+
+        #[test]
+        fn never_panics(text in ".{0,40}") {
+            let _ = Timestamp::parse_rfc3339(&text);
+        }
+
+        #[test]
+        fn string_order_is_instant_order(a in MIN_MILLIS..MAX_MILLIS, b in MIN_MILLIS..MAX_MILLIS) {
+            let (ta, tb) = (Timestamp { millis: a }, Timestamp { millis: b });
+            prop_assert_eq!(ta.cmp(&tb), ta.to_string().cmp(&tb.to_string()));
+        }
+    }
+}

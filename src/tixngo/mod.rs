@@ -1,0 +1,4 @@
+//! TIXNGO: the diff endpoint's wire format and the HTTP client that fetches it.
+
+pub mod client;
+pub mod wire;

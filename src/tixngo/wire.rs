@@ -1,0 +1,447 @@
+//! The wire format of the TIXNGO diff endpoint (SPEC §4.1), in one place so that it can change in
+//! one place: the request's path, parameters and headers, the response envelope, and the ticket.
+//!
+//! The envelope is parsed strictly (a document without a ticket list is bad data) but tolerantly
+//! (aliases, unknown fields ignored). Tickets stay raw JSON until each is decoded on its own, so
+//! that one bad ticket becomes a per-ticket error and its exact bytes can be kept in `sync_error`.
+//! Decoding errors never quote the offending value: tickets carry personal data, and the reason
+//! is logged. They name the position in the ticket's own JSON instead.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use serde_json::value::RawValue;
+
+use crate::ticket_number;
+use crate::timestamp::Timestamp;
+
+/// The diff resource, relative to the interface URL (which ends in `/organizer/tickets`).
+pub const DIFF_PATH: &str = "diff";
+/// Query parameter: tickets per batch.
+pub const LIMIT_PARAM: &str = "limit";
+/// Query parameter: where the feed resumes; omitted on the first call.
+pub const PAGINATION_KEY_PARAM: &str = "paginationKey";
+/// Header carrying the organizer's API key.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// One diff response: the next key and the tickets, still raw.
+#[derive(Debug)]
+pub struct DiffPage<'a> {
+    /// `pagination.nextPageKey` (or a top-level `nextPageKey`); `None` when absent, null or empty.
+    pub next_page_key: Option<String>,
+    /// The tickets in feed order, each the exact JSON text TIXNGO sent.
+    pub tickets: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    result: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tickets: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    items: Option<&'a RawValue>,
+    #[serde(default)]
+    pagination: Option<Pagination>,
+    #[serde(default, rename = "nextPageKey")]
+    next_page_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Pagination {
+    #[serde(default, rename = "nextPageKey")]
+    next_page_key: Option<String>,
+}
+
+/// Parses a complete response body (or replay file). The error is the reason it is bad data.
+pub fn parse_page(body: &[u8]) -> Result<DiffPage<'_>, String> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        format!(
+            "the document is not valid UTF-8 (at byte {})",
+            e.valid_up_to()
+        )
+    })?;
+    let envelope: Envelope<'_> = serde_json::from_str(text)
+        .map_err(|e| format!("the document is not a valid diff document: {e}"))?;
+    let list = envelope
+        .result
+        .or(envelope.tickets)
+        .or(envelope.items)
+        .ok_or("the document has no ticket list (result, tickets or items)")?;
+    let tickets: Vec<&RawValue> = serde_json::from_str(list.get())
+        .map_err(|_| "the ticket list of the document is not an array".to_owned())?;
+    let next_page_key = envelope
+        .pagination
+        .and_then(|p| p.next_page_key)
+        .or(envelope.next_page_key)
+        .filter(|key| !key.is_empty());
+    Ok(DiffPage {
+        next_page_key,
+        tickets,
+    })
+}
+
+/// The raw `taxNumber` of a ticket, read without any other validation: the skip list is checked
+/// on it before anything else, so that skipping gets past a malformed ticket.
+pub fn raw_ticket_number(raw: &RawValue) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default, rename = "taxNumber")]
+        tax_number: Option<serde_json::Value>,
+    }
+    match serde_json::from_str::<Probe>(raw.get()).ok()?.tax_number? {
+        serde_json::Value::String(number) => Some(number),
+        _ => None,
+    }
+}
+
+/// A ticket as TIXNGO reports it: the current state of one mobile ticket.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ticket {
+    /// S-360 ticket number (TIXNGO tax number), validated against the grammar of SPEC §2.
+    pub ticket_number: String,
+    pub tixngo_ticket_id: Option<String>,
+    pub barcode: Option<String>,
+    pub event_id: Option<String>,
+    /// The mobile status, an open set (V3 and V4 names, and whatever TIXNGO adds).
+    pub status: String,
+    /// When the ticket last changed in TIXNGO; `None` means it is never stale.
+    pub last_updated: Option<Timestamp>,
+    /// `spectatorDetails`: the current owner, the wallet holding the ticket.
+    pub owner: Option<Spectator>,
+    /// The assignee (S-360 beneficiary).
+    pub holder: Patch<Holder>,
+    pub previous_owner_email: Option<String>,
+    pub initial_owner_email: Option<String>,
+    /// `transfer.recipientEmail`: the recipient of a pending or failed transfer.
+    pub transfer_recipient_email: Option<String>,
+    pub attributes: Attributes,
+}
+
+/// A field that can be absent (keep the stored value), explicitly `null` (clear it) or set.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Patch<T> {
+    #[default]
+    Absent,
+    Clear,
+    Set(T),
+}
+
+/// `spectatorDetails`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Spectator {
+    pub title: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub birth_date: Option<String>,
+    pub email: Option<String>,
+    pub nationality: Option<String>,
+    pub id_number: Option<String>,
+    pub phone: Option<String>,
+    pub residence_country: Option<String>,
+    pub language: Option<String>,
+    pub allow_promo_email: Option<bool>,
+    pub allow_third_party_email: Option<bool>,
+}
+
+/// `holder`: the assignee of the ticket.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Holder {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub birth_date: Option<String>,
+    pub id_number: Option<String>,
+    pub nationality: Option<String>,
+}
+
+/// `attributes`: when each V4 milestone was reached.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Attributes {
+    pub injected_at: Option<Timestamp>,
+    pub downloaded_at: Option<Timestamp>,
+    pub assigned_at: Option<Timestamp>,
+    pub activated_at: Option<Timestamp>,
+    pub checked_at: Option<Timestamp>,
+    pub controlled_at: Option<Timestamp>,
+    pub deleted_at: Option<Timestamp>,
+}
+
+/// Decodes one raw ticket. The error is the reason it cannot be mapped (kept in `sync_error`).
+pub fn decode_ticket(raw: &RawValue) -> Result<Ticket, String> {
+    let wire: WireTicket = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+    let ticket_number = wire.tax_number.ok_or("taxNumber is missing")?.0;
+    if !ticket_number::is_valid(&ticket_number) {
+        return Err(format!(
+            "taxNumber is not a valid ticket number (1 to {} characters of A-Z a-z 0-9 - _ . /)",
+            ticket_number::MAX_LEN
+        ));
+    }
+    let status = wire.status.ok_or("status is missing")?.0;
+    if status.trim().is_empty() {
+        return Err("status is empty".to_owned());
+    }
+    let attributes = wire.attributes.unwrap_or_default();
+    Ok(Ticket {
+        ticket_number,
+        tixngo_ticket_id: text(wire.ticket_id),
+        barcode: text(wire.barcode),
+        event_id: text(wire.event_id),
+        status,
+        last_updated: instant("lastUpdated", wire.last_updated)?,
+        owner: wire.spectator_details.map(WireSpectator::into_spectator),
+        holder: match wire.holder {
+            None => Patch::Absent,
+            Some(None) => Patch::Clear,
+            Some(Some(holder)) => Patch::Set(Holder {
+                first_name: text(holder.first_name),
+                last_name: text(holder.last_name),
+                birth_date: text(holder.date_of_birth),
+                id_number: text(holder.id_card_number),
+                nationality: text(holder.nationality),
+            }),
+        },
+        previous_owner_email: wire.previous_owner.and_then(|p| text(p.email)),
+        initial_owner_email: wire.initial_owner.and_then(|p| text(p.email)),
+        transfer_recipient_email: wire.transfer.and_then(|t| text(t.recipient_email)),
+        attributes: Attributes {
+            injected_at: instant("attributes.injectedAt", attributes.injected_at)?,
+            downloaded_at: instant("attributes.downloadedAt", attributes.downloaded_at)?,
+            assigned_at: instant("attributes.assignedAt", attributes.assigned_at)?,
+            activated_at: instant("attributes.activatedAt", attributes.activated_at)?,
+            checked_at: instant("attributes.checkedAt", attributes.checked_at)?,
+            controlled_at: instant("attributes.controlledAt", attributes.controlled_at)?,
+            deleted_at: instant("attributes.deletedAt", attributes.deleted_at)?,
+        },
+    })
+}
+
+fn text(value: Option<Text>) -> Option<String> {
+    value.map(|t| t.0)
+}
+
+fn instant(field: &str, value: Option<Text>) -> Result<Option<Timestamp>, String> {
+    value
+        .map(|t| {
+            Timestamp::parse_rfc3339(&t.0)
+                .ok_or_else(|| format!("{field} is not an RFC 3339 timestamp"))
+        })
+        .transpose()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireTicket {
+    #[serde(default)]
+    ticket_id: Option<Text>,
+    #[serde(default)]
+    tax_number: Option<Text>,
+    #[serde(default)]
+    barcode: Option<Text>,
+    #[serde(default)]
+    event_id: Option<Text>,
+    #[serde(default)]
+    status: Option<Text>,
+    #[serde(default)]
+    last_updated: Option<Text>,
+    #[serde(default)]
+    spectator_details: Option<WireSpectator>,
+    #[serde(default, deserialize_with = "present")]
+    holder: Option<Option<WireHolder>>,
+    #[serde(default)]
+    previous_owner: Option<WirePerson>,
+    #[serde(default)]
+    initial_owner: Option<WirePerson>,
+    #[serde(default)]
+    transfer: Option<WireTransfer>,
+    #[serde(default)]
+    attributes: Option<WireAttributes>,
+}
+
+/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`, through `default`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireSpectator {
+    #[serde(default)]
+    title: Option<Text>,
+    #[serde(default)]
+    first_name: Option<Text>,
+    #[serde(default)]
+    last_name: Option<Text>,
+    #[serde(default)]
+    date_of_birth: Option<Text>,
+    #[serde(default)]
+    email: Option<Text>,
+    #[serde(default)]
+    nationality: Option<Text>,
+    #[serde(default)]
+    id_card_number: Option<Text>,
+    #[serde(default)]
+    phone_number: Option<Text>,
+    #[serde(default)]
+    residence_country: Option<Text>,
+    #[serde(default)]
+    language: Option<Text>,
+    #[serde(default)]
+    organizer_spectator_preference: Option<WirePreference>,
+}
+
+impl WireSpectator {
+    fn into_spectator(self) -> Spectator {
+        let preference = self.organizer_spectator_preference;
+        Spectator {
+            title: text(self.title),
+            first_name: text(self.first_name),
+            last_name: text(self.last_name),
+            birth_date: text(self.date_of_birth),
+            email: text(self.email),
+            nationality: text(self.nationality),
+            id_number: text(self.id_card_number),
+            phone: text(self.phone_number),
+            residence_country: text(self.residence_country),
+            language: text(self.language),
+            allow_promo_email: preference
+                .as_ref()
+                .and_then(|p| p.allow_promo_email.as_ref().map(|f| f.0)),
+            allow_third_party_email: preference
+                .and_then(|p| p.allow_third_party_email.map(|f| f.0)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WirePreference {
+    #[serde(default)]
+    allow_promo_email: Option<Flag>,
+    #[serde(default)]
+    allow_third_party_email: Option<Flag>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireHolder {
+    #[serde(default)]
+    first_name: Option<Text>,
+    #[serde(default)]
+    last_name: Option<Text>,
+    #[serde(default)]
+    date_of_birth: Option<Text>,
+    #[serde(default)]
+    id_card_number: Option<Text>,
+    #[serde(default)]
+    nationality: Option<Text>,
+}
+
+#[derive(Deserialize)]
+struct WirePerson {
+    #[serde(default)]
+    email: Option<Text>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireTransfer {
+    #[serde(default)]
+    recipient_email: Option<Text>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireAttributes {
+    #[serde(default)]
+    injected_at: Option<Text>,
+    #[serde(default)]
+    downloaded_at: Option<Text>,
+    #[serde(default)]
+    assigned_at: Option<Text>,
+    #[serde(default)]
+    activated_at: Option<Text>,
+    #[serde(default)]
+    checked_at: Option<Text>,
+    #[serde(default)]
+    controlled_at: Option<Text>,
+    #[serde(default)]
+    deleted_at: Option<Text>,
+}
+
+/// A JSON string whose type errors never quote the value they found.
+struct Text(String);
+
+/// A JSON boolean whose type errors never quote the value they found.
+struct Flag(bool);
+
+/// Names the JSON type found where another was expected, without its value.
+fn wrong_type<E: de::Error>(expected: &str, found: &str) -> E {
+    E::custom(format_args!("expected {expected}, found {found}"))
+}
+
+/// Reads a JSON scalar that should be a string or a boolean; every other type is an error that
+/// names the type it found and not the value.
+struct Scalar {
+    expected: &'static str,
+}
+
+enum Found {
+    Str(String),
+    Bool(bool),
+}
+
+impl<'de> Visitor<'de> for Scalar {
+    type Value = Found;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.expected)
+    }
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Found, E> {
+        Ok(Found::Bool(value))
+    }
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Found, E> {
+        Ok(Found::Str(value.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Found, E> {
+        Ok(Found::Str(value))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Found, E> {
+        Err(wrong_type(self.expected, "a number"))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Found, E> {
+        Err(wrong_type(self.expected, "a number"))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Found, E> {
+        Err(wrong_type(self.expected, "a number"))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Found, A::Error> {
+        Err(wrong_type(self.expected, "an array"))
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<Found, A::Error> {
+        Err(wrong_type(self.expected, "an object"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let expected = "a string";
+        match deserializer.deserialize_any(Scalar { expected })? {
+            Found::Str(value) => Ok(Text(value)),
+            Found::Bool(_) => Err(wrong_type(expected, "a boolean")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let expected = "a boolean";
+        match deserializer.deserialize_any(Scalar { expected })? {
+            Found::Bool(value) => Ok(Flag(value)),
+            Found::Str(_) => Err(wrong_type(expected, "a string")),
+        }
+    }
+}
