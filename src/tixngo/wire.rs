@@ -169,7 +169,10 @@ pub struct Attributes {
 
 /// Decodes one raw ticket. The error is the reason it cannot be mapped (kept in `sync_error`).
 pub fn decode_ticket(raw: &RawValue) -> Result<Ticket, String> {
-    let wire: WireTicket = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+    if !raw.get().trim_start().starts_with('{') {
+        return Err("the ticket is not a JSON object".to_owned());
+    }
+    let wire: WireTicket = serde_json::from_str(raw.get()).map_err(without_values)?;
     let ticket_number = wire.tax_number.ok_or("taxNumber is missing")?.0;
     if !ticket_number::is_valid(&ticket_number) {
         return Err(format!(
@@ -214,6 +217,28 @@ pub fn decode_ticket(raw: &RawValue) -> Result<Ticket, String> {
             deleted_at: instant("attributes.deletedAt", attributes.deleted_at)?,
         },
     })
+}
+
+/// serde's own type errors quote the value they found (`invalid type: string "…"`); this keeps
+/// the expected type and the position only.
+fn without_values(error: serde_json::Error) -> String {
+    let message = error.to_string();
+    let quotes_value = ["invalid type:", "invalid value:", "unknown variant"]
+        .iter()
+        .any(|prefix| message.starts_with(prefix));
+    if !quotes_value {
+        return message;
+    }
+    let expected = message
+        .rsplit_once(", expected ")
+        .map(|(_, rest)| rest.split(" at line ").next().unwrap_or_default())
+        .map(|what| if what.starts_with("struct ") { "an object" } else { what })
+        .unwrap_or("another type");
+    format!(
+        "a field holds a value of the wrong type (expected {expected}) at line {} column {}",
+        error.line(),
+        error.column()
+    )
 }
 
 fn text(value: Option<Text>) -> Option<String> {
@@ -443,5 +468,149 @@ impl<'de> Deserialize<'de> for Flag {
             Found::Bool(value) => Ok(Flag(value)),
             Found::Str(_) => Err(wrong_type(expected, "a string")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(body: &str) -> Result<DiffPage<'_>, String> {
+        parse_page(body.as_bytes())
+    }
+
+    fn raw(json: &str) -> Box<RawValue> {
+        RawValue::from_string(json.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn reads_the_documented_envelope() {
+        let p = page(r#"{"pagination":{"nextPageKey":"k2"},"result":[{"a":1},{"b":2}],"extra":true}"#).unwrap();
+        assert_eq!(p.next_page_key.as_deref(), Some("k2"));
+        assert_eq!(p.tickets.len(), 2);
+        assert_eq!(p.tickets[1].get(), r#"{"b":2}"#);
+    }
+
+    #[test]
+    fn tolerates_aliases_and_a_top_level_key() {
+        let p = page(r#"{"nextPageKey":"k","tickets":[]}"#).unwrap();
+        assert_eq!((p.next_page_key.as_deref(), p.tickets.len()), (Some("k"), 0));
+        let p = page(r#"{"items":[1],"pagination":{}}"#).unwrap();
+        assert_eq!((p.next_page_key, p.tickets.len()), (None, 1));
+        let p = page(r#"{"result":[],"pagination":{"nextPageKey":""}}"#).unwrap();
+        assert_eq!(p.next_page_key, None, "an empty key counts as none");
+        let p = page(r#"{"result":[],"pagination":{"nextPageKey":null}}"#).unwrap();
+        assert_eq!(p.next_page_key, None);
+    }
+
+    #[test]
+    fn a_document_without_a_ticket_array_is_bad_data() {
+        for body in [
+            r#"{"message":"ok"}"#,
+            r#"{"result":null}"#,
+            r#"{"result":{"a":1}}"#,
+            r#"{"result":"x"}"#,
+            r#"[{"taxNumber":"1"}]"#,
+            r#"{"result":[1,2"#,
+            "",
+            "null",
+            r#"{"result":[],"pagination":{"nextPageKey":5}}"#,
+        ] {
+            assert!(page(body).is_err(), "{body:?} was accepted");
+        }
+        let err = parse_page(b"{\"result\":[\"\xff\"]}").unwrap_err();
+        assert!(err.contains("UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!(r#"{{"result":[{}1{}]}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        // Skipped over inside the list (without recursion), then refused as a ticket.
+        for ticket in page(&deep).map(|p| p.tickets).unwrap_or_default() {
+            assert!(decode_ticket(ticket).is_err());
+        }
+        let deep = |field: &str| {
+            let json = format!(r#"{{"taxNumber":"1","status":"X","{field}":{}1{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+            decode_ticket(&raw(&json))
+        };
+        assert!(deep("spectatorDetails").is_err());
+        assert!(deep("unknownField").is_ok(), "unknown fields are skipped, however deep");
+    }
+
+    #[test]
+    fn decodes_a_full_ticket() {
+        let t = decode_ticket(&raw(
+            r#"{"ticketId":"TX-1","taxNumber":"2026000001","barcode":"123","eventId":"EV-1",
+                "status":"ASSIGNED","lastUpdated":"2026-06-01T14:00:00+02:00",
+                "spectatorDetails":{"title":"Ms","firstName":"Zoë","lastName":"Müller","dateOfBirth":"1990-01-02",
+                  "email":"zoe@example.org","nationality":"CHE","idCardNumber":"X1","phoneNumber":"+41",
+                  "residenceCountry":"CHE","language":"de",
+                  "organizerSpectatorPreference":{"allowPromoEmail":true,"allowThirdPartyEmail":false}},
+                "holder":{"firstName":"Łukasz","lastName":"Wójcik","dateOfBirth":"2001-03-04","idCardNumber":"P9","nationality":"POL"},
+                "previousOwner":{"email":"prev@example.org"},"initialOwner":{"email":"init@example.org","firstName":"I"},
+                "transfer":{"recipientEmail":"r@example.org"},
+                "attributes":{"injectedAt":"2026-05-01T00:00:00Z","deletedAt":null},
+                "somethingNew":{"nested":[1,2,3]}}"#,
+        ))
+        .unwrap();
+        assert_eq!(t.ticket_number, "2026000001");
+        assert_eq!(t.status, "ASSIGNED");
+        assert_eq!(t.last_updated.unwrap().to_string(), "2026-06-01T12:00:00.000Z");
+        let owner = t.owner.unwrap();
+        assert_eq!(owner.first_name.as_deref(), Some("Zoë"));
+        assert_eq!((owner.allow_promo_email, owner.allow_third_party_email), (Some(true), Some(false)));
+        let Patch::Set(holder) = t.holder else { panic!("holder") };
+        assert_eq!(holder.id_number.as_deref(), Some("P9"));
+        assert_eq!(t.previous_owner_email.as_deref(), Some("prev@example.org"));
+        assert_eq!(t.initial_owner_email.as_deref(), Some("init@example.org"));
+        assert_eq!(t.transfer_recipient_email.as_deref(), Some("r@example.org"));
+        assert_eq!(t.attributes.injected_at.unwrap().to_string(), "2026-05-01T00:00:00.000Z");
+        assert_eq!(t.attributes.deleted_at, None);
+    }
+
+    #[test]
+    fn holder_absent_null_and_set_are_told_apart() {
+        let absent = decode_ticket(&raw(r#"{"taxNumber":"1","status":"X"}"#)).unwrap();
+        assert_eq!(absent.holder, Patch::Absent);
+        let null = decode_ticket(&raw(r#"{"taxNumber":"1","status":"X","holder":null}"#)).unwrap();
+        assert_eq!(null.holder, Patch::Clear);
+        let set = decode_ticket(&raw(r#"{"taxNumber":"1","status":"X","holder":{}}"#)).unwrap();
+        assert_eq!(set.holder, Patch::Set(Holder::default()));
+    }
+
+    #[test]
+    fn unmappable_tickets_give_a_reason_without_the_value() {
+        for (json, needle) in [
+            ("[]", "not a JSON object"),
+            ("\"T1\"", "not a JSON object"),
+            (r#"{"status":"X"}"#, "taxNumber is missing"),
+            (r#"{"taxNumber":"1"}"#, "status is missing"),
+            (r#"{"taxNumber":"1","status":" "}"#, "status is empty"),
+            (r#"{"taxNumber":"1 2","status":"X"}"#, "taxNumber is not a valid"),
+            (r#"{"taxNumber":"","status":"X"}"#, "taxNumber is not a valid"),
+            (r#"{"taxNumber":12345,"status":"X"}"#, "expected a string, found a number"),
+            (r#"{"taxNumber":"1","status":"X","lastUpdated":"yesterday"}"#, "lastUpdated is not an RFC 3339"),
+            (r#"{"taxNumber":"1","status":"X","attributes":{"checkedAt":"2026-02-30T00:00:00Z"}}"#, "attributes.checkedAt"),
+            (r#"{"taxNumber":"1","status":"X","spectatorDetails":{"phoneNumber":41790000000}}"#, "found a number"),
+            (r#"{"taxNumber":"1","status":"X","spectatorDetails":"secret@example.org"}"#, "line 1"),
+            (
+                r#"{"taxNumber":"1","status":"X","spectatorDetails":{"organizerSpectatorPreference":{"allowPromoEmail":"yes-secret"}}}"#,
+                "expected a boolean, found a string",
+            ),
+        ] {
+            let reason = decode_ticket(&raw(json)).expect_err(json);
+            assert!(reason.contains(needle), "{json}: {reason}");
+            for secret in ["41790000000", "secret", "12345"] {
+                assert!(!reason.contains(secret), "{json}: the reason quotes the value: {reason}");
+            }
+        }
+    }
+
+    #[test]
+    fn raw_ticket_number_reads_past_other_errors() {
+        assert_eq!(raw_ticket_number(&raw(r#"{"taxNumber":"T-9","status":5}"#)).as_deref(), Some("T-9"));
+        assert_eq!(raw_ticket_number(&raw(r#"{"taxNumber":" T 9 "}"#)).as_deref(), Some(" T 9 "));
+        assert_eq!(raw_ticket_number(&raw(r#"{"taxNumber":9}"#)), None);
+        assert_eq!(raw_ticket_number(&raw("[1]")), None);
     }
 }
