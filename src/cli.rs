@@ -58,6 +58,105 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Fetch one batch from the TIXNGO diff endpoint, store it, advance the key (the cron job)
     Sync(SyncArgs),
+    /// Process a saved diff response as if TIXNGO had returned it, or re-process the sync errors
+    Replay(ReplayArgs),
+    /// Show the key, the lock, the last runs, the skip list, the sync errors and the counts
+    Status,
+    /// The persisted skip list (S-360 "Skip Ticket Tax Numbers")
+    #[command(subcommand)]
+    Skip(SkipCommand),
+    /// Show or move the stored pagination key
+    #[command(subcommand)]
+    Cursor(CursorCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The saved diff response ('-' for stdin)
+    #[arg(
+        value_name = "FILE",
+        required_unless_present = "errors",
+        conflicts_with = "errors"
+    )]
+    pub file: Option<PathBuf>,
+
+    /// Re-process the raw payloads of the unresolved sync errors instead of a file
+    #[arg(long)]
+    pub errors: bool,
+
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SkipCommand {
+    /// Add ticket numbers to the skip list
+    Add {
+        /// Ticket numbers (also comma separated)
+        #[arg(value_name = "NUMBERS", required = true, value_parser = parse_skip)]
+        numbers: Vec<SkipList>,
+        /// Why they are skipped
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Remove ticket numbers from the skip list
+    Remove {
+        /// Ticket numbers (also comma separated)
+        #[arg(value_name = "NUMBERS", required = true, value_parser = parse_skip)]
+        numbers: Vec<SkipList>,
+    },
+    /// List the skip list
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CursorCommand {
+    /// Show the stored pagination key
+    Show,
+    /// Set the stored pagination key (the next sync starts from KEY)
+    Set {
+        #[arg(value_name = "KEY")]
+        key: String,
+        /// Confirm the change
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Empty the stored key: the next sync starts from the beginning of the feed
+    Reset {
+        /// Confirm the change
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+impl SkipCommand {
+    /// The command as `sync_run` and `--json` name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SkipCommand::Add { .. } => "skip add",
+            SkipCommand::Remove { .. } => "skip remove",
+            SkipCommand::List => "skip list",
+        }
+    }
+}
+
+impl CursorCommand {
+    /// The command as `sync_run` and `--json` name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CursorCommand::Show => "cursor show",
+            CursorCommand::Set { .. } => "cursor set",
+            CursorCommand::Reset { .. } => "cursor reset",
+        }
+    }
+}
+
+/// All the ticket numbers of repeated NUMBERS arguments.
+pub fn flatten_numbers(lists: &[SkipList]) -> Vec<String> {
+    lists
+        .iter()
+        .flat_map(|list| list.0.iter().cloned())
+        .collect()
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +206,10 @@ pub struct SyncArgs {
     )]
     pub max_response_mb: u64,
 
+    /// Also write the run's figures in Prometheus text format to PATH, atomically
+    #[arg(long, env = "TIXNGO_METRICS_FILE", value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub mapping: MappingArgs,
 }
@@ -114,6 +217,10 @@ pub struct SyncArgs {
 /// How a batch's tickets are mapped; shared by every command that processes a diff document.
 #[derive(Debug, Args)]
 pub struct MappingArgs {
+    /// Fetch and map, report what would change, write nothing at all
+    #[arg(long)]
+    pub dry_run: bool,
+
     /// Extra ticket numbers to skip in this run only, comma separated
     #[arg(long, value_name = "NUMBERS", value_parser = parse_skip)]
     pub skip: Option<SkipList>,
@@ -252,6 +359,12 @@ mod tests {
             (&["t", "sync", "--skip", "1,2 3"], "2 3"),
             (&["t", "sync", "--frobnicate"], "--frobnicate"),
             (&["t"], "subcommand"),
+            (&["t", "replay"], "FILE"),
+            (&["t", "replay", "f.json", "--errors"], "--errors"),
+            (&["t", "skip", "add"], "NUMBERS"),
+            (&["t", "skip", "add", "ok,bad number"], "bad number"),
+            (&["t", "skip", "remove", "é"], "é"),
+            (&["t", "cursor", "set"], "KEY"),
         ] {
             let message = usage(args);
             assert!(message.contains(needle), "{args:?}: {message}");
@@ -278,7 +391,9 @@ mod tests {
         let Parsed::Run(cli) = parse(["t", "sync", "--skip", " 1, 2 ,"]) else {
             panic!()
         };
-        let Command::Sync(args) = cli.command;
+        let Command::Sync(args) = cli.command else {
+            panic!()
+        };
         assert_eq!(args.mapping.skip.unwrap().0, ["1", "2"]);
     }
 }

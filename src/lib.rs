@@ -6,11 +6,12 @@
 //!
 //! The modules, from the command line down:
 //! - [`cli`]: the command line (clap);
-//! - [`sync`]: one run of the job, batch after batch;
+//! - [`sync`]: one run of the job, batch after batch; [`replay`]: a saved response or the
+//!   sync errors through the same mapping; [`operator`]: `status`, `skip`, `cursor`;
 //! - [`tixngo`]: the diff endpoint's wire format and HTTP client;
 //! - [`feedback`]: the mapping and contact rules, pure functions;
 //! - [`store`]: the SQLite store, its schema and the one transaction per batch;
-//! - [`report`]: counters and the summary line;
+//! - [`report`]: counters, the summary line, the metrics file;
 //! - [`lock`]: the run lock; [`logging`]: stderr logs;
 //! - [`error`] and [`exit`]: failures and the exit codes they map to;
 //! - [`timestamp`] and [`ticket_number`]: the two value types every layer shares.
@@ -21,6 +22,8 @@ pub mod exit;
 pub mod feedback;
 pub mod lock;
 pub mod logging;
+pub mod operator;
+pub mod replay;
 pub mod report;
 pub mod store;
 pub mod sync;
@@ -35,6 +38,7 @@ pub use error::Error;
 pub use exit::ExitCode;
 
 use cli::{Command, Parsed};
+use report::Output;
 
 /// Runs the program with these arguments (the first is the program name) and returns its exit
 /// code, after printing the summary or the error line.
@@ -54,26 +58,30 @@ where
     };
     let global = &cli.global;
     logging::init(global.verbose, global.quiet);
-    let summary = match &cli.command {
-        Command::Sync(args) => sync::run(global, args, started),
+    let output = match &cli.command {
+        Command::Sync(args) => {
+            let summary = sync::run(global, args, started);
+            if let (Some(path), false) = (&args.metrics_file, summary.dry_run)
+                && let Err(e) = report::metrics::write(path, &summary, timestamp::Timestamp::now())
+            {
+                log::error!("cannot write the metrics file {}: {e}", path.display());
+            }
+            summary.output()
+        }
+        Command::Replay(args) => replay::run(global, args, started).output(),
+        Command::Status => Output::of("status", operator::status(global)),
+        Command::Skip(command) => Output::of(command.name(), operator::skip(global, command)),
+        Command::Cursor(command) => Output::of(command.name(), operator::cursor(global, command)),
     };
-    let code = ExitCode::ALL
-        .into_iter()
-        .find(|c| c.code() == summary.exit_code)
-        .unwrap_or(ExitCode::Software);
     if global.json {
-        println!("{}", summary.to_json());
-    } else if !global.quiet && summary.error.is_none() {
-        println!("{}", summary.to_human());
+        println!("{}", output.json);
+    } else if !global.quiet && output.error.is_none() {
+        println!("{}", output.human);
     }
-    if let Some(error) = &summary.error {
+    if let Some(error) = &output.error {
         eprintln!("tixngo-feedback: error: {error}");
-    } else if code == ExitCode::Partial {
-        eprintln!(
-            "tixngo-feedback: {} tickets could not be mapped and wait in sync_error: see `tixngo-feedback status`, \
-             fix and `replay --errors`, or `skip add` them",
-            summary.counters.failed
-        );
+    } else if let Some(warning) = &output.warning {
+        eprintln!("tixngo-feedback: {warning}");
     }
-    code
+    output.exit_code
 }

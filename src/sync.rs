@@ -55,6 +55,8 @@ pub struct MappingOptions {
     pub stop_on_error: bool,
     pub max_failed_ratio: f64,
     pub contacts: bool,
+    /// Write to a scratch copy of the store, never to the store itself.
+    pub dry_run: bool,
 }
 
 impl MappingOptions {
@@ -65,6 +67,7 @@ impl MappingOptions {
             stop_on_error: args.stop_on_error,
             max_failed_ratio: args.max_failed_ratio,
             contacts: args.contacts_enabled()?,
+            dry_run: args.dry_run,
         })
     }
 }
@@ -82,6 +85,7 @@ fn sync(
     summary: &mut Summary,
 ) -> Result<ExitCode, Error> {
     let mut mapping = MappingOptions::from_args(&args.mapping)?;
+    summary.dry_run = mapping.dry_run;
     let deadline = started + Duration::from_secs(args.timeout);
     let url = args
         .api_url
@@ -94,7 +98,7 @@ fn sync(
         args.max_response_mb * 1024 * 1024,
     );
     let _lock = RunLock::acquire(&lock_path(global))?;
-    let mut store = Store::open(&global.store)?;
+    let mut store = open_store(&global.store, mapping.dry_run)?;
     let started_at = Timestamp::now().to_string();
     let keys = match &args.pagination_key {
         Some(key) => KeyPolicy {
@@ -103,7 +107,7 @@ fn sync(
         },
         None => KeyPolicy {
             start: store.pagination_key()?.filter(|k| !k.is_empty()),
-            save: true,
+            save: !mapping.dry_run,
         },
     };
     mapping.skip.extend(store.skip_list()?);
@@ -132,7 +136,9 @@ fn sync(
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(error) => {
-                record_failure(&mut store, "sync", &started_at, key.as_deref(), &error);
+                if !mapping.dry_run {
+                    record_failure(&mut store, "sync", &started_at, key.as_deref(), &error);
+                }
                 return Err(error);
             }
         };
@@ -152,6 +158,15 @@ fn sync(
     } else {
         ExitCode::Success
     })
+}
+
+/// Opens the store for a run that writes, or a private scratch copy of it for a dry run.
+pub fn open_store(path: &Path, dry_run: bool) -> Result<Store, Error> {
+    if dry_run {
+        Store::open_scratch(path)
+    } else {
+        Store::open(path)
+    }
 }
 
 /// Reads the API key from the key file (refused when others can read it) or `TIXNGO_API_KEY`.
@@ -246,12 +261,19 @@ pub fn apply_page(
     };
     let mut unresolved = batch.unresolved_error_tickets()?;
     let mut first_failure: Option<String> = None;
+    let mut warnings = RuleWarnings::default();
     for raw in &page.tickets {
         let raw_number = wire::raw_ticket_number(raw);
         let outcome = match raw_number.as_deref() {
             Some(number) if mapping.skip.contains(number) => Outcome::Skipped,
             _ => match wire::decode_ticket(raw) {
-                Ok(ticket) => apply_ticket(&mut batch, &ticket, mapping.contacts, &mut counters)?,
+                Ok(ticket) => apply_ticket(
+                    &mut batch,
+                    &ticket,
+                    mapping.contacts,
+                    &mut counters,
+                    &mut warnings,
+                )?,
                 Err(reason) => Outcome::Failed(reason),
             },
         };
@@ -277,6 +299,7 @@ pub fn apply_page(
             }
         }
     }
+    warnings.log();
     if let Some(first) = first_failure {
         let ratio = counters.failed as f64 / counters.fetched as f64;
         if mapping.stop_on_error {
@@ -307,6 +330,27 @@ pub fn apply_page(
     };
     batch.finish(&counters, key_after, save_key, exit.code())?;
     Ok(counters)
+}
+
+/// The contact rules' warnings of a batch, logged once per kind (a batch can hold hundreds of
+/// tickets without an e-mail; a line each would flood cron's mail).
+#[derive(Default)]
+struct RuleWarnings(std::collections::BTreeMap<&'static str, (u64, String)>);
+
+impl RuleWarnings {
+    fn note(&mut self, warning: &'static str, ticket_number: &str) {
+        log::debug!("ticket {ticket_number}: {warning}");
+        self.0
+            .entry(warning)
+            .or_insert_with(|| (0, ticket_number.to_owned()))
+            .0 += 1;
+    }
+
+    fn log(&self) {
+        for (warning, (count, first)) in &self.0 {
+            log::warn!("{count} tickets: {warning} (first: ticket {first})");
+        }
+    }
 }
 
 /// What became of one ticket.
@@ -343,6 +387,7 @@ fn apply_ticket(
     ticket: &Ticket,
     contacts_on: bool,
     counters: &mut Counters,
+    warnings: &mut RuleWarnings,
 ) -> Result<Outcome, Error> {
     let stored = batch.ticket(&ticket.ticket_number)?;
     let (mut record, changed, history) = match merge(stored.as_ref(), ticket, batch.now()) {
@@ -356,7 +401,7 @@ fn apply_ticket(
     let plan = if contacts_on {
         let plan = contacts::plan(stored.as_ref(), ticket, batch)?;
         if let Some(warning) = plan.warning {
-            log::warn!("ticket {}: {warning}", ticket.ticket_number);
+            warnings.note(warning, &ticket.ticket_number);
         }
         Some(plan)
     } else {

@@ -40,6 +40,11 @@ impl Timestamp {
         self.millis as f64 / 1000.0
     }
 
+    /// Milliseconds from `earlier` to this instant (negative when `earlier` is later).
+    pub fn millis_since(self, earlier: Timestamp) -> i64 {
+        self.millis - earlier.millis
+    }
+
     /// The system time of this instant.
     pub fn to_system_time(self) -> SystemTime {
         if self.millis >= 0 {

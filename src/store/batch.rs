@@ -268,28 +268,33 @@ impl<'s> Batch<'s> {
     }
 
     /// Records a ticket that cannot be mapped, with its raw JSON. A ticket keeps one unresolved
-    /// error row, which the latest failure refreshes.
+    /// error row, which the latest failure refreshes; a ticket without a readable number is
+    /// matched on its payload instead, so a page fetched again adds no duplicate.
     pub fn record_error(
         &self,
         ticket_number: Option<&str>,
         reason: &str,
         payload: &str,
     ) -> Result<(), Error> {
-        if let Some(number) = ticket_number {
-            let refreshed = self.execute(
+        let refreshed = match ticket_number {
+            Some(number) => self.execute(
                 "UPDATE sync_error SET run_id = ?1, reason = ?2, payload = ?3
                  WHERE ticket_number = ?4 AND resolved_at IS NULL",
                 params![self.run_id, reason, payload, number],
+            )?,
+            None => self.execute(
+                "UPDATE sync_error SET run_id = ?1, reason = ?2
+                 WHERE ticket_number IS NULL AND payload = ?3 AND resolved_at IS NULL",
+                params![self.run_id, reason, payload],
+            )?,
+        };
+        if refreshed == 0 {
+            self.execute(
+                "INSERT INTO sync_error (run_id, ticket_number, reason, payload) VALUES (?1, ?2, ?3, ?4)",
+                params![self.run_id, ticket_number, reason, payload],
             )?;
-            if refreshed > 0 {
-                return Ok(());
-            }
         }
-        self.execute(
-            "INSERT INTO sync_error (run_id, ticket_number, reason, payload) VALUES (?1, ?2, ?3, ?4)",
-            params![self.run_id, ticket_number, reason, payload],
-        )
-        .map(drop)
+        Ok(())
     }
 
     /// Creates a full contact from `spectatorDetails`: internet account, individual.

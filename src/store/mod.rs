@@ -6,6 +6,7 @@
 //! when dropped. That is what makes a crash at any point leave the store as it was.
 
 mod batch;
+mod operator;
 mod schema;
 
 use std::collections::HashSet;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use batch::Batch;
+pub use operator::{SkipEntry, StatusFigures};
 
 use crate::error::Error;
 use crate::report::Counters;
@@ -79,6 +81,71 @@ impl Store {
             path: path.to_owned(),
         };
         store.configure()?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store for reading only (`status`, `cursor show`, `skip list`): a
+    /// missing store is an error and nothing is created.
+    pub fn open_read_only(path: &Path) -> Result<Store, Error> {
+        if !path.exists() {
+            return Err(Error::store(path, "does not exist"));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .in_store(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT).in_store(path)?;
+        let store = Store {
+            conn,
+            path: path.to_owned(),
+        };
+        let supported = schema::MIGRATIONS.len() as i64;
+        match store.schema_version()? {
+            found if found > supported => Err(Error::StoreTooNew {
+                path: path.to_owned(),
+                found,
+                supported,
+            }),
+            0 => Err(Error::store(
+                path,
+                "is not a tixngo-feedback store (no schema)",
+            )),
+            found if found < supported => Err(Error::store(
+                path,
+                format!(
+                    "has schema version {found}: run a writing command (sync) once to migrate it"
+                ),
+            )),
+            _ => Ok(store),
+        }
+    }
+
+    /// A private copy of the store for a dry run: a temporary database that SQLite deletes on
+    /// close, filled from the store (read-only) when it exists, or empty. The dry run writes to
+    /// the copy as a real run would and the store file, its WAL included, is never written.
+    pub fn open_scratch(path: &Path) -> Result<Store, Error> {
+        let mut scratch = Connection::open("").in_store(path)?;
+        if path.exists() {
+            let source = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .in_store(path)?;
+            source.busy_timeout(BUSY_TIMEOUT).in_store(path)?;
+            rusqlite::backup::Backup::new(&source, &mut scratch)
+                .and_then(|backup| backup.run_to_completion(4096, Duration::ZERO, None))
+                .in_store(path)?;
+        }
+        let mut store = Store {
+            conn: scratch,
+            path: path.to_owned(),
+        };
+        store
+            .conn
+            .execute_batch("PRAGMA foreign_keys = ON;")
+            .in_store(path)?;
         store.migrate()?;
         Ok(store)
     }

@@ -232,7 +232,13 @@ fn without_values(error: serde_json::Error) -> String {
     let expected = message
         .rsplit_once(", expected ")
         .map(|(_, rest)| rest.split(" at line ").next().unwrap_or_default())
-        .map(|what| if what.starts_with("struct ") { "an object" } else { what })
+        .map(|what| {
+            if what.starts_with("struct ") {
+                "an object"
+            } else {
+                what
+            }
+        })
         .unwrap_or("another type");
     format!(
         "a field holds a value of the wrong type (expected {expected}) at line {} column {}",
@@ -485,7 +491,9 @@ mod tests {
 
     #[test]
     fn reads_the_documented_envelope() {
-        let p = page(r#"{"pagination":{"nextPageKey":"k2"},"result":[{"a":1},{"b":2}],"extra":true}"#).unwrap();
+        let p =
+            page(r#"{"pagination":{"nextPageKey":"k2"},"result":[{"a":1},{"b":2}],"extra":true}"#)
+                .unwrap();
         assert_eq!(p.next_page_key.as_deref(), Some("k2"));
         assert_eq!(p.tickets.len(), 2);
         assert_eq!(p.tickets[1].get(), r#"{"b":2}"#);
@@ -494,7 +502,10 @@ mod tests {
     #[test]
     fn tolerates_aliases_and_a_top_level_key() {
         let p = page(r#"{"nextPageKey":"k","tickets":[]}"#).unwrap();
-        assert_eq!((p.next_page_key.as_deref(), p.tickets.len()), (Some("k"), 0));
+        assert_eq!(
+            (p.next_page_key.as_deref(), p.tickets.len()),
+            (Some("k"), 0)
+        );
         let p = page(r#"{"items":[1],"pagination":{}}"#).unwrap();
         assert_eq!((p.next_page_key, p.tickets.len()), (None, 1));
         let p = page(r#"{"result":[],"pagination":{"nextPageKey":""}}"#).unwrap();
@@ -524,17 +535,28 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
-        let deep = format!(r#"{{"result":[{}1{}]}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        let deep = format!(
+            r#"{{"result":[{}1{}]}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         // Skipped over inside the list (without recursion), then refused as a ticket.
         for ticket in page(&deep).map(|p| p.tickets).unwrap_or_default() {
             assert!(decode_ticket(ticket).is_err());
         }
         let deep = |field: &str| {
-            let json = format!(r#"{{"taxNumber":"1","status":"X","{field}":{}1{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+            let json = format!(
+                r#"{{"taxNumber":"1","status":"X","{field}":{}1{}}}"#,
+                "[".repeat(100_000),
+                "]".repeat(100_000)
+            );
             decode_ticket(&raw(&json))
         };
         assert!(deep("spectatorDetails").is_err());
-        assert!(deep("unknownField").is_ok(), "unknown fields are skipped, however deep");
+        assert!(
+            deep("unknownField").is_ok(),
+            "unknown fields are skipped, however deep"
+        );
     }
 
     #[test]
@@ -555,16 +577,27 @@ mod tests {
         .unwrap();
         assert_eq!(t.ticket_number, "2026000001");
         assert_eq!(t.status, "ASSIGNED");
-        assert_eq!(t.last_updated.unwrap().to_string(), "2026-06-01T12:00:00.000Z");
+        assert_eq!(
+            t.last_updated.unwrap().to_string(),
+            "2026-06-01T12:00:00.000Z"
+        );
         let owner = t.owner.unwrap();
         assert_eq!(owner.first_name.as_deref(), Some("Zoë"));
-        assert_eq!((owner.allow_promo_email, owner.allow_third_party_email), (Some(true), Some(false)));
-        let Patch::Set(holder) = t.holder else { panic!("holder") };
+        assert_eq!(
+            (owner.allow_promo_email, owner.allow_third_party_email),
+            (Some(true), Some(false))
+        );
+        let Patch::Set(holder) = t.holder else {
+            panic!("holder")
+        };
         assert_eq!(holder.id_number.as_deref(), Some("P9"));
         assert_eq!(t.previous_owner_email.as_deref(), Some("prev@example.org"));
         assert_eq!(t.initial_owner_email.as_deref(), Some("init@example.org"));
         assert_eq!(t.transfer_recipient_email.as_deref(), Some("r@example.org"));
-        assert_eq!(t.attributes.injected_at.unwrap().to_string(), "2026-05-01T00:00:00.000Z");
+        assert_eq!(
+            t.attributes.injected_at.unwrap().to_string(),
+            "2026-05-01T00:00:00.000Z"
+        );
         assert_eq!(t.attributes.deleted_at, None);
     }
 
@@ -586,13 +619,34 @@ mod tests {
             (r#"{"status":"X"}"#, "taxNumber is missing"),
             (r#"{"taxNumber":"1"}"#, "status is missing"),
             (r#"{"taxNumber":"1","status":" "}"#, "status is empty"),
-            (r#"{"taxNumber":"1 2","status":"X"}"#, "taxNumber is not a valid"),
-            (r#"{"taxNumber":"","status":"X"}"#, "taxNumber is not a valid"),
-            (r#"{"taxNumber":12345,"status":"X"}"#, "expected a string, found a number"),
-            (r#"{"taxNumber":"1","status":"X","lastUpdated":"yesterday"}"#, "lastUpdated is not an RFC 3339"),
-            (r#"{"taxNumber":"1","status":"X","attributes":{"checkedAt":"2026-02-30T00:00:00Z"}}"#, "attributes.checkedAt"),
-            (r#"{"taxNumber":"1","status":"X","spectatorDetails":{"phoneNumber":41790000000}}"#, "found a number"),
-            (r#"{"taxNumber":"1","status":"X","spectatorDetails":"secret@example.org"}"#, "line 1"),
+            (
+                r#"{"taxNumber":"1 2","status":"X"}"#,
+                "taxNumber is not a valid",
+            ),
+            (
+                r#"{"taxNumber":"","status":"X"}"#,
+                "taxNumber is not a valid",
+            ),
+            (
+                r#"{"taxNumber":12345,"status":"X"}"#,
+                "expected a string, found a number",
+            ),
+            (
+                r#"{"taxNumber":"1","status":"X","lastUpdated":"yesterday"}"#,
+                "lastUpdated is not an RFC 3339",
+            ),
+            (
+                r#"{"taxNumber":"1","status":"X","attributes":{"checkedAt":"2026-02-30T00:00:00Z"}}"#,
+                "attributes.checkedAt",
+            ),
+            (
+                r#"{"taxNumber":"1","status":"X","spectatorDetails":{"phoneNumber":41790000000}}"#,
+                "found a number",
+            ),
+            (
+                r#"{"taxNumber":"1","status":"X","spectatorDetails":"secret@example.org"}"#,
+                "line 1",
+            ),
             (
                 r#"{"taxNumber":"1","status":"X","spectatorDetails":{"organizerSpectatorPreference":{"allowPromoEmail":"yes-secret"}}}"#,
                 "expected a boolean, found a string",
@@ -601,15 +655,24 @@ mod tests {
             let reason = decode_ticket(&raw(json)).expect_err(json);
             assert!(reason.contains(needle), "{json}: {reason}");
             for secret in ["41790000000", "secret", "12345"] {
-                assert!(!reason.contains(secret), "{json}: the reason quotes the value: {reason}");
+                assert!(
+                    !reason.contains(secret),
+                    "{json}: the reason quotes the value: {reason}"
+                );
             }
         }
     }
 
     #[test]
     fn raw_ticket_number_reads_past_other_errors() {
-        assert_eq!(raw_ticket_number(&raw(r#"{"taxNumber":"T-9","status":5}"#)).as_deref(), Some("T-9"));
-        assert_eq!(raw_ticket_number(&raw(r#"{"taxNumber":" T 9 "}"#)).as_deref(), Some(" T 9 "));
+        assert_eq!(
+            raw_ticket_number(&raw(r#"{"taxNumber":"T-9","status":5}"#)).as_deref(),
+            Some("T-9")
+        );
+        assert_eq!(
+            raw_ticket_number(&raw(r#"{"taxNumber":" T 9 "}"#)).as_deref(),
+            Some(" T 9 ")
+        );
         assert_eq!(raw_ticket_number(&raw(r#"{"taxNumber":9}"#)), None);
         assert_eq!(raw_ticket_number(&raw("[1]")), None);
     }

@@ -1,6 +1,56 @@
-//! What a run tells the world: the counters, the one-line summary (human or JSON).
+//! What a run tells the world: the counters, the one-line summary (human or JSON), the metrics
+//! file.
+
+pub mod metrics;
 
 use serde::Serialize;
+
+use crate::exit::ExitCode;
+
+/// What a command prints: stdout gets the JSON line or, on success, the human text; stderr the
+/// error line, or the warning of a partial success.
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub exit_code: ExitCode,
+    pub human: String,
+    pub json: String,
+    pub error: Option<String>,
+    pub warning: Option<String>,
+}
+
+impl Output {
+    /// The output of an operator command: its human text and JSON object, or its error.
+    pub fn of(command: &str, result: Result<(String, serde_json::Value), crate::Error>) -> Output {
+        match result {
+            Ok((human, mut json)) => {
+                if let Some(object) = json.as_object_mut() {
+                    object.insert("command".into(), command.into());
+                    object.insert("exit_code".into(), 0.into());
+                    object.insert("error".into(), serde_json::Value::Null);
+                }
+                Output {
+                    exit_code: ExitCode::Success,
+                    human,
+                    json: json.to_string(),
+                    error: None,
+                    warning: None,
+                }
+            }
+            Err(error) => {
+                let code = error.exit_code();
+                let message = error.to_string();
+                let json = serde_json::json!({ "command": command, "exit_code": code.code(), "error": message });
+                Output {
+                    exit_code: code,
+                    human: String::new(),
+                    json: json.to_string(),
+                    error: Some(message),
+                    warning: None,
+                }
+            }
+        }
+    }
+}
 
 /// The figures of a batch, added up over a run (`sync_run` columns, summary and `--json` fields).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -52,6 +102,27 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// What the run prints.
+    pub fn output(&self) -> Output {
+        let exit_code = ExitCode::ALL
+            .into_iter()
+            .find(|c| c.code() == self.exit_code)
+            .unwrap_or(ExitCode::Software);
+        Output {
+            exit_code,
+            human: self.to_human(),
+            json: self.to_json(),
+            error: self.error.clone(),
+            warning: (exit_code == ExitCode::Partial).then(|| {
+                format!(
+                    "{} tickets could not be mapped and wait in sync_error: see `tixngo-feedback status`, \
+                     then fix and `replay --errors`, or `skip add` them",
+                    self.counters.failed
+                )
+            }),
+        }
+    }
+
     /// The `--json` line: compact, one line.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self)

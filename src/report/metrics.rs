@@ -1,0 +1,183 @@
+//! The metrics file (SPEC §6): the run's figures in Prometheus text format, for node_exporter's
+//! textfile collector. Rewritten atomically (a temporary file in the same directory, then a
+//! rename), so the collector never reads half a file.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::Summary;
+use crate::timestamp::Timestamp;
+
+const PREFIX: &str = "tixngo_feedback";
+const LAST_SUCCESS: &str = "tixngo_feedback_last_success_timestamp_seconds";
+
+/// Writes the metrics of a finished run. The last success time is carried over from the previous
+/// file when this run did not succeed.
+pub fn write(path: &Path, summary: &Summary, finished: Timestamp) -> std::io::Result<()> {
+    let last_success = if summary.exit_code == 0 {
+        finished.unix_seconds()
+    } else {
+        previous_last_success(path).unwrap_or(0.0)
+    };
+    let text = render(summary, finished, last_success);
+    let temporary = temporary_path(path);
+    let written = fs::File::create(&temporary).and_then(|mut file| {
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
+    });
+    match written.and_then(|()| fs::rename(&temporary, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = fs::remove_file(&temporary);
+            Err(e)
+        }
+    }
+}
+
+/// A hidden sibling, so that the collector (which reads `*.prom`) never picks it up.
+fn temporary_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+fn previous_last_success(path: &Path) -> Option<f64> {
+    let text = fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(LAST_SUCCESS)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// The file's text.
+pub fn render(summary: &Summary, finished: Timestamp, last_success: f64) -> String {
+    let c = &summary.counters;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, samples: &[(&str, f64)]| {
+        let _ = writeln!(out, "# HELP {PREFIX}_{name} {help}");
+        let _ = writeln!(out, "# TYPE {PREFIX}_{name} gauge");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{PREFIX}_{name}{labels} {value}");
+        }
+    };
+    gauge(
+        "last_run_timestamp_seconds",
+        "Unix time at which the last run finished.",
+        &[("", finished.unix_seconds())],
+    );
+    gauge(
+        "last_success_timestamp_seconds",
+        "Unix time at which the last successful run (exit code 0) finished; 0 if none yet.",
+        &[("", last_success)],
+    );
+    gauge(
+        "last_exit_code",
+        "Exit code of the last run.",
+        &[("", f64::from(summary.exit_code))],
+    );
+    gauge(
+        "last_duration_seconds",
+        "Duration of the last run.",
+        &[("", summary.duration_ms as f64 / 1000.0)],
+    );
+    gauge(
+        "last_tickets",
+        "Tickets of the last run, by outcome.",
+        &[
+            ("{outcome=\"stored\"}", c.stored as f64),
+            ("{outcome=\"unchanged\"}", c.unchanged as f64),
+            ("{outcome=\"skipped\"}", c.skipped as f64),
+            ("{outcome=\"stale\"}", c.stale as f64),
+            ("{outcome=\"failed\"}", c.failed as f64),
+        ],
+    );
+    gauge(
+        "last_contacts",
+        "Cultural contacts created or updated by the last run.",
+        &[
+            ("{change=\"created\"}", c.contacts_created as f64),
+            ("{change=\"updated\"}", c.contacts_updated as f64),
+        ],
+    );
+    gauge(
+        "last_distributions",
+        "Distribution lines created or updated by the last run.",
+        &[
+            ("{change=\"created\"}", c.distributions_created as f64),
+            ("{change=\"updated\"}", c.distributions_updated as f64),
+        ],
+    );
+    gauge(
+        "last_batches",
+        "Batches committed by the last run.",
+        &[("", summary.batches as f64)],
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(exit_code: u8) -> Summary {
+        let mut s = Summary {
+            command: "sync",
+            batches: 2,
+            exit_code,
+            duration_ms: 1500,
+            ..Summary::default()
+        };
+        s.counters.stored = 7;
+        s
+    }
+
+    #[test]
+    fn renders_every_documented_metric_with_help_and_type() {
+        let text = render(
+            &summary(0),
+            Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap(),
+            5.0,
+        );
+        for needle in [
+            "# HELP tixngo_feedback_last_run_timestamp_seconds ",
+            "# TYPE tixngo_feedback_last_run_timestamp_seconds gauge",
+            "tixngo_feedback_last_run_timestamp_seconds 1767225600\n",
+            "tixngo_feedback_last_success_timestamp_seconds 5\n",
+            "tixngo_feedback_last_exit_code 0\n",
+            "tixngo_feedback_last_duration_seconds 1.5\n",
+            "tixngo_feedback_last_tickets{outcome=\"stored\"} 7\n",
+            "tixngo_feedback_last_tickets{outcome=\"failed\"} 0\n",
+            "tixngo_feedback_last_batches 2\n",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_failed_run_keeps_the_previous_success_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.prom");
+        let first = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+        write(&path, &summary(0), first).unwrap();
+        let later = Timestamp::parse_rfc3339("2026-01-01T00:05:00Z").unwrap();
+        write(&path, &summary(69), later).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("tixngo_feedback_last_success_timestamp_seconds 1767225600\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tixngo_feedback_last_run_timestamp_seconds 1767225900\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tixngo_feedback_last_exit_code 69\n"),
+            "{text}"
+        );
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "the temporary file is gone");
+    }
+}
