@@ -1,0 +1,334 @@
+//! Shared by the integration tests: the TIXNGO simulator of `examples/`, a scratch directory with
+//! a store, and a fluent builder that runs the real binary and checks its exit status, stdout and
+//! stderr together.
+#![allow(dead_code)]
+
+#[path = "../../examples/tixngo-sim/sim.rs"]
+pub mod sim;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use rusqlite::{Connection, OpenFlags};
+use serde_json::Value;
+#[allow(unused_imports)]
+pub use sim::{Fault, Feed, Simulator};
+use tempfile::TempDir;
+
+/// The API key the simulators of the tests accept.
+pub const API_KEY: &str = "test-key-3f9c1e";
+
+/// Environment variables of the product (and the proxies) that must not leak into a test run
+/// from the machine's environment.
+const SCRUBBED: [&str; 16] = [
+    "TIXNGO_FEEDBACK_STORE",
+    "TIXNGO_FEEDBACK_LOCK",
+    "TIXNGO_API_URL",
+    "TIXNGO_API_KEY_FILE",
+    "TIXNGO_API_KEY",
+    "TIXNGO_BATCH_SIZE",
+    "TIXNGO_MAX_FAILED_RATIO",
+    "TIXNGO_CONTACTS",
+    "TIXNGO_TIMEOUT",
+    "TIXNGO_METRICS_FILE",
+    "RUST_LOG",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+];
+
+/// A scratch directory holding one store.
+pub struct Env {
+    pub dir: TempDir,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Env::new()
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The store every command of this environment uses.
+    pub fn store(&self) -> PathBuf {
+        self.path("store.db")
+    }
+
+    pub fn lock_file(&self) -> PathBuf {
+        self.path("store.db.lock")
+    }
+
+    /// The binary with `args`, against this environment's store, with a clean environment.
+    pub fn cmd(&self, args: &[&str]) -> Run {
+        let mut command = assert_cmd::Command::cargo_bin("tixngo-feedback").expect("the binary");
+        for name in SCRUBBED {
+            command.env_remove(name);
+        }
+        command.current_dir(self.dir.path());
+        command.env("TIXNGO_FEEDBACK_STORE", self.store());
+        command.args(args);
+        Run {
+            command,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            code: 0,
+            stdout: Expect::Anything,
+            stderr: Expect::Anything,
+        }
+    }
+
+    /// `sync` against a simulator, with the right key in `TIXNGO_API_KEY`.
+    pub fn sync(&self, simulator: &Simulator) -> Run {
+        self.cmd(&["sync"])
+            .env("TIXNGO_API_URL", &simulator.url())
+            .env("TIXNGO_API_KEY", API_KEY)
+    }
+
+    /// Writes a file with the given mode.
+    pub fn write(&self, name: &str, contents: &[u8], mode: u32) -> PathBuf {
+        let path = self.path(name);
+        fs::write(&path, contents).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    /// A read-only connection to the store, for the tests' SQL.
+    pub fn db(&self) -> Connection {
+        Connection::open_with_flags(self.store(), OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("the store opens")
+    }
+
+    /// One integer from SQL (a count, an id…).
+    pub fn int(&self, sql: &str) -> i64 {
+        self.db()
+            .query_row(sql, [], |row| row.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// One optional text from SQL.
+    pub fn text(&self, sql: &str) -> Option<String> {
+        self.db()
+            .query_row(sql, [], |row| row.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Every row of a query, each column rendered as text (NULL as `NULL`), for comparisons.
+    pub fn rows(&self, sql: &str) -> Vec<Vec<String>> {
+        let db = self.db();
+        let mut statement = db.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let columns = statement.column_count();
+        let rows = statement
+            .query_map([], |row| {
+                (0..columns)
+                    .map(|i| {
+                        Ok(match row.get_ref(i)? {
+                            rusqlite::types::ValueRef::Null => "NULL".to_owned(),
+                            rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+                            rusqlite::types::ValueRef::Real(f) => f.to_string(),
+                            rusqlite::types::ValueRef::Text(t) => {
+                                String::from_utf8_lossy(t).into_owned()
+                            }
+                            rusqlite::types::ValueRef::Blob(b) => format!("<{} bytes>", b.len()),
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .unwrap();
+        rows.collect::<rusqlite::Result<_>>().unwrap()
+    }
+
+    /// The stored pagination key.
+    pub fn stored_key(&self) -> Option<String> {
+        self.text("SELECT pagination_key FROM sync_state")
+    }
+
+    /// Row counts of every table, to show that a failed run changed nothing.
+    pub fn counts(&self) -> Vec<(String, i64)> {
+        [
+            "ticket",
+            "ticket_history",
+            "contact",
+            "distribution",
+            "sync_error",
+            "skip_ticket",
+            "sync_run",
+        ]
+        .iter()
+        .map(|table| {
+            (
+                table.to_string(),
+                self.int(&format!("SELECT count(*) FROM {table}")),
+            )
+        })
+        .collect()
+    }
+}
+
+enum Expect {
+    Anything,
+    Empty,
+    Contains(Vec<String>),
+}
+
+/// One run of the binary, built fluently, then checked as a whole by [`Run::run`].
+pub struct Run {
+    command: assert_cmd::Command,
+    args: Vec<String>,
+    code: i32,
+    stdout: Expect,
+    stderr: Expect,
+}
+
+/// What a run printed, once its expectations held.
+pub struct Ran {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    /// Stdout as the one JSON line `--json` prints.
+    pub fn json(&self) -> Value {
+        assert_eq!(
+            self.stdout.lines().count(),
+            1,
+            "--json prints exactly one line:\n{}",
+            self.stdout
+        );
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl Run {
+    pub fn arg(mut self, arg: &str) -> Run {
+        self.command.arg(arg);
+        self.args.push(arg.to_owned());
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Run {
+        for arg in args {
+            self = self.arg(arg);
+        }
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: impl AsRef<std::ffi::OsStr>) -> Run {
+        self.command.env(name, value);
+        self
+    }
+
+    pub fn env_remove(mut self, name: &str) -> Run {
+        self.command.env_remove(name);
+        self
+    }
+
+    pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Run {
+        self.command.write_stdin(input.into());
+        self
+    }
+
+    /// The exit status expected (0 unless said).
+    pub fn code(mut self, code: i32) -> Run {
+        self.code = code;
+        self
+    }
+
+    pub fn stdout_empty(mut self) -> Run {
+        self.stdout = Expect::Empty;
+        self
+    }
+
+    pub fn stdout_has(mut self, needle: &str) -> Run {
+        self.stdout = push(self.stdout, needle);
+        self
+    }
+
+    pub fn stderr_empty(mut self) -> Run {
+        self.stderr = Expect::Empty;
+        self
+    }
+
+    pub fn stderr_has(mut self, needle: &str) -> Run {
+        self.stderr = push(self.stderr, needle);
+        self
+    }
+
+    /// Runs the binary and checks the exit status, stdout and stderr together; a failure shows all
+    /// three.
+    pub fn run(mut self) -> Ran {
+        let output: Output = self.command.output().expect("the binary runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let shown = || {
+            format!(
+                "tixngo-feedback {}\nstatus: {:?}\n--- stdout\n{stdout}--- stderr\n{stderr}---",
+                self.args.join(" "),
+                output.status.code()
+            )
+        };
+        assert_eq!(
+            output.status.code(),
+            Some(self.code),
+            "unexpected exit status\n{}",
+            shown()
+        );
+        check("stdout", &self.stdout, &stdout, &shown);
+        check("stderr", &self.stderr, &stderr, &shown);
+        Ran { stdout, stderr }
+    }
+
+    /// Runs with `--json` and returns the parsed line.
+    pub fn json(self) -> Value {
+        self.arg("--json").run().json()
+    }
+}
+
+fn push(expect: Expect, needle: &str) -> Expect {
+    match expect {
+        Expect::Contains(mut needles) => {
+            needles.push(needle.to_owned());
+            Expect::Contains(needles)
+        }
+        _ => Expect::Contains(vec![needle.to_owned()]),
+    }
+}
+
+fn check(stream: &str, expect: &Expect, actual: &str, shown: &dyn Fn() -> String) {
+    match expect {
+        Expect::Anything => {}
+        Expect::Empty => assert!(actual.is_empty(), "{stream} should be empty\n{}", shown()),
+        Expect::Contains(needles) => {
+            for needle in needles {
+                assert!(
+                    actual.contains(needle.as_str()),
+                    "{stream} lacks {needle:?}\n{}",
+                    shown()
+                );
+            }
+        }
+    }
+}
+
+/// A minimal ticket event for `Feed::from_events`.
+pub fn ticket(number: &str, status: &str, updated: &str) -> Value {
+    serde_json::json!({ "taxNumber": number, "status": status, "lastUpdated": updated })
+}
+
+/// Whether a file exists (a store that must not have been created).
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}
