@@ -93,7 +93,7 @@ impl Env {
     /// `sync` against a simulator, with the right key in `TIXNGO_API_KEY`.
     pub fn sync(&self, simulator: &Simulator) -> Run {
         self.cmd(&["sync"])
-            .env("TIXNGO_API_URL", &simulator.url())
+            .env("TIXNGO_API_URL", simulator.url())
             .env("TIXNGO_API_KEY", API_KEY)
     }
 
