@@ -310,12 +310,18 @@ where
             Error::Usage("a subcommand is required (see --help)".to_owned()),
         ),
         Err(e) => {
+            // clap's message, up to its usage block, on one line.
             let rendered = e.render().to_string();
-            let first = rendered
+            let message = rendered
                 .lines()
-                .find(|line| !line.trim().is_empty())
-                .unwrap_or("invalid command line");
-            let message = first.trim_start_matches("error: ").trim();
+                .map(str::trim)
+                .take_while(|line| {
+                    !line.starts_with("Usage:") && !line.starts_with("For more information")
+                })
+                .filter(|line| !line.is_empty() && !line.starts_with("tip:"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let message = message.trim_start_matches("error: ");
             Parsed::Usage(Error::Usage(format!("{message} (see --help)")))
         }
     }

@@ -263,19 +263,29 @@ pub fn apply_page(
     let mut first_failure: Option<String> = None;
     let mut warnings = RuleWarnings::default();
     for raw in &page.tickets {
-        let raw_number = wire::raw_ticket_number(raw);
-        let outcome = match raw_number.as_deref() {
-            Some(number) if mapping.skip.contains(number) => Outcome::Skipped,
-            _ => match wire::decode_ticket(raw) {
-                Ok(ticket) => apply_ticket(
+        // The skip list is checked on the raw `taxNumber` before any other validation; a ticket
+        // that decodes has that very number, so only a failed one is read a second time.
+        let (raw_number, outcome) = match wire::decode_ticket(raw) {
+            Ok(ticket) if mapping.skip.contains(&ticket.ticket_number) => {
+                (Some(ticket.ticket_number), Outcome::Skipped)
+            }
+            Ok(ticket) => {
+                let outcome = apply_ticket(
                     &mut batch,
                     &ticket,
                     mapping.contacts,
                     &mut counters,
                     &mut warnings,
-                )?,
-                Err(reason) => Outcome::Failed(reason),
-            },
+                )?;
+                (Some(ticket.ticket_number), outcome)
+            }
+            Err(reason) => {
+                let number = wire::raw_ticket_number(raw);
+                match number.as_deref() {
+                    Some(n) if mapping.skip.contains(n) => (number, Outcome::Skipped),
+                    _ => (number, Outcome::Failed(reason)),
+                }
+            }
         };
         match outcome {
             Outcome::Failed(reason) => {

@@ -441,43 +441,59 @@ impl<'s> Batch<'s> {
 
 impl ContactBook for Batch<'_> {
     fn contact_by_email(&mut self, email_key: &str) -> Result<Option<FoundContact>, Error> {
-        self.tx
+        // Usually one row; the preference is applied here rather than with ORDER BY, which would
+        // build a temporary b-tree for every look-up.
+        let mut statement = self
+            .tx
             .prepare_cached(
-                "SELECT id, coalesce(temporary, 0) FROM contact WHERE email_key = ?1
-                 ORDER BY coalesce(has_internet_account, 0) DESC,
-                          CASE kind WHEN 'individual' THEN 0 ELSE 1 END, id
-                 LIMIT 1",
+                "SELECT id, coalesce(temporary, 0), coalesce(has_internet_account, 0),
+                        coalesce(kind = 'individual', 0)
+                 FROM contact WHERE email_key = ?1",
             )
-            .and_then(|mut statement| {
-                statement
-                    .query_row([email_key], |row| {
-                        Ok(FoundContact {
-                            id: row.get(0)?,
-                            temporary: row.get::<_, i64>(1)? != 0,
-                        })
-                    })
-                    .optional()
-            })
-            .in_store(self.path)
+            .in_store(self.path)?;
+        let mut rows = statement.query([email_key]).in_store(self.path)?;
+        let mut best: Option<((bool, bool, i64), FoundContact)> = None;
+        while let Some(row) = rows.next().in_store(self.path)? {
+            let read = || -> rusqlite::Result<_> {
+                let id: i64 = row.get(0)?;
+                let internet: i64 = row.get(2)?;
+                let individual: i64 = row.get(3)?;
+                let contact = FoundContact {
+                    id,
+                    temporary: row.get::<_, i64>(1)? != 0,
+                };
+                // Smallest wins: an internet account, then an individual, then the lowest id.
+                Ok(((internet == 0, individual == 0, id), contact))
+            };
+            let (rank, contact) = read().in_store(self.path)?;
+            if best.as_ref().is_none_or(|(best_rank, _)| rank < *best_rank) {
+                best = Some((rank, contact));
+            }
+        }
+        Ok(best.map(|(_, contact)| contact))
     }
 
     fn pending_lines(&mut self, ticket_number: &str) -> Result<Vec<PendingLine>, Error> {
         let mut statement = self
             .tx
             .prepare_cached(
-                "SELECT id, new_contact_id FROM distribution
-                 WHERE ticket_number = ?1 AND status = 'PENDING' ORDER BY id",
+                "SELECT id, new_contact_id, status = 'PENDING' FROM distribution WHERE ticket_number = ?1",
             )
             .in_store(self.path)?;
-        let lines = statement
-            .query_map([ticket_number], |row| {
-                Ok(PendingLine {
-                    id: row.get(0)?,
-                    new_contact_id: row.get(1)?,
-                })
-            })
-            .and_then(|rows| rows.collect())
-            .in_store(self.path)?;
+        // The status is filtered here, not in SQL: with a second equality on the index, SQLite
+        // re-prepares the statement at every binding of the ticket number.
+        let mut lines = Vec::new();
+        let mut rows = statement.query([ticket_number]).in_store(self.path)?;
+        while let Some(row) = rows.next().in_store(self.path)? {
+            let pending: bool = row.get(2).in_store(self.path)?;
+            if pending {
+                lines.push(PendingLine {
+                    id: row.get(0).in_store(self.path)?,
+                    new_contact_id: row.get(1).in_store(self.path)?,
+                });
+            }
+        }
+        lines.sort_unstable_by_key(|line| line.id);
         Ok(lines)
     }
 }

@@ -28,6 +28,9 @@ use crate::report::Counters;
 /// tool writing) before the store counts as unusable.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Prepared statements kept per connection (a batch uses about twenty).
+const STATEMENT_CACHE: usize = 64;
+
 /// An open store.
 pub struct Store {
     conn: Connection,
@@ -138,6 +141,7 @@ impl Store {
                 .and_then(|backup| backup.run_to_completion(4096, Duration::ZERO, None))
                 .in_store(path)?;
         }
+        scratch.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let mut store = Store {
             conn: scratch,
             path: path.to_owned(),
@@ -152,6 +156,9 @@ impl Store {
 
     fn configure(&self) -> Result<(), Error> {
         self.conn.busy_timeout(BUSY_TIMEOUT).in_store(&self.path)?;
+        // Room for every statement a batch prepares, so none is parsed twice.
+        self.conn
+            .set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let mode: String = self
             .conn
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
