@@ -22,6 +22,15 @@ pub struct RunLock {
     _file: File,
 }
 
+impl Drop for RunLock {
+    /// Empties the file while still holding the lock, so that a later holder that does not write
+    /// its pid (`flock -n <store>.lock …` in a shell) is not reported with this process's pid,
+    /// which the system may since have given to an unrelated process.
+    fn drop(&mut self) {
+        let _ = self._file.set_len(0);
+    }
+}
+
 /// What a probe of the lock found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LockState {

@@ -47,7 +47,7 @@ fn replay(
     let page = match &file {
         Some(body) => wire::parse_page(body).map_err(Error::BadData),
         None => {
-            payloads = error_payloads(&store)?;
+            (mapping.error_ids, payloads) = error_payloads(&store)?.into_iter().unzip();
             Ok(DiffPage {
                 next_page_key: None,
                 tickets: payloads.iter().map(AsRef::as_ref).collect(),
@@ -80,13 +80,14 @@ fn replay(
     })
 }
 
-/// The raw payloads of the unresolved sync errors; one that is not JSON (edited by hand) is left.
-fn error_payloads(store: &crate::store::Store) -> Result<Vec<Box<RawValue>>, Error> {
+/// The ids and raw payloads of the unresolved sync errors; one that is not JSON (edited by hand)
+/// is left.
+fn error_payloads(store: &crate::store::Store) -> Result<Vec<(i64, Box<RawValue>)>, Error> {
     Ok(store
         .unresolved_payloads()?
         .into_iter()
-        .filter_map(|payload| match RawValue::from_string(payload) {
-            Ok(raw) => Some(raw),
+        .filter_map(|(id, payload)| match RawValue::from_string(payload) {
+            Ok(raw) => Some((id, raw)),
             Err(e) => {
                 log::warn!(
                     "an unresolved sync error holds a payload that is not JSON ({e}); left as it is"

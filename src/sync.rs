@@ -57,6 +57,10 @@ pub struct MappingOptions {
     pub contacts: bool,
     /// Write to a scratch copy of the store, never to the store itself.
     pub dry_run: bool,
+    /// `replay --errors`: the `sync_error` row each ticket of the page comes from, in order. A
+    /// settled ticket resolves its row and a failed one refreshes it, even when the row has no
+    /// ticket number or the operator's fix changed it.
+    pub error_ids: Vec<i64>,
 }
 
 impl MappingOptions {
@@ -68,6 +72,7 @@ impl MappingOptions {
             max_failed_ratio: args.max_failed_ratio,
             contacts: args.contacts_enabled()?,
             dry_run: args.dry_run,
+            error_ids: Vec::new(),
         })
     }
 }
@@ -262,7 +267,8 @@ pub fn apply_page(
     let mut unresolved = batch.unresolved_error_tickets()?;
     let mut first_failure: Option<String> = None;
     let mut warnings = RuleWarnings::default();
-    for raw in &page.tickets {
+    for (index, raw) in page.tickets.iter().enumerate() {
+        let error_id = mapping.error_ids.get(index).copied();
         // The skip list is checked on the raw `taxNumber` before any other validation; a ticket
         // that decodes has that very number, so only a failed one is read a second time.
         let (raw_number, outcome) = match wire::decode_ticket(raw) {
@@ -290,7 +296,10 @@ pub fn apply_page(
         match outcome {
             Outcome::Failed(reason) => {
                 counters.failed += 1;
-                fail_ticket(&batch, raw, raw_number.as_deref(), &reason)?;
+                match error_id {
+                    Some(id) => batch.refresh_error(id, &reason)?,
+                    None => fail_ticket(&batch, raw, raw_number.as_deref(), &reason)?,
+                }
                 first_failure
                     .get_or_insert_with(|| describe_failure(raw_number.as_deref(), &reason));
                 unresolved.extend(raw_number);
@@ -305,6 +314,9 @@ pub fn apply_page(
                 }
                 if let Some(number) = raw_number.filter(|n| unresolved.remove(n)) {
                     batch.resolve_errors(&number)?;
+                }
+                if let Some(id) = error_id {
+                    batch.resolve_error(id)?;
                 }
             }
         }

@@ -123,19 +123,27 @@ impl Timestamp {
 }
 
 impl fmt::Display for Timestamp {
-    /// The store's form: `YYYY-MM-DDTHH:MM:SS.mmmZ`, always UTC.
+    /// The store's form: `YYYY-MM-DDTHH:MM:SS.mmmZ`, always UTC. Written digit by digit: it runs
+    /// several times per ticket, and `write!` with padding is several times slower.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let days = self.millis.div_euclid(86_400_000);
         let of_day = self.millis.rem_euclid(86_400_000);
         let (year, month, day) = civil_from_days(days);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-            of_day / 3_600_000,
-            of_day / 60_000 % 60,
-            of_day / 1000 % 60,
-            of_day % 1000
-        )
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut value: i64| {
+            for slot in text[at..at + width].iter_mut().rev() {
+                *slot = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, 4, year);
+        put(5, 2, month);
+        put(8, 2, day);
+        put(11, 2, of_day / 3_600_000);
+        put(14, 2, of_day / 60_000 % 60);
+        put(17, 2, of_day / 1000 % 60);
+        put(20, 3, of_day % 1000);
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 

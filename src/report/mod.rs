@@ -69,6 +69,36 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// The names of the figures, in the order of [`Counters::values`]: the `sync_run` columns.
+    pub const NAMES: [&'static str; 10] = [
+        "fetched",
+        "stored",
+        "unchanged",
+        "skipped",
+        "stale",
+        "failed",
+        "contacts_created",
+        "contacts_updated",
+        "distributions_created",
+        "distributions_updated",
+    ];
+
+    /// The figures, in the order of [`Counters::NAMES`].
+    pub fn values(&self) -> [u64; 10] {
+        [
+            self.fetched,
+            self.stored,
+            self.unchanged,
+            self.skipped,
+            self.stale,
+            self.failed,
+            self.contacts_created,
+            self.contacts_updated,
+            self.distributions_created,
+            self.distributions_updated,
+        ]
+    }
+
     /// Adds another batch's figures.
     pub fn add(&mut self, other: &Counters) {
         self.fetched += other.fetched;
@@ -240,6 +270,15 @@ mod tests {
             assert!(value.get(field).is_some(), "{field} missing from {json}");
         }
         assert_eq!(value["error"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn names_match_the_serialized_fields() {
+        let json = serde_json::to_value(summary().counters).unwrap();
+        let counters = summary().counters;
+        for (name, value) in Counters::NAMES.iter().zip(counters.values()) {
+            assert_eq!(json[name], value, "{name}");
+        }
     }
 
     #[test]

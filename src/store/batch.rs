@@ -80,6 +80,19 @@ static UPSERT_TICKET: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+static FINISH_RUN: LazyLock<String> = LazyLock::new(|| {
+    let figures: Vec<String> = Counters::NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| format!("{name} = ?{}", i + 4))
+        .collect();
+    format!(
+        "UPDATE sync_run SET finished_at = ?1, key_after = ?2, exit_code = ?3, {} WHERE id = ?{}",
+        figures.join(", "),
+        Counters::NAMES.len() + 4
+    )
+});
+
 fn record_params(r: &TicketRecord) -> [&dyn ToSql; 34] {
     [
         &r.ticket_number,
@@ -116,6 +129,24 @@ fn record_params(r: &TicketRecord) -> [&dyn ToSql; 34] {
         &r.cultural_contact_id,
         &r.first_synced_at,
         &r.last_synced_at,
+    ]
+}
+
+/// The contact columns copied from `spectatorDetails` (SPEC §4.5), from `title` to
+/// `accept_third_party_email`.
+fn contact_details(owner: &Spectator) -> [&dyn ToSql; 11] {
+    [
+        &owner.title,
+        &owner.first_name,
+        &owner.last_name,
+        &owner.birth_date,
+        &owner.nationality,
+        &owner.id_number,
+        &owner.phone,
+        &owner.residence_country,
+        &owner.language,
+        &owner.allow_promo_email,
+        &owner.allow_third_party_email,
     ]
 }
 
@@ -267,6 +298,26 @@ impl<'s> Batch<'s> {
         .map(drop)
     }
 
+    /// Marks one `sync_error` row resolved: `replay --errors` settled its payload, whatever
+    /// ticket number (or none) the row was recorded under.
+    pub fn resolve_error(&self, id: i64) -> Result<(), Error> {
+        self.execute(
+            "UPDATE sync_error SET resolved_at = ?1 WHERE id = ?2 AND resolved_at IS NULL",
+            params![self.now, id],
+        )
+        .map(drop)
+    }
+
+    /// Records that the payload of one `sync_error` row failed again (`replay --errors`): the
+    /// row is refreshed, its payload kept as the operator left it, and no other row is added.
+    pub fn refresh_error(&self, id: i64, reason: &str) -> Result<(), Error> {
+        self.execute(
+            "UPDATE sync_error SET run_id = ?1, reason = ?2 WHERE id = ?3",
+            params![self.run_id, reason, id],
+        )
+        .map(drop)
+    }
+
     /// Records a ticket that cannot be mapped, with its raw JSON. A ticket keeps one unresolved
     /// error row, which the latest failure refreshes; a ticket without a readable number is
     /// matched on its payload instead, so a page fetched again adds no duplicate.
@@ -300,53 +351,30 @@ impl<'s> Batch<'s> {
     /// Creates a full contact from `spectatorDetails`: internet account, individual.
     pub fn create_owner_contact(&self, owner: &Spectator) -> Result<i64, Error> {
         let email = owner.email.as_deref().unwrap_or_default().trim();
+        let mut values = vec![&email as &dyn ToSql];
+        values.extend(contact_details(owner));
+        values.push(&self.now);
         self.execute(
             "INSERT INTO contact (email, title, first_name, last_name, birth_date, nationality,
                 id_number, phone, residence_country, language, accept_institution_email,
                 accept_third_party_email, temporary, has_internet_account, kind, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0, 1, 'individual', ?13, ?13)",
-            params![
-                email,
-                owner.title,
-                owner.first_name,
-                owner.last_name,
-                owner.birth_date,
-                owner.nationality,
-                owner.id_number,
-                owner.phone,
-                owner.residence_country,
-                owner.language,
-                owner.allow_promo_email,
-                owner.allow_third_party_email,
-                self.now,
-            ],
+            &values,
         )?;
         Ok(self.tx.last_insert_rowid())
     }
 
     /// Turns a temporary contact into a full one, in place (same id), with `spectatorDetails`.
     pub fn upgrade_contact(&self, id: i64, owner: &Spectator) -> Result<(), Error> {
+        let mut values = contact_details(owner).to_vec();
+        values.extend([&self.now as &dyn ToSql, &id]);
         self.execute(
             "UPDATE contact SET title = ?1, first_name = ?2, last_name = ?3, birth_date = ?4,
                 nationality = ?5, id_number = ?6, phone = ?7, residence_country = ?8, language = ?9,
                 accept_institution_email = ?10, accept_third_party_email = ?11, temporary = 0,
                 has_internet_account = 1, updated_at = ?12
              WHERE id = ?13 AND temporary = 1",
-            params![
-                owner.title,
-                owner.first_name,
-                owner.last_name,
-                owner.birth_date,
-                owner.nationality,
-                owner.id_number,
-                owner.phone,
-                owner.residence_country,
-                owner.language,
-                owner.allow_promo_email,
-                owner.allow_third_party_email,
-                self.now,
-                id,
-            ],
+            &values,
         )
         .map(drop)
     }
@@ -404,31 +432,12 @@ impl<'s> Batch<'s> {
         save_key: bool,
         exit_code: u8,
     ) -> Result<(), Error> {
-        let c = counters;
         let finished_at = Timestamp::now().to_string();
-        self.execute(
-            "UPDATE sync_run SET finished_at = ?1, key_after = ?2, fetched = ?3, stored = ?4,
-                unchanged = ?5, skipped = ?6, stale = ?7, failed = ?8, contacts_created = ?9,
-                contacts_updated = ?10, distributions_created = ?11, distributions_updated = ?12,
-                exit_code = ?13
-             WHERE id = ?14",
-            params![
-                finished_at,
-                key_after,
-                c.fetched,
-                c.stored,
-                c.unchanged,
-                c.skipped,
-                c.stale,
-                c.failed,
-                c.contacts_created,
-                c.contacts_updated,
-                c.distributions_created,
-                c.distributions_updated,
-                exit_code,
-                self.run_id,
-            ],
-        )?;
+        let mut values: Vec<&dyn ToSql> = vec![&finished_at, &key_after, &exit_code];
+        let figures = counters.values();
+        values.extend(figures.iter().map(|v| v as &dyn ToSql));
+        values.push(&self.run_id);
+        self.execute(&FINISH_RUN, &values)?;
         if save_key {
             self.execute(
                 "UPDATE sync_state SET pagination_key = ?1, updated_at = ?2 WHERE id = 1",

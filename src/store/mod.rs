@@ -28,6 +28,14 @@ use crate::report::Counters;
 /// tool writing) before the store counts as unusable.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The page size of new stores.
+const PAGE_SIZE: u32 = 8192;
+
+/// SQLite's page cache, in KiB. A batch's dirty pages must fit, or SQLite spills them to the WAL
+/// mid-transaction and reads them back: with the default 2 MiB, a 1 000-ticket batch made seven
+/// small reads and writes per ticket. Pages are only allocated as they are touched.
+const CACHE_KIB: u32 = 32 * 1024;
+
 /// Prepared statements kept per connection (a batch uses about twenty).
 const STATEMENT_CACHE: usize = 64;
 
@@ -156,6 +164,11 @@ impl Store {
 
     fn configure(&self) -> Result<(), Error> {
         self.conn.busy_timeout(BUSY_TIMEOUT).in_store(&self.path)?;
+        // Only takes effect on a new, empty store: rows of about 600 bytes sit better on 8 KiB
+        // pages, and a batch's commit writes half as many WAL frames.
+        self.conn
+            .execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE};"))
+            .in_store(&self.path)?;
         // Room for every statement a batch prepares, so none is parsed twice.
         self.conn
             .set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -170,7 +183,9 @@ impl Store {
             ));
         }
         self.conn
-            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .execute_batch(&format!(
+                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -{CACHE_KIB};"
+            ))
             .in_store(&self.path)
     }
 
@@ -250,33 +265,25 @@ impl Store {
     /// Records a run that committed no batch (a failure after the rollback), in its own transaction.
     pub fn record_run(&mut self, run: &RunRecord<'_>) -> Result<(), Error> {
         let now = crate::timestamp::Timestamp::now().to_string();
-        let c = run.counters;
+        let sql = format!(
+            "INSERT INTO sync_run (command, started_at, finished_at, key_before, key_after, exit_code, error, {})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, {})",
+            Counters::NAMES.join(", "),
+            (8..8 + Counters::NAMES.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+        );
+        let mut values: Vec<&dyn rusqlite::types::ToSql> = vec![
+            &run.command,
+            &run.started_at,
+            &now,
+            &run.key_before,
+            &run.key_after,
+            &run.exit_code,
+            &run.error,
+        ];
+        let figures = run.counters.values();
+        values.extend(figures.iter().map(|v| v as &dyn rusqlite::types::ToSql));
         self.conn
-            .execute(
-                "INSERT INTO sync_run (command, started_at, finished_at, key_before, key_after,
-                    fetched, stored, unchanged, skipped, stale, failed, contacts_created,
-                    contacts_updated, distributions_created, distributions_updated, exit_code, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-                rusqlite::params![
-                    run.command,
-                    run.started_at,
-                    now,
-                    run.key_before,
-                    run.key_after,
-                    c.fetched,
-                    c.stored,
-                    c.unchanged,
-                    c.skipped,
-                    c.stale,
-                    c.failed,
-                    c.contacts_created,
-                    c.contacts_updated,
-                    c.distributions_created,
-                    c.distributions_updated,
-                    run.exit_code,
-                    run.error,
-                ],
-            )
+            .execute(&sql, values.as_slice())
             .in_store(&self.path)?;
         Ok(())
     }

@@ -176,14 +176,14 @@ impl Store {
         })
     }
 
-    /// The raw payloads of the unresolved sync errors, oldest first.
-    pub fn unresolved_payloads(&self) -> Result<Vec<String>, Error> {
+    /// The ids and raw payloads of the unresolved sync errors, oldest first.
+    pub fn unresolved_payloads(&self) -> Result<Vec<(i64, String)>, Error> {
         let mut statement = self
             .conn
-            .prepare("SELECT payload FROM sync_error WHERE resolved_at IS NULL ORDER BY id")
+            .prepare("SELECT id, payload FROM sync_error WHERE resolved_at IS NULL ORDER BY id")
             .in_store(&self.path)?;
         let payloads = statement
-            .query_map([], |row| row.get(0))
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
             .and_then(|rows| rows.collect())
             .in_store(&self.path)?;
         Ok(payloads)

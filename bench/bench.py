@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Speed and memory figures of tixngo-feedback, rerunnable by anyone:
+
+    python3 bench/bench.py            # builds the release binary and the simulator first
+
+It prints one table. Every figure comes from the same run on the same machine, so compare the
+ratios (ours vs curl, ours vs Python), not the absolute milliseconds across machines. Needs the
+Rust toolchain, python3 and curl; nothing else.
+
+1. One cron run: a 1000-ticket batch from the simulator over loopback, process start to exit,
+   median of repeated runs (each run takes the next batch of a growing store, contacts on),
+   beside `curl` fetching the very same response: the difference is our local overhead.
+2. Backfill: ~200 000 tickets with --max-batches at batch 1000, contacts on: tickets per second.
+3. Memory: peak RSS of one 10 000-ticket batch.
+4. The store after the backfill: bytes on disk per ticket.
+5. Against the job scripted in Python (bench/reference_feedback.py: json + sqlite3, one
+   transaction, the same tables and rules): the same file replayed into a fresh store, schema
+   creation included, process start to exit, for 1 000 and 50 000 tickets.
+"""
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARY = os.path.join(ROOT, "target", "release", "tixngo-feedback")
+SIMULATOR = os.path.join(ROOT, "target", "release", "examples", "tixngo-sim")
+REFERENCE = os.path.join(ROOT, "bench", "reference_feedback.py")
+API_KEY = "bench-key"
+CRON_RUNS = int(os.environ.get("BENCH_CRON_RUNS", "31"))
+BACKFILL_TICKETS = int(os.environ.get("BENCH_BACKFILL_TICKETS", "58000"))  # about 200 000 events
+
+
+def build():
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "tixngo-feedback",
+                    "--example", "tixngo-sim"], cwd=ROOT, check=True)
+
+
+class Simulator:
+    """The bundled simulator in its own process, serving a generated organizer."""
+
+    def __init__(self, tickets, seed=1):
+        self.process = subprocess.Popen(
+            [SIMULATOR, "--tickets", str(tickets), "--seed", str(seed), "--api-key", API_KEY],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.url = self.process.stdout.readline().strip()
+
+    def page_url(self, key, limit):
+        query = {"limit": limit}
+        if key:
+            query["paginationKey"] = key
+        return self.url + "/diff?" + urllib.parse.urlencode(query)
+
+    def close(self):
+        self.process.kill()
+        self.process.wait()
+
+
+def timed(command, env=None):
+    """Runs a command; returns (seconds, peak RSS in KiB, stdout)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               env=env)
+    out = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) not in (0, 2):
+        sys.exit("failed (%d): %s" % (os.waitstatus_to_exitcode(status), " ".join(command)))
+    return elapsed, usage.ru_maxrss, out
+
+
+def env_with_key():
+    env = dict(os.environ)
+    env["TIXNGO_API_KEY"] = API_KEY
+    for name in ("TIXNGO_FEEDBACK_STORE", "TIXNGO_FEEDBACK_LOCK", "RUST_LOG", "http_proxy",
+                 "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        env.pop(name, None)
+    return env
+
+
+def stored_key(store):
+    if not os.path.exists(store):
+        return None
+    with sqlite3.connect(store) as db:
+        return db.execute("SELECT pagination_key FROM sync_state").fetchone()[0]
+
+
+def cron_runs(work):
+    """Figure 1: median process time of a 1000-ticket run, and of curl on the same page."""
+    simulator = Simulator(tickets=20000)
+    store = os.path.join(work, "cron.db")
+    ours, floor = [], []
+    try:
+        for _ in range(CRON_RUNS):
+            key = stored_key(store)
+            seconds, _, _ = timed(["curl", "-sf", "-o", "/dev/null", "-H", "x-api-key: " + API_KEY,
+                                   simulator.page_url(key, 1000)])
+            floor.append(seconds)
+            seconds, _, _ = timed([BINARY, "--store", store, "-q", "sync", "--api-url",
+                                   simulator.url, "--batch-size", "1000"], env_with_key())
+            ours.append(seconds)
+    finally:
+        simulator.close()
+    return statistics.median(ours), statistics.median(floor)
+
+
+def backfill(work):
+    """Figures 2 to 4: a long backfill at batch 1000, then the store's size; a 10k batch's RSS."""
+    simulator = Simulator(tickets=BACKFILL_TICKETS)
+    store = os.path.join(work, "backfill.db")
+    try:
+        seconds, _, out = timed([BINARY, "--store", store, "--json", "sync", "--api-url",
+                                 simulator.url, "--batch-size", "1000", "--max-batches", "100000",
+                                 "--timeout", "3600"], env_with_key())
+        summary = json.loads(out)
+        rss_store = os.path.join(work, "rss.db")
+        _, rss, _ = timed([BINARY, "--store", rss_store, "-q", "sync", "--api-url", simulator.url,
+                           "--batch-size", "10000"], env_with_key())
+    finally:
+        simulator.close()
+    with sqlite3.connect(store) as db:
+        tickets = db.execute("SELECT count(*) FROM ticket").fetchone()[0]
+    size = sum(os.path.getsize(store + suffix) for suffix in ("", "-wal")
+               if os.path.exists(store + suffix))
+    return summary["fetched"], seconds, rss, size, tickets
+
+
+def saved_file(work, tickets, name):
+    """A diff response of `tickets` events, saved from the simulator."""
+    simulator = Simulator(tickets=tickets)
+    path = os.path.join(work, name)
+    try:
+        subprocess.run(["curl", "-sf", "-o", path, "-H", "x-api-key: " + API_KEY,
+                        simulator.page_url(None, min(tickets, 10000))], check=True)
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+        # Pages hold at most 10 000 events: chain them into one file.
+        key = document["pagination"]["nextPageKey"]
+        while len(document["result"]) < tickets:
+            page = json.loads(subprocess.run(
+                ["curl", "-sf", "-H", "x-api-key: " + API_KEY, simulator.page_url(key, 10000)],
+                check=True, capture_output=True).stdout)
+            if not page["result"]:
+                break
+            document["result"].extend(page["result"])
+            key = page["pagination"]["nextPageKey"]
+        document["result"] = document["result"][:tickets]
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(document, f)
+    finally:
+        simulator.close()
+    return path
+
+
+def replay_race(work, tickets, repeats):
+    """Figure 5: replaying one file into a fresh store, ours against the Python script."""
+    path = saved_file(work, tickets, "replay-%d.json" % tickets)
+    ours, python = [], []
+    for i in range(repeats):
+        store = os.path.join(work, "ours-%d-%d.db" % (tickets, i))
+        ours.append(timed([BINARY, "--store", store, "-q", "replay", path], env_with_key())[0])
+        store = os.path.join(work, "python-%d-%d.db" % (tickets, i))
+        python.append(timed([sys.executable, REFERENCE, store, path])[0])
+    return statistics.median(ours), statistics.median(python)
+
+
+def main():
+    build()
+    with tempfile.TemporaryDirectory() as work:
+        ours, floor = cron_runs(work)
+        fetched, seconds, rss, size, stored_tickets = backfill(work)
+        small = replay_race(work, 1000, 11)
+        large = replay_race(work, 50000, 3)
+    cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
+                         capture_output=True, text=True).stdout.strip()
+    print("machine: %s, %d cores" % (cpu, os.cpu_count()))
+    print("| figure | measured | target |")
+    print("|---|---|---|")
+    print("| 1. cron run, 1000 tickets (median of %d) | %.1f ms; curl %.1f ms; overhead %.1f ms "
+          "| overhead <= 30 ms |" % (CRON_RUNS, ours * 1e3, floor * 1e3, (ours - floor) * 1e3))
+    print("| 2. backfill, batch 1000, contacts on | %d tickets in %.2f s = %.0f tickets/s "
+          "| >= 100 000/s |" % (fetched, seconds, fetched / seconds))
+    print("| 3. peak RSS, one 10 000-ticket batch | %.1f MiB | <= 64 MiB |" % (rss / 1024))
+    print("| 4. store size after the backfill | %.0f bytes per ticket (%d tickets, %.1f MiB) | |"
+          % (size / stored_tickets, stored_tickets, size / 2**20))
+    print("| 5a. replay 1 000 tickets, fresh store | %.1f ms; Python %.1f ms: %.1fx | >= 5x |"
+          % (small[0] * 1e3, small[1] * 1e3, small[1] / small[0]))
+    print("| 5b. replay 50 000 tickets, fresh store | %.2f s; Python %.2f s: %.1fx | >= 5x |"
+          % (large[0], large[1], large[1] / large[0]))
+
+
+if __name__ == "__main__":
+    main()
