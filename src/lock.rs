@@ -127,7 +127,10 @@ fn read_pid(file: &mut File) -> Option<u32> {
     let mut text = String::new();
     file.seek(SeekFrom::Start(0)).ok()?;
     file.take(32).read_to_string(&mut text).ok()?;
-    text.trim().parse().ok()
+    let pid: u32 = text.trim().parse().ok()?;
+    // A run killed with SIGKILL leaves its pid behind; a holder that writes none (flock(1))
+    // must not be reported with it.
+    Path::new("/proc").join(pid.to_string()).exists().then_some(pid)
 }
 
 #[cfg(test)]
