@@ -52,7 +52,7 @@ where
         Parsed::Run(cli) => cli,
         Parsed::Printed(code) => return code,
         Parsed::Usage(error) => {
-            eprintln!("tixngo-feedback: {error}");
+            eprintln!("tixngo-feedback: error: {error}");
             return error.exit_code();
         }
     };

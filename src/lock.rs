@@ -130,7 +130,10 @@ fn read_pid(file: &mut File) -> Option<u32> {
     let pid: u32 = text.trim().parse().ok()?;
     // A run killed with SIGKILL leaves its pid behind; a holder that writes none (flock(1))
     // must not be reported with it.
-    Path::new("/proc").join(pid.to_string()).exists().then_some(pid)
+    Path::new("/proc")
+        .join(pid.to_string())
+        .exists()
+        .then_some(pid)
 }
 
 #[cfg(test)]

@@ -237,9 +237,12 @@ impl Client {
                         self.max_body_bytes / (1024 * 1024)
                     ))),
                     other => Failure::Transient {
-                        error: Error::Unavailable(format!(
-                            "the response body was cut short ({other})"
-                        )),
+                        error: Error::Unavailable(match other {
+                            ureq::Error::Timeout(_) => {
+                                format!("reading the response body timed out ({other})")
+                            }
+                            _ => format!("the response body was cut short ({other})"),
+                        }),
                         retry_after: None,
                     },
                 }),
