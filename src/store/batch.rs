@@ -1,11 +1,15 @@
 //! The one transaction of a batch: every read and write the sync makes for it.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::LazyLock;
 
 use rusqlite::types::ToSql;
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OptionalExtension, PrepFlags, Row, Statement, Transaction, TransactionBehavior,
+    params,
+};
 
 use super::InStore;
 use crate::error::Error;
@@ -191,6 +195,9 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<TicketRecord> {
 
 /// The transaction of one batch. Dropping it without [`Batch::finish`] rolls everything back.
 pub struct Batch<'s> {
+    /// The statements every ticket runs, prepared once per batch rather than looked up in the
+    /// connection's cache by their text (hashing a 1.7 KB upsert for every ticket is not free).
+    hot: HotStatements<'s>,
     tx: Transaction<'s>,
     path: &'s Path,
     run_id: i64,
@@ -198,16 +205,53 @@ pub struct Batch<'s> {
     now: String,
 }
 
+struct HotStatements<'s> {
+    select_ticket: RefCell<Statement<'s>>,
+    upsert_ticket: RefCell<Statement<'s>>,
+    insert_history: RefCell<Statement<'s>>,
+    contact_by_email: RefCell<Statement<'s>>,
+    lines_of_ticket: RefCell<Statement<'s>>,
+}
+
+impl<'s> HotStatements<'s> {
+    fn prepare(conn: &'s Connection) -> rusqlite::Result<HotStatements<'s>> {
+        // Persistent: SQLite then keeps its small-allocation slots for the work of each step.
+        let prepare = |sql: &str| {
+            conn.prepare_with_flags(sql, PrepFlags::SQLITE_PREPARE_PERSISTENT)
+                .map(RefCell::new)
+        };
+        Ok(HotStatements {
+            select_ticket: prepare(&SELECT_TICKET)?,
+            upsert_ticket: prepare(&UPSERT_TICKET)?,
+            insert_history: prepare(
+                "INSERT INTO ticket_history (ticket_number, mobile_status, owner_email, holder_first_name,
+                    holder_last_name, tixngo_updated_at, run_id, recorded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?,
+            // Usually one row; the preference is applied in Rust rather than with ORDER BY, which
+            // would build a temporary b-tree for every look-up.
+            contact_by_email: prepare(
+                "SELECT id, coalesce(temporary, 0), coalesce(has_internet_account, 0),
+                        coalesce(kind = 'individual', 0)
+                 FROM contact WHERE email_key = ?1",
+            )?,
+            // The status is filtered in Rust, not in SQL: with a second equality on the index,
+            // SQLite re-prepares the statement at every binding of the ticket number.
+            lines_of_ticket: prepare(
+                "SELECT id, new_contact_id, status = 'PENDING' FROM distribution WHERE ticket_number = ?1",
+            )?,
+        })
+    }
+}
+
 impl<'s> Batch<'s> {
     pub(super) fn begin(
-        conn: &'s mut Connection,
+        conn: &'s Connection,
         path: &'s Path,
         command: &str,
         key_before: Option<&str>,
     ) -> Result<Batch<'s>, Error> {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .in_store(path)?;
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).in_store(path)?;
         let now = Timestamp::now().to_string();
         tx.execute(
             "INSERT INTO sync_run (command, started_at, key_before) VALUES (?1, ?2, ?3)",
@@ -216,6 +260,7 @@ impl<'s> Batch<'s> {
         .in_store(path)?;
         let run_id = tx.last_insert_rowid();
         Ok(Batch {
+            hot: HotStatements::prepare(conn).in_store(path)?,
             tx,
             path,
             run_id,
@@ -237,29 +282,30 @@ impl<'s> Batch<'s> {
 
     /// The stored row of a ticket.
     pub fn ticket(&self, ticket_number: &str) -> Result<Option<TicketRecord>, Error> {
-        self.tx
-            .prepare_cached(&SELECT_TICKET)
-            .and_then(|mut statement| {
-                statement
-                    .query_row([ticket_number], record_from_row)
-                    .optional()
-            })
+        self.hot
+            .select_ticket
+            .borrow_mut()
+            .query_row([ticket_number], record_from_row)
+            .optional()
             .in_store(self.path)
     }
 
     /// Inserts or updates a ticket row (the columns of [`SET_ONCE`] are kept on update).
     pub fn write_ticket(&self, record: &TicketRecord) -> Result<(), Error> {
-        self.execute(&UPSERT_TICKET, &record_params(record))
+        self.hot
+            .upsert_ticket
+            .borrow_mut()
+            .execute(&record_params(record)[..])
             .map(drop)
+            .in_store(self.path)
     }
 
     /// Appends the ticket's current state to `ticket_history`.
     pub fn append_history(&self, record: &TicketRecord) -> Result<(), Error> {
-        self.execute(
-            "INSERT INTO ticket_history (ticket_number, mobile_status, owner_email, holder_first_name,
-                holder_last_name, tixngo_updated_at, run_id, recorded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
+        self.hot
+            .insert_history
+            .borrow_mut()
+            .execute(params![
                 record.ticket_number,
                 record.mobile_status,
                 record.owner_email,
@@ -268,9 +314,9 @@ impl<'s> Batch<'s> {
                 record.tixngo_updated_at,
                 self.run_id,
                 self.now,
-            ],
-        )
-        .map(drop)
+            ])
+            .map(drop)
+            .in_store(self.path)
     }
 
     /// Ticket numbers with an unresolved `sync_error`, read once per batch.
@@ -350,7 +396,13 @@ impl<'s> Batch<'s> {
 
     /// Creates a full contact from `spectatorDetails`: internet account, individual.
     pub fn create_owner_contact(&self, owner: &Spectator) -> Result<i64, Error> {
-        let email = owner.email.as_deref().unwrap_or_default().trim();
+        // Trimmed like `email_key` (and the column of that name), not of every Unicode blank:
+        // else an address with a no-break space around it could never be found again.
+        let email = owner
+            .email
+            .as_deref()
+            .unwrap_or_default()
+            .trim_matches([' ', '\t', '\n', '\r']);
         let mut values = vec![&email as &dyn ToSql];
         values.extend(contact_details(owner));
         values.push(&self.now);
@@ -450,16 +502,7 @@ impl<'s> Batch<'s> {
 
 impl ContactBook for Batch<'_> {
     fn contact_by_email(&mut self, email_key: &str) -> Result<Option<FoundContact>, Error> {
-        // Usually one row; the preference is applied here rather than with ORDER BY, which would
-        // build a temporary b-tree for every look-up.
-        let mut statement = self
-            .tx
-            .prepare_cached(
-                "SELECT id, coalesce(temporary, 0), coalesce(has_internet_account, 0),
-                        coalesce(kind = 'individual', 0)
-                 FROM contact WHERE email_key = ?1",
-            )
-            .in_store(self.path)?;
+        let mut statement = self.hot.contact_by_email.borrow_mut();
         let mut rows = statement.query([email_key]).in_store(self.path)?;
         let mut best: Option<((bool, bool, bool, i64), FoundContact)> = None;
         while let Some(row) = rows.next().in_store(self.path)? {
@@ -488,14 +531,7 @@ impl ContactBook for Batch<'_> {
     }
 
     fn pending_lines(&mut self, ticket_number: &str) -> Result<Vec<PendingLine>, Error> {
-        let mut statement = self
-            .tx
-            .prepare_cached(
-                "SELECT id, new_contact_id, status = 'PENDING' FROM distribution WHERE ticket_number = ?1",
-            )
-            .in_store(self.path)?;
-        // The status is filtered here, not in SQL: with a second equality on the index, SQLite
-        // re-prepares the statement at every binding of the ticket number.
+        let mut statement = self.hot.lines_of_ticket.borrow_mut();
         let mut lines = Vec::new();
         let mut rows = statement.query([ticket_number]).in_store(self.path)?;
         while let Some(row) = rows.next().in_store(self.path)? {
