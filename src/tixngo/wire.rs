@@ -43,7 +43,7 @@ struct Envelope<'a> {
     #[serde(borrow, default)]
     items: Option<&'a RawValue>,
     #[serde(default)]
-    pagination: Option<Pagination>,
+    pagination: Option<Object<Pagination>>,
     #[serde(default, rename = "nextPageKey")]
     next_page_key: Option<String>,
 }
@@ -62,8 +62,19 @@ pub fn parse_page(body: &[u8]) -> Result<DiffPage<'_>, String> {
             e.valid_up_to()
         )
     })?;
-    let envelope: Envelope<'_> = serde_json::from_str(text)
-        .map_err(|e| format!("the document is not a valid diff document: {e}"))?;
+    if !text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+    {
+        // serde's derived structs would also read an array, field by field.
+        return Err("the document is not a valid diff document: it is not a JSON object".into());
+    }
+    let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
+        format!(
+            "the document is not a valid diff document: {}",
+            without_values(e)
+        )
+    })?;
     let list = envelope
         .result
         .or(envelope.tickets)
@@ -73,7 +84,7 @@ pub fn parse_page(body: &[u8]) -> Result<DiffPage<'_>, String> {
         .map_err(|_| "the ticket list of the document is not an array".to_owned())?;
     let next_page_key = envelope
         .pagination
-        .and_then(|p| p.next_page_key)
+        .and_then(|p| p.0.next_page_key)
         .or(envelope.next_page_key)
         .filter(|key| !key.is_empty());
     Ok(DiffPage {
@@ -90,7 +101,11 @@ pub fn raw_ticket_number(raw: &RawValue) -> Option<String> {
         #[serde(default, rename = "taxNumber")]
         tax_number: Option<serde_json::Value>,
     }
-    match serde_json::from_str::<Probe>(raw.get()).ok()?.tax_number? {
+    match serde_json::from_str::<Object<Probe>>(raw.get())
+        .ok()?
+        .0
+        .tax_number?
+    {
         serde_json::Value::String(number) => Some(number),
         _ => None,
     }
@@ -184,7 +199,7 @@ pub fn decode_ticket(raw: &RawValue) -> Result<Ticket, String> {
     if status.trim().is_empty() {
         return Err("status is empty".to_owned());
     }
-    let attributes = wire.attributes.unwrap_or_default();
+    let attributes = wire.attributes.map(|a| a.0).unwrap_or_default();
     Ok(Ticket {
         ticket_number,
         tixngo_ticket_id: text(wire.ticket_id),
@@ -192,11 +207,11 @@ pub fn decode_ticket(raw: &RawValue) -> Result<Ticket, String> {
         event_id: text(wire.event_id),
         status,
         last_updated: instant("lastUpdated", wire.last_updated)?,
-        owner: wire.spectator_details.map(WireSpectator::into_spectator),
+        owner: wire.spectator_details.map(|s| s.0.into_spectator()),
         holder: match wire.holder {
             None => Patch::Absent,
             Some(None) => Patch::Clear,
-            Some(Some(holder)) => Patch::Set(Holder {
+            Some(Some(Object(holder))) => Patch::Set(Holder {
                 first_name: text(holder.first_name),
                 last_name: text(holder.last_name),
                 birth_date: text(holder.date_of_birth),
@@ -204,9 +219,9 @@ pub fn decode_ticket(raw: &RawValue) -> Result<Ticket, String> {
                 nationality: text(holder.nationality),
             }),
         },
-        previous_owner_email: wire.previous_owner.and_then(|p| text(p.email)),
-        initial_owner_email: wire.initial_owner.and_then(|p| text(p.email)),
-        transfer_recipient_email: wire.transfer.and_then(|t| text(t.recipient_email)),
+        previous_owner_email: wire.previous_owner.and_then(|p| text(p.0.email)),
+        initial_owner_email: wire.initial_owner.and_then(|p| text(p.0.email)),
+        transfer_recipient_email: wire.transfer.and_then(|t| text(t.0.recipient_email)),
         attributes: Attributes {
             injected_at: instant("attributes.injectedAt", attributes.injected_at)?,
             downloaded_at: instant("attributes.downloadedAt", attributes.downloaded_at)?,
@@ -276,17 +291,17 @@ struct WireTicket {
     #[serde(default)]
     last_updated: Option<Text>,
     #[serde(default)]
-    spectator_details: Option<WireSpectator>,
+    spectator_details: Option<Object<WireSpectator>>,
     #[serde(default, deserialize_with = "present")]
-    holder: Option<Option<WireHolder>>,
+    holder: Option<Option<Object<WireHolder>>>,
     #[serde(default)]
-    previous_owner: Option<WirePerson>,
+    previous_owner: Option<Object<WirePerson>>,
     #[serde(default)]
-    initial_owner: Option<WirePerson>,
+    initial_owner: Option<Object<WirePerson>>,
     #[serde(default)]
-    transfer: Option<WireTransfer>,
+    transfer: Option<Object<WireTransfer>>,
     #[serde(default)]
-    attributes: Option<WireAttributes>,
+    attributes: Option<Object<WireAttributes>>,
 }
 
 /// Tells an explicit `null` (`Some(None)`) from an absent field (`None`, through `default`).
@@ -322,12 +337,12 @@ struct WireSpectator {
     #[serde(default)]
     language: Option<Text>,
     #[serde(default)]
-    organizer_spectator_preference: Option<WirePreference>,
+    organizer_spectator_preference: Option<Object<WirePreference>>,
 }
 
 impl WireSpectator {
     fn into_spectator(self) -> Spectator {
-        let preference = self.organizer_spectator_preference;
+        let preference = self.organizer_spectator_preference.map(|p| p.0);
         Spectator {
             title: text(self.title),
             first_name: text(self.first_name),
@@ -402,6 +417,29 @@ struct WireAttributes {
     controlled_at: Option<Text>,
     #[serde(default)]
     deleted_at: Option<Text>,
+}
+
+/// A JSON object, and only an object: serde's derived structs also read an array, field by field
+/// in declaration order, which would put a list's values into the wrong fields (an e-mail taken
+/// from a list of names). An array where an object belongs is a value of the wrong type.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Fields<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(Fields(std::marker::PhantomData))
+            .map(Object)
+    }
 }
 
 /// A JSON string whose type errors never quote the value they found.
