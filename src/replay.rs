@@ -15,7 +15,7 @@ use crate::lock::RunLock;
 use crate::report::Summary;
 use crate::sync::{self, MappingOptions, apply_page, lock_path, open_store, record_failure};
 use crate::timestamp::Timestamp;
-use crate::tixngo::wire::{self, DiffPage};
+use crate::tixngo::wire::{self, Page, PageTicket};
 
 /// Runs `replay`; the summary carries the exit code and the error, if any.
 pub fn run(global: &GlobalArgs, args: &ReplayArgs, started: Instant) -> Summary {
@@ -45,12 +45,12 @@ fn replay(
     mapping.skip.extend(store.skip_list()?);
     let payloads: Vec<Box<RawValue>>;
     let page = match &file {
-        Some(body) => wire::parse_page(body).map_err(Error::BadData),
+        Some(body) => wire::read_page(body).map_err(Error::BadData),
         None => {
             (mapping.error_ids, payloads) = error_payloads(&store)?.into_iter().unzip();
-            Ok(DiffPage {
+            Ok(Page {
                 next_page_key: None,
-                tickets: payloads.iter().map(AsRef::as_ref).collect(),
+                tickets: payloads.iter().map(|raw| PageTicket::decode(raw)).collect(),
             })
         }
     };

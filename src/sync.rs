@@ -22,7 +22,7 @@ use crate::report::{Counters, Summary};
 use crate::store::{Batch, RunRecord, Store};
 use crate::timestamp::Timestamp;
 use crate::tixngo::client::{ApiKey, ApiUrl, Client};
-use crate::tixngo::wire::{self, DiffPage, Ticket};
+use crate::tixngo::wire::{self, Page, PageTicket, Ticket};
 
 /// Runs `sync`; the summary carries the exit code and the error, if any.
 pub fn run(global: &GlobalArgs, args: &SyncArgs, started: Instant) -> Summary {
@@ -223,7 +223,7 @@ fn fetch_and_apply(
     save_key: bool,
 ) -> Result<BatchOutcome, Error> {
     let body = client.fetch(key, batch_size, deadline)?;
-    let page = wire::parse_page(&body).map_err(Error::BadData)?;
+    let page = wire::read_page(&body).map_err(Error::BadData)?;
     let fetched = page.tickets.len();
     let next_key = page
         .next_page_key
@@ -253,7 +253,7 @@ fn fetch_and_apply(
 pub fn apply_page(
     store: &mut Store,
     command: &str,
-    page: &DiffPage<'_>,
+    page: &Page<'_>,
     key_before: Option<&str>,
     key_after: Option<&str>,
     save_key: bool,
@@ -267,42 +267,43 @@ pub fn apply_page(
     let mut unresolved = batch.unresolved_error_tickets()?;
     let mut first_failure: Option<String> = None;
     let mut warnings = RuleWarnings::default();
-    for (index, raw) in page.tickets.iter().enumerate() {
+    for (index, ticket) in page.tickets.iter().enumerate() {
         let error_id = mapping.error_ids.get(index).copied();
         // The skip list is checked on the raw `taxNumber` before any other validation; a ticket
-        // that decodes has that very number, so only a failed one is read a second time.
-        let (raw_number, outcome) = match wire::decode_ticket(raw) {
-            Ok(ticket) if mapping.skip.contains(&ticket.ticket_number) => {
-                (Some(ticket.ticket_number), Outcome::Skipped)
+        // that decodes has that very number.
+        let (number, outcome) = match ticket {
+            PageTicket::Mapped(ticket) => {
+                let number = Some(ticket.ticket_number.clone());
+                if mapping.skip.contains(&ticket.ticket_number) {
+                    (number, Outcome::Skipped)
+                } else {
+                    let outcome = apply_ticket(
+                        &mut batch,
+                        ticket,
+                        mapping.contacts,
+                        &mut counters,
+                        &mut warnings,
+                    )?;
+                    (number, outcome)
+                }
             }
-            Ok(ticket) => {
-                let outcome = apply_ticket(
-                    &mut batch,
-                    &ticket,
-                    mapping.contacts,
-                    &mut counters,
-                    &mut warnings,
-                )?;
-                (Some(ticket.ticket_number), outcome)
-            }
-            Err(reason) => {
+            PageTicket::Unmappable { raw, reason } => {
                 let number = wire::raw_ticket_number(raw);
                 match number.as_deref() {
                     Some(n) if mapping.skip.contains(n) => (number, Outcome::Skipped),
-                    _ => (number, Outcome::Failed(reason)),
+                    _ => (number, Outcome::Failed { raw, reason }),
                 }
             }
         };
         match outcome {
-            Outcome::Failed(reason) => {
+            Outcome::Failed { raw, reason } => {
                 counters.failed += 1;
                 match error_id {
-                    Some(id) => batch.refresh_error(id, &reason)?,
-                    None => fail_ticket(&batch, raw, raw_number.as_deref(), &reason)?,
+                    Some(id) => batch.refresh_error(id, reason)?,
+                    None => fail_ticket(&batch, raw, number.as_deref(), reason)?,
                 }
-                first_failure
-                    .get_or_insert_with(|| describe_failure(raw_number.as_deref(), &reason));
-                unresolved.extend(raw_number);
+                first_failure.get_or_insert_with(|| describe_failure(number.as_deref(), reason));
+                unresolved.extend(number);
             }
             settled => {
                 match settled {
@@ -310,9 +311,9 @@ pub fn apply_page(
                     Outcome::Stale => counters.stale += 1,
                     Outcome::Stored => counters.stored += 1,
                     Outcome::Unchanged => counters.unchanged += 1,
-                    Outcome::Failed(_) => unreachable!("handled above"),
+                    Outcome::Failed { .. } => unreachable!("handled above"),
                 }
-                if let Some(number) = raw_number.filter(|n| unresolved.remove(n)) {
+                if let Some(number) = number.filter(|n| unresolved.remove(n)) {
                     batch.resolve_errors(&number)?;
                 }
                 if let Some(id) = error_id {
@@ -376,12 +377,16 @@ impl RuleWarnings {
 }
 
 /// What became of one ticket.
-enum Outcome {
+enum Outcome<'p> {
     Skipped,
     Stale,
     Stored,
     Unchanged,
-    Failed(String),
+    /// The ticket's exact text and why it cannot be mapped.
+    Failed {
+        raw: &'p RawValue,
+        reason: &'p str,
+    },
 }
 
 fn describe_failure(number: Option<&str>, reason: &str) -> String {
@@ -410,7 +415,7 @@ fn apply_ticket(
     contacts_on: bool,
     counters: &mut Counters,
     warnings: &mut RuleWarnings,
-) -> Result<Outcome, Error> {
+) -> Result<Outcome<'static>, Error> {
     let stored = batch.ticket(&ticket.ticket_number)?;
     let (mut record, changed, history) = match merge(stored.as_ref(), ticket, batch.now()) {
         Merge::Stale => return Ok(Outcome::Stale),

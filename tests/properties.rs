@@ -21,7 +21,8 @@ use tixngo_feedback::feedback::{Merge, TicketRecord, email_key, merge};
 use tixngo_feedback::ticket_number;
 use tixngo_feedback::timestamp::Timestamp;
 use tixngo_feedback::tixngo::wire::{
-    Attributes, Holder, Patch, Spectator, Ticket, decode_ticket, parse_page, raw_ticket_number,
+    Attributes, Holder, PageTicket, Patch, Spectator, Ticket, decode_ticket, parse_page,
+    raw_ticket_number, read_page,
 };
 
 /// `cases` unless `PROPTEST_CASES` says otherwise; no regression files (this file is the record).
@@ -500,6 +501,7 @@ fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
 /// Checks a parse of `body` against what it is: every Ok is a JSON object with a ticket array
 /// (the oracle), every Err is bad data (65); decoding each ticket of an Ok never panics either.
 fn check_page(body: &[u8]) -> Result<(), TestCaseError> {
+    check_read_page(body)?;
     let parsed = parse_page(body);
     let as_json: Option<Value> = serde_json::from_slice(body).ok();
     match parsed {
@@ -525,6 +527,40 @@ fn check_page(body: &[u8]) -> Result<(), TestCaseError> {
             }
         }
         Err(reason) => assert_bad_data(&reason)?,
+    }
+    Ok(())
+}
+
+/// `read_page` (one pass when every ticket maps) must give exactly what `parse_page` then
+/// `decode_ticket` on each ticket give: the same acceptance, error, key and tickets.
+fn check_read_page(body: &[u8]) -> Result<(), TestCaseError> {
+    match (read_page(body), parse_page(body)) {
+        (Ok(read), Ok(parsed)) => {
+            prop_assert_eq!(&read.next_page_key, &parsed.next_page_key);
+            prop_assert_eq!(read.tickets.len(), parsed.tickets.len());
+            for (ticket, raw) in read.tickets.iter().zip(&parsed.tickets) {
+                match (ticket, decode_ticket(raw)) {
+                    (PageTicket::Mapped(ticket), Ok(decoded)) => prop_assert_eq!(ticket, &decoded),
+                    (PageTicket::Unmappable { raw: kept, reason }, Err(expected)) => {
+                        prop_assert_eq!(kept.get(), raw.get());
+                        prop_assert_eq!(reason, &expected);
+                    }
+                    (ticket, decoded) => {
+                        return Err(TestCaseError::fail(format!(
+                            "read_page gave {ticket:?}, decode_ticket {decoded:?}"
+                        )));
+                    }
+                }
+            }
+        }
+        (Err(read), Err(parsed)) => prop_assert_eq!(read, parsed),
+        (read, parsed) => {
+            return Err(TestCaseError::fail(format!(
+                "read_page: {:?}, parse_page: {:?}",
+                read.map(|p| p.tickets.len()),
+                parsed.map(|p| p.tickets.len())
+            )));
+        }
     }
     Ok(())
 }
@@ -575,6 +611,13 @@ proptest! {
                 assert_bad_data(&reason)?;
             }
         }
+    }
+
+    #[test]
+    fn read_page_is_parse_page_then_decode_ticket(
+        value in prop_oneof![valid_document(), envelope_value()]
+    ) {
+        check_read_page(value.to_string().as_bytes())?;
     }
 
     #[test]

@@ -34,18 +34,33 @@ pub struct DiffPage<'a> {
     pub tickets: Vec<&'a RawValue>,
 }
 
+/// The envelope, with the ticket list read as `L`: raw text ([`parse_page`]) or decoded tickets
+/// (the one-pass path of [`read_page`]).
 #[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow, default)]
-    result: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    tickets: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    items: Option<&'a RawValue>,
+#[serde(bound(deserialize = "L: Deserialize<'de>"))]
+struct Envelope<L> {
+    #[serde(default)]
+    result: Option<L>,
+    #[serde(default)]
+    tickets: Option<L>,
+    #[serde(default)]
+    items: Option<L>,
     #[serde(default)]
     pagination: Option<Object<Pagination>>,
     #[serde(default, rename = "nextPageKey")]
     next_page_key: Option<String>,
+}
+
+impl<L> Envelope<L> {
+    /// The list (`result`, else `tickets`, else `items`) and the next key.
+    fn into_parts(self) -> (Option<L>, Option<String>) {
+        let next_page_key = self
+            .pagination
+            .and_then(|p| p.0.next_page_key)
+            .or(self.next_page_key)
+            .filter(|key| !key.is_empty());
+        (self.result.or(self.tickets).or(self.items), next_page_key)
+    }
 }
 
 #[derive(Deserialize)]
@@ -69,25 +84,87 @@ pub fn parse_page(body: &[u8]) -> Result<DiffPage<'_>, String> {
         // serde's derived structs would also read an array, field by field.
         return Err("the document is not a valid diff document: it is not a JSON object".into());
     }
-    let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
+    let envelope: Envelope<&RawValue> = serde_json::from_str(text).map_err(|e| {
         format!(
             "the document is not a valid diff document: {}",
             without_values(e)
         )
     })?;
-    let list = envelope
-        .result
-        .or(envelope.tickets)
-        .or(envelope.items)
-        .ok_or("the document has no ticket list (result, tickets or items)")?;
+    let (list, next_page_key) = envelope.into_parts();
+    let list = list.ok_or("the document has no ticket list (result, tickets or items)")?;
     let tickets: Vec<&RawValue> = serde_json::from_str(list.get())
         .map_err(|_| "the ticket list of the document is not an array".to_owned())?;
-    let next_page_key = envelope
-        .pagination
-        .and_then(|p| p.0.next_page_key)
-        .or(envelope.next_page_key)
-        .filter(|key| !key.is_empty());
     Ok(DiffPage {
+        next_page_key,
+        tickets,
+    })
+}
+
+/// A diff page with its tickets decoded: what a batch maps.
+#[derive(Debug)]
+pub struct Page<'a> {
+    /// As in [`DiffPage`].
+    pub next_page_key: Option<String>,
+    /// The tickets in feed order.
+    pub tickets: Vec<PageTicket<'a>>,
+}
+
+/// One ticket of a [`Page`].
+#[derive(Debug)]
+// Nearly every ticket is `Mapped`: boxing it would add an allocation per ticket to save space
+// on the rare unmappable ones.
+#[allow(clippy::large_enum_variant)]
+pub enum PageTicket<'a> {
+    Mapped(Ticket),
+    /// A ticket that cannot be mapped, with its exact text (for `sync_error`) and the reason.
+    Unmappable {
+        raw: &'a RawValue,
+        reason: String,
+    },
+}
+
+impl<'a> PageTicket<'a> {
+    /// Decodes one raw ticket.
+    pub fn decode(raw: &'a RawValue) -> PageTicket<'a> {
+        match decode_ticket(raw) {
+            Ok(ticket) => PageTicket::Mapped(ticket),
+            Err(reason) => PageTicket::Unmappable { raw, reason },
+        }
+    }
+}
+
+/// Parses a complete body and decodes its tickets: exactly [`parse_page`] then [`decode_ticket`]
+/// on each ticket. When every ticket maps, which is the rule, it gets there in one pass over the
+/// JSON instead of two (the raw text of each ticket is only needed for the ones that fail).
+pub fn read_page(body: &[u8]) -> Result<Page<'_>, String> {
+    if let Some(page) = read_mappable_page(body) {
+        return Ok(page);
+    }
+    let page = parse_page(body)?;
+    Ok(Page {
+        next_page_key: page.next_page_key,
+        tickets: page.tickets.into_iter().map(PageTicket::decode).collect(),
+    })
+}
+
+/// The one-pass reading of a page whose tickets all map; `None` for anything else, which the
+/// two-pass path then reads (and explains).
+fn read_mappable_page(body: &[u8]) -> Option<Page<'static>> {
+    let text = std::str::from_utf8(body).ok()?;
+    if !text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+    {
+        return None;
+    }
+    let envelope: Envelope<Vec<Object<WireTicket>>> = serde_json::from_str(text).ok()?;
+    let (list, next_page_key) = envelope.into_parts();
+    let tickets = list?
+        .into_iter()
+        .map(|wire| wire.0.into_ticket().map(PageTicket::Mapped))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    Some(Page {
         next_page_key,
         tickets,
     })
@@ -188,50 +265,58 @@ pub fn decode_ticket(raw: &RawValue) -> Result<Ticket, String> {
         return Err("the ticket is not a JSON object".to_owned());
     }
     let wire: WireTicket = serde_json::from_str(raw.get()).map_err(without_values)?;
-    let ticket_number = wire.tax_number.ok_or("taxNumber is missing")?.0;
-    if !ticket_number::is_valid(&ticket_number) {
-        return Err(format!(
-            "taxNumber is not a valid ticket number (1 to {} characters of A-Z a-z 0-9 - _ . /)",
-            ticket_number::MAX_LEN
-        ));
+    wire.into_ticket()
+}
+
+impl WireTicket {
+    /// Checks a decoded ticket (SPEC §4.1) and turns it into a [`Ticket`].
+    fn into_ticket(self) -> Result<Ticket, String> {
+        let wire = self;
+        let ticket_number = wire.tax_number.ok_or("taxNumber is missing")?.0;
+        if !ticket_number::is_valid(&ticket_number) {
+            return Err(format!(
+                "taxNumber is not a valid ticket number (1 to {} characters of A-Z a-z 0-9 - _ . /)",
+                ticket_number::MAX_LEN
+            ));
+        }
+        let status = wire.status.ok_or("status is missing")?.0;
+        if status.trim().is_empty() {
+            return Err("status is empty".to_owned());
+        }
+        let attributes = wire.attributes.map(|a| a.0).unwrap_or_default();
+        Ok(Ticket {
+            ticket_number,
+            tixngo_ticket_id: text(wire.ticket_id),
+            barcode: text(wire.barcode),
+            event_id: text(wire.event_id),
+            status,
+            last_updated: instant("lastUpdated", wire.last_updated)?,
+            owner: wire.spectator_details.map(|s| s.0.into_spectator()),
+            holder: match wire.holder {
+                None => Patch::Absent,
+                Some(None) => Patch::Clear,
+                Some(Some(Object(holder))) => Patch::Set(Holder {
+                    first_name: text(holder.first_name),
+                    last_name: text(holder.last_name),
+                    birth_date: text(holder.date_of_birth),
+                    id_number: text(holder.id_card_number),
+                    nationality: text(holder.nationality),
+                }),
+            },
+            previous_owner_email: wire.previous_owner.and_then(|p| text(p.0.email)),
+            initial_owner_email: wire.initial_owner.and_then(|p| text(p.0.email)),
+            transfer_recipient_email: wire.transfer.and_then(|t| text(t.0.recipient_email)),
+            attributes: Attributes {
+                injected_at: instant("attributes.injectedAt", attributes.injected_at)?,
+                downloaded_at: instant("attributes.downloadedAt", attributes.downloaded_at)?,
+                assigned_at: instant("attributes.assignedAt", attributes.assigned_at)?,
+                activated_at: instant("attributes.activatedAt", attributes.activated_at)?,
+                checked_at: instant("attributes.checkedAt", attributes.checked_at)?,
+                controlled_at: instant("attributes.controlledAt", attributes.controlled_at)?,
+                deleted_at: instant("attributes.deletedAt", attributes.deleted_at)?,
+            },
+        })
     }
-    let status = wire.status.ok_or("status is missing")?.0;
-    if status.trim().is_empty() {
-        return Err("status is empty".to_owned());
-    }
-    let attributes = wire.attributes.map(|a| a.0).unwrap_or_default();
-    Ok(Ticket {
-        ticket_number,
-        tixngo_ticket_id: text(wire.ticket_id),
-        barcode: text(wire.barcode),
-        event_id: text(wire.event_id),
-        status,
-        last_updated: instant("lastUpdated", wire.last_updated)?,
-        owner: wire.spectator_details.map(|s| s.0.into_spectator()),
-        holder: match wire.holder {
-            None => Patch::Absent,
-            Some(None) => Patch::Clear,
-            Some(Some(Object(holder))) => Patch::Set(Holder {
-                first_name: text(holder.first_name),
-                last_name: text(holder.last_name),
-                birth_date: text(holder.date_of_birth),
-                id_number: text(holder.id_card_number),
-                nationality: text(holder.nationality),
-            }),
-        },
-        previous_owner_email: wire.previous_owner.and_then(|p| text(p.0.email)),
-        initial_owner_email: wire.initial_owner.and_then(|p| text(p.0.email)),
-        transfer_recipient_email: wire.transfer.and_then(|t| text(t.0.recipient_email)),
-        attributes: Attributes {
-            injected_at: instant("attributes.injectedAt", attributes.injected_at)?,
-            downloaded_at: instant("attributes.downloadedAt", attributes.downloaded_at)?,
-            assigned_at: instant("attributes.assignedAt", attributes.assigned_at)?,
-            activated_at: instant("attributes.activatedAt", attributes.activated_at)?,
-            checked_at: instant("attributes.checkedAt", attributes.checked_at)?,
-            controlled_at: instant("attributes.controlledAt", attributes.controlled_at)?,
-            deleted_at: instant("attributes.deletedAt", attributes.deleted_at)?,
-        },
-    })
 }
 
 /// serde's own type errors quote the value they found (`invalid type: string "…"`); this keeps
@@ -698,6 +783,27 @@ mod tests {
                     "{json}: the reason quotes the value: {reason}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_page_whose_tickets_all_map_is_read_in_one_pass() {
+        let good = br#"{"result":[{"taxNumber":"1","status":"X"},{"taxNumber":"2","status":"Y"}],
+                        "pagination":{"nextPageKey":"k"}}"#;
+        let page = read_mappable_page(good).expect("the one-pass path");
+        assert_eq!(page.next_page_key.as_deref(), Some("k"));
+        assert!(matches!(&page.tickets[1], PageTicket::Mapped(t) if t.ticket_number == "2"));
+        // One bad ticket sends the page down the two-pass path, which keeps its text.
+        let bad = br#"{"result":[{"taxNumber":"1","status":"X"},{"taxNumber":"2"}]}"#;
+        assert!(read_mappable_page(bad).is_none());
+        let page = read_page(bad).unwrap();
+        assert!(matches!(&page.tickets[0], PageTicket::Mapped(_)));
+        match &page.tickets[1] {
+            PageTicket::Unmappable { raw, reason } => {
+                assert_eq!(raw.get(), r#"{"taxNumber":"2"}"#);
+                assert_eq!(reason, "status is missing");
+            }
+            other => panic!("{other:?}"),
         }
     }
 
