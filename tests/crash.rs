@@ -77,25 +77,17 @@ fn open_checked(store: &Path) -> Connection {
 }
 
 fn state(conn: &Connection) -> State {
-    let counts = [
-        "ticket",
-        "ticket_history",
-        "contact",
-        "distribution",
-        "sync_error",
-        "skip_ticket",
-        "sync_run",
-    ]
-    .iter()
-    .map(|table| {
-        let count = conn
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
-                row.get(0)
-            })
-            .unwrap();
-        (table.to_string(), count)
-    })
-    .collect();
+    let counts = support::TABLES
+        .iter()
+        .map(|table| {
+            let count = conn
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+                    row.get(0)
+                })
+                .unwrap();
+            (table.to_string(), count)
+        })
+        .collect();
     State {
         counts,
         key: conn

@@ -20,18 +20,7 @@ use support::{API_KEY, Env, Fault, Feed, Simulator, ticket};
 const BINARY: &str = env!("CARGO_BIN_EXE_tixngo-feedback");
 
 /// The counters of a summary and of a `sync_run` row (SPEC §4.3, §6).
-const COUNTERS: [&str; 10] = [
-    "fetched",
-    "stored",
-    "unchanged",
-    "skipped",
-    "stale",
-    "failed",
-    "contacts_created",
-    "contacts_updated",
-    "distributions_created",
-    "distributions_updated",
-];
+const COUNTERS: &[&str] = support::SUMMARY_FIELDS.split_at(3).1.split_at(10).0;
 
 /// The columns of `sync_run` (SPEC §4.3).
 const SYNC_RUN_COLUMNS: [&str; 18] = [

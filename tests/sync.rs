@@ -1322,28 +1322,7 @@ fn the_human_summary_has_the_documented_shape() {
 
 #[test]
 fn json_has_every_documented_field_on_success_and_on_failure() {
-    const FIELDS: [&str; 20] = [
-        "command",
-        "dry_run",
-        "batches",
-        "fetched",
-        "stored",
-        "unchanged",
-        "skipped",
-        "stale",
-        "failed",
-        "contacts_created",
-        "contacts_updated",
-        "distributions_created",
-        "distributions_updated",
-        "pagination_key_before",
-        "next_pagination_key",
-        "key_saved",
-        "caught_up",
-        "duration_ms",
-        "exit_code",
-        "error",
-    ];
+    const FIELDS: [&str; 20] = support::SUMMARY_FIELDS;
     let sim = Simulator::start(feed(), API_KEY);
     let env = Env::new();
     let success = env.sync(&sim).json();

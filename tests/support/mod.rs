@@ -17,6 +17,42 @@ use serde_json::Value;
 pub use sim::{Fault, Feed, Simulator};
 use tempfile::TempDir;
 
+/// The fields of a `sync`/`replay` `--json` summary (SPEC §6), in order; the ten counters (also the
+/// counter columns of `sync_run`) are `SUMMARY_FIELDS[3..13]`.
+pub const SUMMARY_FIELDS: [&str; 20] = [
+    "command",
+    "dry_run",
+    "batches",
+    "fetched",
+    "stored",
+    "unchanged",
+    "skipped",
+    "stale",
+    "failed",
+    "contacts_created",
+    "contacts_updated",
+    "distributions_created",
+    "distributions_updated",
+    "pagination_key_before",
+    "next_pagination_key",
+    "key_saved",
+    "caught_up",
+    "duration_ms",
+    "exit_code",
+    "error",
+];
+
+/// The tables whose row counts show what a run changed (SPEC §4.3).
+pub const TABLES: [&str; 7] = [
+    "ticket",
+    "ticket_history",
+    "contact",
+    "distribution",
+    "sync_error",
+    "skip_ticket",
+    "sync_run",
+];
+
 /// The API key the simulators of the tests accept.
 pub const API_KEY: &str = "test-key-3f9c1e";
 
@@ -157,23 +193,15 @@ impl Env {
 
     /// Row counts of every table, to show that a failed run changed nothing.
     pub fn counts(&self) -> Vec<(String, i64)> {
-        [
-            "ticket",
-            "ticket_history",
-            "contact",
-            "distribution",
-            "sync_error",
-            "skip_ticket",
-            "sync_run",
-        ]
-        .iter()
-        .map(|table| {
-            (
-                table.to_string(),
-                self.int(&format!("SELECT count(*) FROM {table}")),
-            )
-        })
-        .collect()
+        TABLES
+            .iter()
+            .map(|table| {
+                (
+                    table.to_string(),
+                    self.int(&format!("SELECT count(*) FROM {table}")),
+                )
+            })
+            .collect()
     }
 }
 
