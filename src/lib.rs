@@ -32,6 +32,7 @@ pub mod timestamp;
 pub mod tixngo;
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::time::Instant;
 
 pub use error::Error;
@@ -58,7 +59,40 @@ where
     };
     let global = &cli.global;
     logging::init(global.verbose, global.quiet);
-    let output = match &cli.command {
+    // A panic is a bug: one line and exit 70, never a backtrace. Unwinding drops the batch's
+    // transaction, which rolls it back, and the lock goes with the process.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("tixngo-feedback: error: internal error (a bug, please report it): {info}");
+    }));
+    let result = std::panic::catch_unwind(|| dispatch(&cli, started));
+    let panicked = result.is_err();
+    let output = result.unwrap_or_else(|_| {
+        Output::of(
+            "internal",
+            Err(Error::Internal("the run was abandoned".to_owned())),
+        )
+    });
+    // stdout may be closed (a pipe to `head`): nothing to do about it, and no reason to panic.
+    let mut stdout = std::io::stdout().lock();
+    if global.json {
+        let _ = writeln!(stdout, "{}", output.json);
+    } else if !global.quiet && output.error.is_none() {
+        let _ = writeln!(stdout, "{}", output.human);
+    }
+    if panicked {
+        // The panic hook has printed the line already.
+    } else if let Some(error) = &output.error {
+        eprintln!("tixngo-feedback: error: {error}");
+    } else if let Some(warning) = &output.warning {
+        eprintln!("tixngo-feedback: {warning}");
+    }
+    output.exit_code
+}
+
+/// Runs the parsed command.
+fn dispatch(cli: &cli::Cli, started: Instant) -> Output {
+    let global = &cli.global;
+    match &cli.command {
         Command::Sync(args) => {
             let summary = sync::run(global, args, started);
             if let (Some(path), false) = (&args.metrics_file, summary.dry_run)
@@ -72,16 +106,5 @@ where
         Command::Status => Output::of("status", operator::status(global)),
         Command::Skip(command) => Output::of(command.name(), operator::skip(global, command)),
         Command::Cursor(command) => Output::of(command.name(), operator::cursor(global, command)),
-    };
-    if global.json {
-        println!("{}", output.json);
-    } else if !global.quiet && output.error.is_none() {
-        println!("{}", output.human);
     }
-    if let Some(error) = &output.error {
-        eprintln!("tixngo-feedback: error: {error}");
-    } else if let Some(warning) = &output.warning {
-        eprintln!("tixngo-feedback: {warning}");
-    }
-    output.exit_code
 }
