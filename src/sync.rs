@@ -16,7 +16,7 @@ use crate::cli::{GlobalArgs, MappingArgs, SyncArgs};
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::feedback::contacts::{self, ContactPlan, ContactRef};
-use crate::feedback::{Merge, TicketRecord, merge};
+use crate::feedback::{Merge, TicketRecord, is_stale, merge};
 use crate::lock::{self, RunLock};
 use crate::report::{Counters, Summary};
 use crate::store::{Batch, RunRecord, Store};
@@ -417,14 +417,10 @@ fn apply_ticket(
     warnings: &mut RuleWarnings,
 ) -> Result<Outcome<'static>, Error> {
     let stored = batch.ticket(&ticket.ticket_number)?;
-    let (mut record, changed, history) = match merge(stored.as_ref(), ticket, batch.now()) {
-        Merge::Stale => return Ok(Outcome::Stale),
-        Merge::Apply {
-            record,
-            changed,
-            history,
-        } => (record, changed, history),
-    };
+    if is_stale(stored.as_ref(), ticket) {
+        return Ok(Outcome::Stale);
+    }
+    // The contact rules read the row as it was before this ticket; the merge then takes it.
     let plan = if contacts_on {
         let plan = contacts::plan(stored.as_ref(), ticket, batch)?;
         if let Some(warning) = plan.warning {
@@ -433,6 +429,14 @@ fn apply_ticket(
         Some(plan)
     } else {
         None
+    };
+    let (mut record, changed, history) = match merge(stored, ticket, batch.now()) {
+        Merge::Stale => return Ok(Outcome::Stale),
+        Merge::Apply {
+            record,
+            changed,
+            history,
+        } => (record, changed, history),
     };
     let created = match &plan {
         Some(plan) => create_contacts(batch, plan, ticket, &mut record, counters)?,

@@ -1112,7 +1112,7 @@ proptest! {
             .and_then(|s| s.tixngo_updated_at.as_deref())
             .map(|t| Timestamp::parse_rfc3339(t).unwrap());
         let stale = matches!((stored_at, ticket.last_updated), (Some(old), Some(new)) if old > new);
-        let (record, changed, history) = match merge(stored.as_ref(), &ticket, NOW) {
+        let (record, changed, history) = match merge(stored.clone(), &ticket, NOW) {
             Merge::Stale => {
                 prop_assert!(stale, "stale without a later stored time");
                 return Ok(());
@@ -1138,7 +1138,7 @@ proptest! {
             }
         }
         // The same ticket again: applied (an equal time is not stale), nothing changes.
-        match merge(Some(&record), &ticket, LATER) {
+        match merge(Some(record.clone()), &ticket, LATER) {
             Merge::Stale => prop_assert!(false, "the same state again is stale"),
             Merge::Apply { record: again, changed, history } => {
                 prop_assert!(!changed && !history, "not idempotent");
@@ -1675,7 +1675,7 @@ fn run_states(
     }
     for (step, ticket) in states.iter().enumerate() {
         let stored = model.ticket.clone();
-        let record = match merge(stored.as_ref(), ticket, NOW) {
+        let record = match merge(stored.clone(), ticket, NOW) {
             Merge::Stale => continue,
             Merge::Apply { record, .. } => *record,
         };
@@ -1693,7 +1693,7 @@ fn run_states(
         })?;
         // The same state again changes nothing.
         let stored = model.ticket.clone();
-        let applied = matches!(merge(stored.as_ref(), ticket, LATER), Merge::Apply { .. });
+        let applied = matches!(merge(stored.clone(), ticket, LATER), Merge::Apply { .. });
         prop_assert!(applied, "the same state again is stale");
         let mut again = contacts::plan(stored.as_ref(), ticket, &mut model)
             .map_err(|e| TestCaseError::fail(format!("step {step} again: {e}")))?;

@@ -1,6 +1,7 @@
 //! S-360 4.1 "Which TIXNGO ticket data is synced back": how an incoming ticket updates the stored
 //! ticket row (SPEC §4.4 steps 3 to 5).
 
+use crate::timestamp::Timestamp;
 use crate::tixngo::wire::{Patch, Ticket};
 
 use super::email_key;
@@ -62,66 +63,92 @@ pub enum Merge {
     },
 }
 
+/// Whether the store already holds a later state of the ticket than `ticket` (SPEC §4.4 step 3):
+/// both times are known and the stored one is the later instant. A ticket without `lastUpdated`
+/// is never stale.
+pub fn is_stale(stored: Option<&TicketRecord>, ticket: &Ticket) -> bool {
+    match (
+        stored.and_then(|s| s.tixngo_updated_at.as_deref()),
+        ticket.last_updated,
+    ) {
+        (Some(stored_at), Some(incoming)) => stored_at > incoming.to_string().as_str(),
+        _ => false,
+    }
+}
+
 /// Merges `ticket` into the stored row (`None` for a first-seen ticket), at time `now` (the
 /// store's UTC form). Absent or null fields keep the stored value; an explicit `null` holder
-/// clears the holder.
-pub fn merge(stored: Option<&TicketRecord>, ticket: &Ticket, now: &str) -> Merge {
-    let incoming_at = ticket.last_updated.map(|t| t.to_string());
-    let stored_at = stored.and_then(|s| s.tixngo_updated_at.as_deref());
-    if let (Some(old), Some(new)) = (stored_at, incoming_at.as_deref())
-        && old > new
-    {
+/// clears the holder. The row is taken by value and updated in place: a batch merges thousands of
+/// tickets, and a copy of each row to compare against would cost as much as the rest.
+pub fn merge(stored: Option<TicketRecord>, ticket: &Ticket, now: &str) -> Merge {
+    if is_stale(stored.as_ref(), ticket) {
         return Merge::Stale;
     }
-    let mut record = stored.cloned().unwrap_or_else(|| TicketRecord {
+    let first_seen = stored.is_none();
+    let mut record = stored.unwrap_or_else(|| TicketRecord {
         ticket_number: ticket.ticket_number.clone(),
         s360_state: Some("PRINTED".to_owned()),
         first_synced_at: now.to_owned(),
-        last_synced_at: now.to_owned(),
         ..TicketRecord::default()
     });
-    record.mobile_status.clone_from(&ticket.status);
-    keep_or_set(&mut record.tixngo_ticket_id, &ticket.tixngo_ticket_id);
-    keep_or_set(&mut record.barcode, &ticket.barcode);
-    keep_or_set(&mut record.event_id, &ticket.event_id);
-    keep_or_set(&mut record.tixngo_updated_at, &incoming_at);
+    let mut changes = Changes::default();
+    changes.history |= record.mobile_status != ticket.status;
+    changes.set(&mut record.mobile_status, &ticket.status);
+    changes.keep_or_set(&mut record.tixngo_ticket_id, &ticket.tixngo_ticket_id);
+    changes.keep_or_set(&mut record.barcode, &ticket.barcode);
+    changes.keep_or_set(&mut record.event_id, &ticket.event_id);
+    changes.keep_or_set_instant(&mut record.tixngo_updated_at, ticket.last_updated);
     if let Some(owner) = &ticket.owner {
-        keep_or_set(&mut record.owner_email, &owner.email);
-        keep_or_set(&mut record.owner_title, &owner.title);
-        keep_or_set(&mut record.owner_first_name, &owner.first_name);
-        keep_or_set(&mut record.owner_last_name, &owner.last_name);
-        keep_or_set(&mut record.owner_birth_date, &owner.birth_date);
-        keep_or_set(&mut record.owner_nationality, &owner.nationality);
-        keep_or_set(&mut record.owner_id_number, &owner.id_number);
-        keep_or_set(&mut record.owner_phone, &owner.phone);
-        keep_or_set(
+        if let Some(email) = &owner.email {
+            changes.history |= email_key(record.owner_email.as_deref()) != email_key(Some(email));
+        }
+        changes.keep_or_set(&mut record.owner_email, &owner.email);
+        changes.keep_or_set(&mut record.owner_title, &owner.title);
+        changes.keep_or_set(&mut record.owner_first_name, &owner.first_name);
+        changes.keep_or_set(&mut record.owner_last_name, &owner.last_name);
+        changes.keep_or_set(&mut record.owner_birth_date, &owner.birth_date);
+        changes.keep_or_set(&mut record.owner_nationality, &owner.nationality);
+        changes.keep_or_set(&mut record.owner_id_number, &owner.id_number);
+        changes.keep_or_set(&mut record.owner_phone, &owner.phone);
+        changes.keep_or_set(
             &mut record.owner_residence_country,
             &owner.residence_country,
         );
-        keep_or_set(&mut record.owner_language, &owner.language);
+        changes.keep_or_set(&mut record.owner_language, &owner.language);
     }
+    let names_before = changes.any;
     match &ticket.holder {
         Patch::Absent => {}
         Patch::Clear => {
-            record.holder_first_name = None;
-            record.holder_last_name = None;
-            record.holder_birth_date = None;
-            record.holder_id_number = None;
-            record.holder_nationality = None;
+            let holder_named =
+                record.holder_first_name.is_some() || record.holder_last_name.is_some();
+            changes.history |= holder_named;
+            for column in [
+                &mut record.holder_first_name,
+                &mut record.holder_last_name,
+                &mut record.holder_birth_date,
+                &mut record.holder_id_number,
+                &mut record.holder_nationality,
+            ] {
+                changes.any |= column.take().is_some();
+            }
         }
         Patch::Set(holder) => {
-            keep_or_set(&mut record.holder_first_name, &holder.first_name);
-            keep_or_set(&mut record.holder_last_name, &holder.last_name);
-            keep_or_set(&mut record.holder_birth_date, &holder.birth_date);
-            keep_or_set(&mut record.holder_id_number, &holder.id_number);
-            keep_or_set(&mut record.holder_nationality, &holder.nationality);
+            changes.any = false;
+            changes.keep_or_set(&mut record.holder_first_name, &holder.first_name);
+            changes.keep_or_set(&mut record.holder_last_name, &holder.last_name);
+            changes.history |= changes.any;
+            changes.any |= names_before;
+            changes.keep_or_set(&mut record.holder_birth_date, &holder.birth_date);
+            changes.keep_or_set(&mut record.holder_id_number, &holder.id_number);
+            changes.keep_or_set(&mut record.holder_nationality, &holder.nationality);
         }
     }
-    keep_or_set(
+    changes.keep_or_set(
         &mut record.previous_owner_email,
         &ticket.previous_owner_email,
     );
-    keep_or_set(&mut record.initial_owner_email, &ticket.initial_owner_email);
+    changes.keep_or_set(&mut record.initial_owner_email, &ticket.initial_owner_email);
     let attributes = &ticket.attributes;
     for (column, value) in [
         (&mut record.injected_at, attributes.injected_at),
@@ -132,33 +159,45 @@ pub fn merge(stored: Option<&TicketRecord>, ticket: &Ticket, now: &str) -> Merge
         (&mut record.controlled_at, attributes.controlled_at),
         (&mut record.deleted_at, attributes.deleted_at),
     ] {
-        if let Some(at) = value {
-            *column = Some(at.to_string());
-        }
+        changes.keep_or_set_instant(column, value);
     }
-    let (changed, history) = match stored {
-        None => (true, true),
-        Some(old) => (
-            *old != record,
-            old.mobile_status != record.mobile_status
-                || email_key(old.owner_email.as_deref())
-                    != email_key(record.owner_email.as_deref())
-                || old.holder_first_name != record.holder_first_name
-                || old.holder_last_name != record.holder_last_name,
-        ),
-    };
     record.last_synced_at = now.to_owned();
     Merge::Apply {
         record: Box::new(record),
-        changed,
-        history,
+        changed: first_seen || changes.any,
+        history: first_seen || changes.history,
     }
 }
 
-/// An absent incoming value keeps the stored one.
-fn keep_or_set(column: &mut Option<String>, incoming: &Option<String>) {
-    if incoming.is_some() && column != incoming {
-        column.clone_from(incoming);
+/// What a merge changed so far.
+#[derive(Default)]
+struct Changes {
+    /// A mapped column changed.
+    any: bool,
+    /// A column that `ticket_history` follows changed (status, owner e-mail key, holder name).
+    history: bool,
+}
+
+impl Changes {
+    fn set(&mut self, column: &mut String, incoming: &str) {
+        if column != incoming {
+            incoming.clone_into(column);
+            self.any = true;
+        }
+    }
+
+    /// An absent incoming value keeps the stored one.
+    fn keep_or_set(&mut self, column: &mut Option<String>, incoming: &Option<String>) {
+        if let Some(value) = incoming
+            && column.as_deref() != Some(value.as_str())
+        {
+            *column = Some(value.clone());
+            self.any = true;
+        }
+    }
+
+    fn keep_or_set_instant(&mut self, column: &mut Option<String>, incoming: Option<Timestamp>) {
+        self.keep_or_set(column, &incoming.map(|at| at.to_string()));
     }
 }
 
@@ -194,7 +233,7 @@ mod tests {
         ticket: &Ticket,
         now: &str,
     ) -> (TicketRecord, bool, bool) {
-        match merge(stored, ticket, now) {
+        match merge(stored.cloned(), ticket, now) {
             Merge::Apply {
                 record,
                 changed,
@@ -241,7 +280,7 @@ mod tests {
         // 13:59+02:00 is 11:59Z: earlier, although its text sorts later.
         assert_eq!(
             merge(
-                Some(&stored),
+                Some(stored.clone()),
                 &ticket("INJECTED", "2026-06-01T13:59:00+02:00"),
                 LATER
             ),
@@ -249,7 +288,7 @@ mod tests {
         );
         assert!(matches!(
             merge(
-                Some(&stored),
+                Some(stored.clone()),
                 &ticket("INJECTED", "2026-06-01T14:00:00+02:00"),
                 LATER
             ),

@@ -4,7 +4,7 @@
 pub mod contacts;
 mod mapping;
 
-pub use mapping::{Merge, TicketRecord, merge};
+pub use mapping::{Merge, TicketRecord, is_stale, merge};
 
 /// The key e-mails are compared on: trimmed of blanks and ASCII-lowercased, exactly like the
 /// store's `lower(trim(email, ' \t\n\r'))`, so that look-ups in Rust and in SQL agree.
