@@ -562,3 +562,20 @@ pub fn lock_path(global: &GlobalArgs) -> PathBuf {
         .clone()
         .unwrap_or_else(|| lock::default_path(&global.store))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_naming_a_contact_it_did_not_create_is_a_bug_exit_70() {
+        let created = NewContacts {
+            owner: Some(7),
+            recipient: None,
+        };
+        assert_eq!(created.resolve(ContactRef::Existing(3)).unwrap(), 3);
+        assert_eq!(created.resolve(ContactRef::NewOwner).unwrap(), 7);
+        let error = created.resolve(ContactRef::NewRecipient).unwrap_err();
+        assert_eq!(error.exit_code(), ExitCode::Software);
+    }
+}
