@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
@@ -121,6 +122,8 @@ fn sync(
 
     let mut key = keys.start.clone();
     let mut partial = false;
+    let client = Arc::new(client);
+    let mut prefetch: Option<Prefetch> = None;
     for batch_number in 1..=args.max_batches {
         if batch_number > 1 && Instant::now() >= deadline {
             log::warn!(
@@ -129,15 +132,25 @@ fn sync(
             );
             break;
         }
-        let outcome = fetch_and_apply(
-            &client,
-            &mut store,
-            key.as_deref(),
-            args.batch_size,
-            deadline,
-            &mapping,
-            keys.save,
-        );
+        let fetched = match prefetch.take() {
+            Some(next) => next.join(),
+            None => fetch(&client, key.as_deref(), args.batch_size, deadline),
+        };
+        let more = batch_number < args.max_batches;
+        let outcome = fetched.and_then(|fetched| {
+            let next = more.then_some(&mut prefetch);
+            apply_fetched(
+                &client,
+                &mut store,
+                fetched,
+                key.as_deref(),
+                args.batch_size,
+                deadline,
+                &mapping,
+                keys.save,
+                next,
+            )
+        });
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(error) => {
@@ -213,17 +226,73 @@ pub struct BatchOutcome {
     pub caught_up: bool,
 }
 
-fn fetch_and_apply(
+/// A response body, with its tickets already decoded when they all map (the rule).
+struct Fetched {
+    body: Vec<u8>,
+    decoded: Option<Page<'static>>,
+}
+
+/// Fetches one page and decodes it when every ticket maps.
+fn fetch(
     client: &Client,
+    key: Option<&str>,
+    batch_size: u32,
+    deadline: Instant,
+) -> Result<Fetched, Error> {
+    let body = client.fetch(key, batch_size, deadline)?;
+    let decoded = wire::read_mappable_page(&body);
+    Ok(Fetched { body, decoded })
+}
+
+/// The next page, fetched and decoded on another thread while the current batch is written: on
+/// two cores the network, the JSON and SQLite's commit overlap. Its outcome is only looked at once
+/// the current batch is committed, so a failure still stops the run at the right batch; a run that
+/// stops earlier leaves it unread (a GET of a page, the key is not saved).
+struct Prefetch(std::thread::JoinHandle<Result<Fetched, Error>>);
+
+impl Prefetch {
+    fn start(
+        client: &Arc<Client>,
+        key: Option<String>,
+        batch_size: u32,
+        deadline: Instant,
+    ) -> Option<Prefetch> {
+        let client = Arc::clone(client);
+        std::thread::Builder::new()
+            .name("prefetch".into())
+            .spawn(move || fetch(&client, key.as_deref(), batch_size, deadline))
+            .map(Prefetch)
+            .map_err(|e| log::debug!("no prefetch thread ({e}): the next page is fetched in turn"))
+            .ok()
+    }
+
+    fn join(self) -> Result<Fetched, Error> {
+        self.0.join().unwrap_or_else(|_| {
+            Err(Error::Internal(
+                "the fetch of the next page panicked".into(),
+            ))
+        })
+    }
+}
+
+/// Parses a fetched page, starts fetching the next one (when `prefetch` allows it and the feed is
+/// not caught up), and maps and commits this one.
+#[allow(clippy::too_many_arguments)]
+fn apply_fetched(
+    client: &Arc<Client>,
     store: &mut Store,
+    fetched: Fetched,
     key: Option<&str>,
     batch_size: u32,
     deadline: Instant,
     mapping: &MappingOptions,
     save_key: bool,
+    prefetch: Option<&mut Option<Prefetch>>,
 ) -> Result<BatchOutcome, Error> {
-    let body = client.fetch(key, batch_size, deadline)?;
-    let page = wire::read_page(&body).map_err(Error::BadData)?;
+    let page = match fetched.decoded {
+        Some(page) => page,
+        None => wire::read_page(&fetched.body).map_err(Error::BadData)?,
+    };
     let fetched = page.tickets.len();
     let next_key = page
         .next_page_key
@@ -232,6 +301,12 @@ fn fetch_and_apply(
     let caught_up = fetched < batch_size as usize
         || page.next_page_key.is_none()
         || page.next_page_key.as_deref() == key;
+    if let Some(slot) = prefetch
+        && !caught_up
+        && Instant::now() < deadline
+    {
+        *slot = Prefetch::start(client, next_key.clone(), batch_size, deadline);
+    }
     let counters = apply_page(
         store,
         "sync",

@@ -148,8 +148,8 @@ pub fn read_page(body: &[u8]) -> Result<Page<'_>, String> {
 }
 
 /// The one-pass reading of a page whose tickets all map; `None` for anything else, which the
-/// two-pass path then reads (and explains).
-fn read_mappable_page(body: &[u8]) -> Option<Page<'static>> {
+/// two-pass path of [`read_page`] then reads (and explains).
+pub fn read_mappable_page(body: &[u8]) -> Option<Page<'static>> {
     let text = std::str::from_utf8(body).ok()?;
     if !text
         .trim_start_matches([' ', '\t', '\n', '\r'])
