@@ -164,6 +164,30 @@ mod tests {
     }
 
     #[test]
+    fn the_pid_of_a_dead_process_is_not_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db.lock");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        // What a run killed with SIGKILL leaves behind, now held by a holder that writes no pid.
+        std::fs::write(&path, format!("{dead}\n")).unwrap();
+        let holder = File::open(&path).unwrap();
+        holder.lock().unwrap();
+        assert_eq!(
+            RunLock::probe(&path).unwrap(),
+            LockState {
+                held: true,
+                pid: None
+            }
+        );
+        match RunLock::acquire(&path) {
+            Err(Error::LockHeld { pid, .. }) => assert_eq!(pid, None),
+            other => panic!("expected LockHeld, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn probe_of_a_missing_file_creates_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("none.lock");

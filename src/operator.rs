@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use crate::cli::{CursorCommand, GlobalArgs, SkipCommand, flatten_numbers};
 use crate::error::Error;
 use crate::lock::RunLock;
+use crate::report::quoted;
 use crate::store::Store;
 use crate::sync::lock_path;
 use crate::timestamp::Timestamp;
@@ -94,10 +95,6 @@ fn describe_run(run: &serde_json::Map<String, Value>) -> String {
         duration,
         text("error").map(|e| format!("; {e}")).unwrap_or_default(),
     )
-}
-
-fn quoted(key: Option<&str>) -> String {
-    format!("'{}'", key.unwrap_or_default().escape_debug())
 }
 
 /// `skip add|remove|list`.

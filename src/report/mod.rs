@@ -187,7 +187,7 @@ impl Summary {
 }
 
 /// A key as the human summary shows it: quoted, control characters escaped, `''` for none.
-fn quoted(key: Option<&str>) -> String {
+pub fn quoted(key: Option<&str>) -> String {
     format!("'{}'", key.unwrap_or_default().escape_debug())
 }
 

@@ -39,13 +39,7 @@ impl Store {
     pub fn status(&mut self, runs: usize, error_tickets: usize) -> Result<StatusFigures, Error> {
         let path = self.path.clone();
         let tx = self.conn.transaction().in_store(&path)?;
-        let (pagination_key, pagination_key_saved_at) = tx
-            .query_row(
-                "SELECT pagination_key, updated_at FROM sync_state WHERE id = 1",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .in_store(&path)?;
+        let (pagination_key, pagination_key_saved_at) = pagination_state(&tx, &path)?;
         let count = |sql: &str| -> Result<u64, Error> {
             tx.query_row(sql, [], |row| row.get(0)).in_store(&path)
         };
@@ -80,13 +74,7 @@ impl Store {
 
     /// The stored key and when it was saved.
     pub fn pagination_state(&self) -> Result<(Option<String>, Option<String>), Error> {
-        self.conn
-            .query_row(
-                "SELECT pagination_key, updated_at FROM sync_state WHERE id = 1",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .in_store(&self.path)
+        pagination_state(&self.conn, &self.path)
     }
 
     /// Moves the live key (`None`: the start of the feed) and records the change in `sync_run`
@@ -201,6 +189,19 @@ impl Store {
         tx.commit().in_store(&self.path)?;
         Ok(result)
     }
+}
+
+/// The stored key and when it was saved, on a connection or inside a transaction.
+fn pagination_state(
+    conn: &rusqlite::Connection,
+    path: &Path,
+) -> Result<(Option<String>, Option<String>), Error> {
+    conn.query_row(
+        "SELECT pagination_key, updated_at FROM sync_state WHERE id = 1",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .in_store(path)
 }
 
 /// Rows of a query as JSON objects keyed by column name.
