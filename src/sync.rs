@@ -23,7 +23,7 @@ use crate::report::{Counters, Summary};
 use crate::store::{Batch, RunRecord, Store};
 use crate::timestamp::Timestamp;
 use crate::tixngo::client::{ApiKey, ApiUrl, Client};
-use crate::tixngo::wire::{self, Page, PageTicket, Ticket};
+use crate::tixngo::wire::{self, Page, PageTicket, Spectator, Ticket};
 
 /// Runs `sync`; the summary carries the exit code and the error, if any.
 pub fn run(global: &GlobalArgs, args: &SyncArgs, started: Instant) -> Summary {
@@ -491,7 +491,7 @@ fn apply_ticket(
     counters: &mut Counters,
     warnings: &mut RuleWarnings,
 ) -> Result<Outcome<'static>, Error> {
-    let stored = batch.ticket(&ticket.ticket_number)?;
+    let (row, stored) = batch.ticket(&ticket.ticket_number)?.unzip();
     if is_stale(stored.as_ref(), ticket) {
         return Ok(Outcome::Stale);
     }
@@ -517,7 +517,7 @@ fn apply_ticket(
         Some(plan) => create_contacts(batch, plan, ticket, &mut record, counters)?,
         None => NewContacts::default(),
     };
-    batch.write_ticket(&record)?;
+    batch.write_ticket(&record, row)?;
     if history {
         batch.append_history(&record)?;
     }
@@ -561,14 +561,15 @@ fn create_contacts(
     record: &mut TicketRecord,
     counters: &mut Counters,
 ) -> Result<NewContacts, Error> {
-    let owner = ticket.owner.clone().unwrap_or_default();
+    let no_owner = Spectator::default();
+    let owner = ticket.owner.as_ref().unwrap_or(&no_owner);
     let mut created = NewContacts::default();
     if plan.create_owner {
-        created.owner = Some(batch.create_owner_contact(&owner)?);
+        created.owner = Some(batch.create_owner_contact(owner)?);
         counters.contacts_created += 1;
     }
     if let Some(id) = plan.upgrade {
-        batch.upgrade_contact(id, &owner)?;
+        batch.upgrade_contact(id, owner)?;
         counters.contacts_updated += 1;
     }
     if let Some(email) = &plan.create_recipient {

@@ -235,10 +235,6 @@ fn human_counters(stdout: &str) -> [i64; 4] {
     found.try_into().unwrap()
 }
 
-fn open_rw(env: &Env) -> rusqlite::Connection {
-    rusqlite::Connection::open(env.store()).expect("the store opens read-write")
-}
-
 // ---------------------------------------------------------------------------------------------
 // The rules of SPEC §4.5, story by story, within one batch and across batches
 // ---------------------------------------------------------------------------------------------
@@ -913,7 +909,7 @@ fn the_lookup_prefers_an_internet_account_then_an_individual_then_a_real_contact
     for (case, competitors, preferred) in cases {
         let env = Env::new();
         env.sync(&sim).args(&["--batch-size", "1"]).run();
-        let db = open_rw(&env);
+        let db = env.writable_db();
         // Near misses first, with every advantage: a loose match would pick them.
         for near_miss in ["ann@example.org.uk", "xann@example.org", "ann@example.or"] {
             db.execute(

@@ -142,8 +142,8 @@ fn last_run(env: &Env) -> Vec<String> {
 
 /// SQL that writes, as an operator fixing a payload by hand would.
 fn execute(env: &Env, sql: &str, params: impl rusqlite::Params) {
-    let db = rusqlite::Connection::open(env.store()).expect("the store opens for writing");
-    db.execute(sql, params)
+    env.writable_db()
+        .execute(sql, params)
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 

@@ -455,6 +455,64 @@ fn skipping_a_failed_ticket_resolves_its_error() {
 type UsageCase<'a> = (&'a [&'a str], Option<(&'a str, &'a str)>, &'a str);
 
 #[test]
+fn an_update_rewrites_the_row_in_place_and_keeps_the_columns_s360_owns() {
+    let mut activated = owned("A-1", "ACTIVATED", "2025-03-02T10:00:00Z");
+    activated["spectatorDetails"]["firstName"] = json!("Ana");
+    let mut transferred = owned("A-1", "TRANSFERRED", "2025-03-03T10:00:00Z");
+    transferred["spectatorDetails"] = json!({ "email": "b@example.org" });
+    let sim = Simulator::start(
+        Feed::from_events(vec![
+            owned("A-1", "INJECTED", "2025-03-01T10:00:00Z"),
+            activated,
+            transferred,
+        ]),
+        API_KEY,
+    );
+    let env = Env::new();
+    env.sync(&sim).args(&["--batch-size", "1"]).run();
+    // Columns of S-360's own that the feedback sets once and must never overwrite.
+    env.writable_db()
+        .execute_batch(
+            "UPDATE ticket SET s360_state = 'PAID', first_synced_at = '2025-01-01T00:00:00.000Z'",
+        )
+        .unwrap();
+    let columns = "SELECT rowid, ticket_number, s360_state, first_synced_at, mobile_status,
+                          owner_first_name, cultural_contact_id FROM ticket";
+    let [first] = &env.rows(columns)[..] else {
+        panic!("one row")
+    };
+    let contact_a = first[6].clone();
+    assert_ne!(contact_a, "NULL");
+
+    // Same contact: the row is rewritten where it is, the contact kept.
+    env.sync(&sim).args(&["--batch-size", "1"]).run();
+    let expected = [
+        &first[0],
+        "A-1",
+        "PAID",
+        "2025-01-01T00:00:00.000Z",
+        "ACTIVATED",
+        "Ana",
+    ];
+    assert_eq!(
+        env.rows(columns),
+        vec![[&expected[..], &[&contact_a]].concat()]
+    );
+
+    // A completed transfer: the contact changes with the rest of the row.
+    env.sync(&sim).args(&["--batch-size", "1"]).run();
+    let [row] = &env.rows(columns)[..] else {
+        panic!("one row")
+    };
+    assert_eq!(&row[..4], &expected[..4]);
+    assert_eq!(row[4], "TRANSFERRED");
+    let contact_b = env.int("SELECT id FROM contact WHERE email = 'b@example.org'");
+    assert_eq!(row[6], contact_b.to_string());
+    assert_ne!(row[6], contact_a);
+    assert!(env.rows("PRAGMA foreign_key_check").is_empty());
+}
+
+#[test]
 fn bad_flags_and_values_exit_64_with_one_line_and_create_nothing() {
     let cases: &[UsageCase] = &[
         (&["--batch-size", "0"], None, "--batch-size"),
@@ -1016,8 +1074,7 @@ fn a_0600_key_file_is_read_and_trimmed() {
 fn a_store_newer_than_the_binary_is_refused_78() {
     let sim = Simulator::start(feed(), API_KEY);
     let env = primed(&sim);
-    rusqlite::Connection::open(env.store())
-        .unwrap()
+    env.writable_db()
         .pragma_update(None, "user_version", 99)
         .unwrap();
     let before = snapshot(&env);

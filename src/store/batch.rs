@@ -62,27 +62,39 @@ const SET_ONCE: [&str; 3] = ["ticket_number", "s360_state", "first_synced_at"];
 
 static SELECT_TICKET: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {} FROM ticket WHERE ticket_number = ?1",
+        "SELECT {}, rowid FROM ticket WHERE ticket_number = ?1",
         TICKET_COLUMNS.join(", ")
     )
 });
 
-static UPSERT_TICKET: LazyLock<String> = LazyLock::new(|| {
+static INSERT_TICKET: LazyLock<String> = LazyLock::new(|| {
     let placeholders: Vec<String> = (1..=TICKET_COLUMNS.len())
         .map(|i| format!("?{i}"))
         .collect();
-    let updates: Vec<String> = TICKET_COLUMNS
-        .iter()
-        .filter(|c| !SET_ONCE.contains(c))
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect();
     format!(
-        "INSERT INTO ticket ({}) VALUES ({}) ON CONFLICT (ticket_number) DO UPDATE SET {}",
+        "INSERT INTO ticket ({}) VALUES ({})",
         TICKET_COLUMNS.join(", "),
-        placeholders.join(", "),
-        updates.join(", ")
+        placeholders.join(", ")
     )
 });
+
+/// The update of a stored row by its rowid (the last parameter), the columns of [`SET_ONCE`] kept
+/// and `cultural_contact_id` set only when `with_contact` holds: an UPDATE that sets a
+/// foreign-key column makes SQLite copy every page it touches into a statement journal first,
+/// the largest single cost of a batch when most updates keep the contact.
+fn update_ticket(with_contact: bool) -> String {
+    let updates: Vec<String> = TICKET_COLUMNS
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !SET_ONCE.contains(c) && (with_contact || **c != "cultural_contact_id"))
+        .map(|(i, c)| format!("{c} = ?{}", i + 1))
+        .collect();
+    format!(
+        "UPDATE ticket SET {} WHERE rowid = ?{}",
+        updates.join(", "),
+        TICKET_COLUMNS.len() + 1
+    )
+}
 
 static FINISH_RUN: LazyLock<String> = LazyLock::new(|| {
     let figures: Vec<String> = Counters::NAMES
@@ -193,6 +205,14 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<TicketRecord> {
     })
 }
 
+/// Where a ticket's stored row is, and the cultural contact it held when read: what
+/// [`Batch::write_ticket`] needs to update the row in place.
+#[derive(Clone, Copy, Debug)]
+pub struct StoredRow {
+    rowid: i64,
+    cultural_contact_id: Option<i64>,
+}
+
 /// The transaction of one batch. Dropping it without [`Batch::finish`] rolls everything back.
 pub struct Batch<'s> {
     /// The statements every ticket runs, prepared once per batch rather than looked up in the
@@ -207,7 +227,9 @@ pub struct Batch<'s> {
 
 struct HotStatements<'s> {
     select_ticket: RefCell<Statement<'s>>,
-    upsert_ticket: RefCell<Statement<'s>>,
+    insert_ticket: RefCell<Statement<'s>>,
+    update_ticket: RefCell<Statement<'s>>,
+    update_ticket_and_contact: RefCell<Statement<'s>>,
     insert_history: RefCell<Statement<'s>>,
     contact_by_email: RefCell<Statement<'s>>,
     lines_of_ticket: RefCell<Statement<'s>>,
@@ -222,7 +244,9 @@ impl<'s> HotStatements<'s> {
         };
         Ok(HotStatements {
             select_ticket: prepare(&SELECT_TICKET)?,
-            upsert_ticket: prepare(&UPSERT_TICKET)?,
+            insert_ticket: prepare(&INSERT_TICKET)?,
+            update_ticket: prepare(&update_ticket(false))?,
+            update_ticket_and_contact: prepare(&update_ticket(true))?,
             insert_history: prepare(
                 "INSERT INTO ticket_history (ticket_number, mobile_status, owner_email, holder_first_name,
                     holder_last_name, tixngo_updated_at, run_id, recorded_at)
@@ -280,24 +304,45 @@ impl<'s> Batch<'s> {
             .in_store(self.path)
     }
 
-    /// The stored row of a ticket.
-    pub fn ticket(&self, ticket_number: &str) -> Result<Option<TicketRecord>, Error> {
+    /// The stored row of a ticket, and where it is for [`Batch::write_ticket`].
+    pub fn ticket(&self, ticket_number: &str) -> Result<Option<(StoredRow, TicketRecord)>, Error> {
         self.hot
             .select_ticket
             .borrow_mut()
-            .query_row([ticket_number], record_from_row)
+            .query_row([ticket_number], |row| {
+                let stored = StoredRow {
+                    rowid: row.get(TICKET_COLUMNS.len())?,
+                    cultural_contact_id: row.get(31)?,
+                };
+                Ok((stored, record_from_row(row)?))
+            })
             .optional()
             .in_store(self.path)
     }
 
-    /// Inserts or updates a ticket row (the columns of [`SET_ONCE`] are kept on update).
-    pub fn write_ticket(&self, record: &TicketRecord) -> Result<(), Error> {
-        self.hot
-            .upsert_ticket
-            .borrow_mut()
-            .execute(&record_params(record)[..])
-            .map(drop)
-            .in_store(self.path)
+    /// Writes a ticket row: inserted when `stored` is `None` (the ticket was not in the store
+    /// when read in this batch), else updated in place, the columns of [`SET_ONCE`] kept.
+    pub fn write_ticket(
+        &self,
+        record: &TicketRecord,
+        stored: Option<StoredRow>,
+    ) -> Result<(), Error> {
+        let values = record_params(record);
+        match stored {
+            None => self.hot.insert_ticket.borrow_mut().execute(&values[..]),
+            Some(stored) => {
+                let statement = if stored.cultural_contact_id == record.cultural_contact_id {
+                    &self.hot.update_ticket
+                } else {
+                    &self.hot.update_ticket_and_contact
+                };
+                let mut values = values.to_vec();
+                values.push(&stored.rowid);
+                statement.borrow_mut().execute(&values[..])
+            }
+        }
+        .map(drop)
+        .in_store(self.path)
     }
 
     /// Appends the ticket's current state to `ticket_history`.

@@ -147,6 +147,11 @@ impl Env {
             .expect("the store opens")
     }
 
+    /// A read-write connection to the store, as S-360 or an operator fixing rows by hand has.
+    pub fn writable_db(&self) -> Connection {
+        Connection::open(self.store()).expect("the store opens for writing")
+    }
+
     /// One integer from SQL (a count, an id…).
     pub fn int(&self, sql: &str) -> i64 {
         self.db()
