@@ -4,6 +4,8 @@
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::mpsc;
+use std::thread::Scope;
 use std::time::Instant;
 
 use serde_json::value::RawValue;
@@ -15,7 +17,7 @@ use crate::lock::RunLock;
 use crate::report::Summary;
 use crate::sync::{self, MappingOptions, apply_page, lock_path, open_store, record_failure};
 use crate::timestamp::Timestamp;
-use crate::tixngo::wire::{self, Page, PageTicket};
+use crate::tixngo::wire::{self, PageTicket};
 
 /// Runs `replay`; the summary carries the exit code and the error, if any.
 pub fn run(global: &GlobalArgs, args: &ReplayArgs, started: Instant) -> Summary {
@@ -39,45 +41,120 @@ fn replay(
         Some(path) => Some(read_input(path)?),
         None => None,
     };
-    let _lock = RunLock::acquire(&lock_path(global))?;
-    let mut store = open_store(&global.store, mapping.dry_run)?;
-    let started_at = Timestamp::now().to_string();
-    mapping.skip.extend(store.skip_list()?);
-    let payloads: Vec<Box<RawValue>>;
-    let page = match &file {
-        Some(body) => wire::read_page(body).map_err(Error::BadData),
-        None => {
-            (mapping.error_ids, payloads) = error_payloads(&store)?.into_iter().unzip();
-            Ok(Page {
-                next_page_key: None,
-                tickets: payloads.iter().map(|raw| PageTicket::decode(raw)).collect(),
-            })
-        }
-    };
-    let counters = page.and_then(|page| {
-        if page.next_page_key.is_some() {
-            log::info!(
-                "the file's pagination key is ignored: replay never reads nor moves the stored key"
-            );
-        }
-        apply_page(&mut store, "replay", &page, None, None, false, &mapping)
-    });
-    let counters = match counters {
-        Ok(counters) => counters,
-        Err(error) => {
-            if !mapping.dry_run {
-                record_failure(&mut store, "replay", &started_at, None, &error);
+    std::thread::scope(|scope| {
+        // The file is read on another thread from now on: its first tickets are mapped while the
+        // rest is still being decoded.
+        let streamed = file.as_deref().map(|body| TicketStream::start(scope, body));
+        let _lock = RunLock::acquire(&lock_path(global))?;
+        let mut store = open_store(&global.store, mapping.dry_run)?;
+        let started_at = Timestamp::now().to_string();
+        mapping.skip.extend(store.skip_list()?);
+        let applied = match streamed {
+            Some(tickets) => apply_page(&mut store, "replay", tickets, None, None, false, &mapping),
+            None => {
+                let payloads: Vec<Box<RawValue>>;
+                (mapping.error_ids, payloads) = error_payloads(&store)?.into_iter().unzip();
+                let tickets = payloads.iter().map(|raw| Ok(PageTicket::decode(raw)));
+                apply_page(&mut store, "replay", tickets, None, None, false, &mapping)
             }
-            return Err(error);
-        }
-    };
-    summary.batches = 1;
-    summary.counters = counters;
-    Ok(if counters.failed > 0 {
-        ExitCode::Partial
-    } else {
-        ExitCode::Success
+        };
+        let counters = applied.inspect_err(|error| {
+            if !mapping.dry_run {
+                record_failure(&mut store, "replay", &started_at, None, error);
+            }
+        })?;
+        summary.batches = 1;
+        summary.counters = counters;
+        Ok(if counters.failed > 0 {
+            ExitCode::Partial
+        } else {
+            ExitCode::Success
+        })
     })
+}
+
+/// Tickets decoded per message from the reading thread, and messages it may run ahead: enough to
+/// keep both threads busy, little enough that a large file is never held decoded all at once.
+const CHUNK: usize = 256;
+const CHUNKS_AHEAD: usize = 4;
+
+/// What the reading thread sends: tickets in file order, then how the document ended.
+enum Streamed<'a> {
+    Tickets(Vec<PageTicket<'a>>),
+    End(Result<Option<String>, String>),
+}
+
+/// The tickets of a replay file, decoded on another thread as they are mapped. A document found
+/// bad after some of its tickets were mapped ends the stream with the error (65), so the batch is
+/// rolled back exactly as if the file had been refused up front.
+struct TicketStream<'a> {
+    receiver: mpsc::Receiver<Streamed<'a>>,
+    chunk: std::vec::IntoIter<PageTicket<'a>>,
+    ended: bool,
+}
+
+impl<'a> TicketStream<'a> {
+    fn start<'scope>(scope: &'scope Scope<'scope, '_>, body: &'a [u8]) -> TicketStream<'a>
+    where
+        'a: 'scope,
+    {
+        let (sender, receiver) = mpsc::sync_channel(CHUNKS_AHEAD);
+        scope.spawn(move || {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            // A failed send means the mapping side has stopped: so does the reading.
+            let outcome = wire::stream_page(body, &mut |ticket| {
+                chunk.push(ticket);
+                chunk.len() < CHUNK
+                    || sender
+                        .send(Streamed::Tickets(std::mem::replace(
+                            &mut chunk,
+                            Vec::with_capacity(CHUNK),
+                        )))
+                        .is_ok()
+            });
+            let _ = sender
+                .send(Streamed::Tickets(chunk))
+                .and_then(|()| sender.send(Streamed::End(outcome)));
+        });
+        TicketStream {
+            receiver,
+            chunk: Vec::new().into_iter(),
+            ended: false,
+        }
+    }
+}
+
+impl<'a> Iterator for TicketStream<'a> {
+    type Item = Result<PageTicket<'a>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.ended {
+            if let Some(ticket) = self.chunk.next() {
+                return Some(Ok(ticket));
+            }
+            let end = match self.receiver.recv() {
+                Ok(Streamed::Tickets(chunk)) => {
+                    self.chunk = chunk.into_iter();
+                    continue;
+                }
+                Ok(Streamed::End(Ok(next_page_key))) => {
+                    if next_page_key.is_some() {
+                        log::info!(
+                            "the file's pagination key is ignored: replay never reads nor moves the stored key"
+                        );
+                    }
+                    None
+                }
+                Ok(Streamed::End(Err(reason))) => Some(Err(Error::BadData(reason))),
+                Err(mpsc::RecvError) => Some(Err(Error::Internal(
+                    "the reading of the replay file ended without a result".into(),
+                ))),
+            };
+            self.ended = true;
+            return end;
+        }
+        None
+    }
 }
 
 /// The ids and raw payloads of the unresolved sync errors; one that is not JSON (edited by hand)

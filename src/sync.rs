@@ -310,7 +310,7 @@ fn apply_fetched(
     let counters = apply_page(
         store,
         "sync",
-        &page,
+        page.tickets.into_iter().map(Ok),
         key,
         next_key.as_deref(),
         save_key,
@@ -324,29 +324,30 @@ fn apply_fetched(
 }
 
 /// Maps every ticket of a page and commits them, with the run counters and (when `save_key`) the
-/// next key, in one transaction. Nothing is written when it fails.
-pub fn apply_page(
+/// next key, in one transaction. The tickets may still be arriving (a replay file is read while
+/// its first tickets are mapped): an `Err` among them fails the batch like any other error.
+/// Nothing is written when it fails.
+pub fn apply_page<'p>(
     store: &mut Store,
     command: &str,
-    page: &Page<'_>,
+    tickets: impl IntoIterator<Item = Result<PageTicket<'p>, Error>>,
     key_before: Option<&str>,
     key_after: Option<&str>,
     save_key: bool,
     mapping: &MappingOptions,
 ) -> Result<Counters, Error> {
     let mut batch = store.begin_batch(command, key_before)?;
-    let mut counters = Counters {
-        fetched: page.tickets.len() as u64,
-        ..Counters::default()
-    };
+    let mut counters = Counters::default();
     let mut unresolved = batch.unresolved_error_tickets()?;
     let mut first_failure: Option<String> = None;
     let mut warnings = RuleWarnings::default();
-    for (index, ticket) in page.tickets.iter().enumerate() {
+    for (index, ticket) in tickets.into_iter().enumerate() {
+        let ticket = ticket?;
+        counters.fetched += 1;
         let error_id = mapping.error_ids.get(index).copied();
         // The skip list is checked on the raw `taxNumber` before any other validation; a ticket
         // that decodes has that very number.
-        let (number, outcome) = match ticket {
+        let (number, outcome) = match &ticket {
             PageTicket::Mapped(ticket) => {
                 let number = Some(ticket.ticket_number.clone());
                 if mapping.skip.contains(&ticket.ticket_number) {

@@ -468,7 +468,21 @@ fn replay_of_something_that_is_not_a_diff_document_is_65_and_records_only_its_ru
     env.cmd(&["replay", file.to_str().unwrap()]).run();
     let before = env.counts();
     let key_before = env.stored_key();
+    // Found bad only after thousands of tickets were read and mapped in the batch: the file is
+    // decoded while it is mapped, and all of it is rolled back.
+    let long = document(&Feed::generate(4, 1500), 3000);
+    let long = long.trim_end().strip_suffix('}').expect("a JSON object");
+    let broken_late = long.to_owned();
+    let trailing_text = format!("{long}}} and more");
+    let second_list = format!(r#"{long},"result":[]}}"#);
     for (case, body, from_stdin) in [
+        ("broken after 3000 tickets", broken_late.as_bytes(), false),
+        ("text after 3000 tickets", trailing_text.as_bytes(), false),
+        (
+            "a second list after 3000 tickets",
+            second_list.as_bytes(),
+            true,
+        ),
         ("no ticket list", &br#"{"message":"ok"}"#[..], false),
         (
             "a list that is no array",
@@ -504,7 +518,7 @@ fn replay_of_something_that_is_not_a_diff_document_is_65_and_records_only_its_ru
     }
     let after = env.counts();
     for ((table, was), (_, is)) in before.iter().zip(&after) {
-        let expected = if table == "sync_run" { was + 7 } else { *was };
+        let expected = if table == "sync_run" { was + 10 } else { *was };
         assert_eq!(*is, expected, "{table}");
     }
     assert_eq!(env.stored_key(), key_before);
@@ -826,7 +840,9 @@ fn read_only_commands_on_a_missing_store_are_74_and_create_nothing() {
 fn writing_commands_refuse_with_75_while_the_lock_is_held_and_status_says_so() {
     let sim = Simulator::start(Feed::generate(2, 10), API_KEY);
     let env = Env::new();
-    let page = env.write("page.json", document(sim.feed(), 5).as_bytes(), 0o600);
+    // Long enough that its reading thread is still waiting to hand tickets over at the refusal.
+    let long = document(&Feed::generate(3, 2000), 5000);
+    let page = env.write("page.json", long.as_bytes(), 0o600);
     let page = page.to_str().unwrap();
     env.cmd(&["skip", "add", "S-1"]).run();
     let before = env.counts();

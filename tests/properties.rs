@@ -22,7 +22,7 @@ use tixngo_feedback::ticket_number;
 use tixngo_feedback::timestamp::Timestamp;
 use tixngo_feedback::tixngo::wire::{
     Attributes, Holder, PageTicket, Patch, Spectator, Ticket, decode_ticket, parse_page,
-    raw_ticket_number, read_page,
+    raw_ticket_number, read_page, stream_page,
 };
 
 /// `cases` unless `PROPTEST_CASES` says otherwise; no regression files (this file is the record).
@@ -532,8 +532,10 @@ fn check_page(body: &[u8]) -> Result<(), TestCaseError> {
 }
 
 /// `read_page` (one pass when every ticket maps) must give exactly what `parse_page` then
-/// `decode_ticket` on each ticket give: the same acceptance, error, key and tickets.
+/// `decode_ticket` on each ticket give: the same acceptance, error, key and tickets; and
+/// `stream_page` must hand over exactly what `read_page` returns.
 fn check_read_page(body: &[u8]) -> Result<(), TestCaseError> {
+    check_stream_page(body)?;
     match (read_page(body), parse_page(body)) {
         (Ok(read), Ok(parsed)) => {
             prop_assert_eq!(&read.next_page_key, &parsed.next_page_key);
@@ -559,6 +561,29 @@ fn check_read_page(body: &[u8]) -> Result<(), TestCaseError> {
                 "read_page: {:?}, parse_page: {:?}",
                 read.map(|p| p.tickets.len()),
                 parsed.map(|p| p.tickets.len())
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_stream_page(body: &[u8]) -> Result<(), TestCaseError> {
+    let mut streamed = Vec::new();
+    let outcome = stream_page(body, &mut |ticket| {
+        streamed.push(ticket);
+        true
+    });
+    match (outcome, read_page(body)) {
+        (Ok(key), Ok(page)) => {
+            prop_assert_eq!(key, page.next_page_key);
+            prop_assert_eq!(format!("{streamed:?}"), format!("{:?}", page.tickets));
+        }
+        (Err(streamed), Err(read)) => prop_assert_eq!(streamed, read),
+        (streamed, read) => {
+            return Err(TestCaseError::fail(format!(
+                "stream_page: {:?}, read_page: {:?}",
+                streamed,
+                read.map(|p| p.tickets.len())
             )));
         }
     }

@@ -71,19 +71,7 @@ struct Pagination {
 
 /// Parses a complete response body (or replay file). The error is the reason it is bad data.
 pub fn parse_page(body: &[u8]) -> Result<DiffPage<'_>, String> {
-    let text = std::str::from_utf8(body).map_err(|e| {
-        format!(
-            "the document is not valid UTF-8 (at byte {})",
-            e.valid_up_to()
-        )
-    })?;
-    if !text
-        .trim_start_matches([' ', '\t', '\n', '\r'])
-        .starts_with('{')
-    {
-        // serde's derived structs would also read an array, field by field.
-        return Err("the document is not a valid diff document: it is not a JSON object".into());
-    }
+    let text = document_text(body)?;
     let envelope: Envelope<&RawValue> = serde_json::from_str(text).map_err(|e| {
         format!(
             "the document is not a valid diff document: {}",
@@ -98,6 +86,24 @@ pub fn parse_page(body: &[u8]) -> Result<DiffPage<'_>, String> {
         next_page_key,
         tickets,
     })
+}
+
+/// The body as text, refused unless it is UTF-8 holding a JSON object.
+fn document_text(body: &[u8]) -> Result<&str, String> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        format!(
+            "the document is not valid UTF-8 (at byte {})",
+            e.valid_up_to()
+        )
+    })?;
+    if !text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+    {
+        // serde's derived structs would also read an array, field by field.
+        return Err("the document is not a valid diff document: it is not a JSON object".into());
+    }
+    Ok(text)
 }
 
 /// A diff page with its tickets decoded: what a batch maps.
@@ -150,13 +156,7 @@ pub fn read_page(body: &[u8]) -> Result<Page<'_>, String> {
 /// The one-pass reading of a page whose tickets all map; `None` for anything else, which the
 /// two-pass path of [`read_page`] then reads (and explains).
 pub fn read_mappable_page(body: &[u8]) -> Option<Page<'static>> {
-    let text = std::str::from_utf8(body).ok()?;
-    if !text
-        .trim_start_matches([' ', '\t', '\n', '\r'])
-        .starts_with('{')
-    {
-        return None;
-    }
+    let text = document_text(body).ok()?;
     let envelope: Envelope<Vec<Object<WireTicket>>> = serde_json::from_str(text).ok()?;
     let (list, next_page_key) = envelope.into_parts();
     let tickets = list?
@@ -170,6 +170,208 @@ pub fn read_mappable_page(body: &[u8]) -> Option<Page<'static>> {
     })
 }
 
+/// Reads a diff document ticket by ticket, handing each to `sink` as soon as it is decoded, and
+/// returns the next key: the same tickets in the same order, and the same errors, as
+/// [`read_page`], but a large replay file can be mapped while the rest of it is still being read.
+/// A document found bad after some of its tickets were handed over is an error all the same: the
+/// caller must discard what it got. `sink` returns false to stop early; the error then says so.
+pub fn stream_page<'a>(
+    body: &'a [u8],
+    sink: &mut dyn FnMut(PageTicket<'a>) -> bool,
+) -> Result<Option<String>, String> {
+    let text = document_text(body)?;
+    let mut parser = serde_json::Deserializer::from_str(text);
+    let envelope = parser
+        .deserialize_map(StreamingEnvelope { sink: &mut *sink })
+        .and_then(|envelope| parser.end().map(|()| envelope))
+        .map_err(|e| {
+            format!(
+                "the document is not a valid diff document: {}",
+                without_values(e)
+            )
+        })?;
+    let next_page_key = envelope
+        .pagination
+        .flatten()
+        .and_then(|p| p.0.next_page_key)
+        .or(envelope.next_page_key.flatten())
+        .filter(|key| !key.is_empty());
+    let not_an_array = || "the ticket list of the document is not an array".to_owned();
+    match envelope.result {
+        Some(StreamedList::List) => return Ok(next_page_key),
+        Some(StreamedList::NotAnArray) => return Err(not_an_array()),
+        Some(StreamedList::Null) | None => {}
+    }
+    let list = envelope
+        .tickets
+        .flatten()
+        .or(envelope.items.flatten())
+        .ok_or("the document has no ticket list (result, tickets or items)")?;
+    let tickets: Vec<&RawValue> = serde_json::from_str(list.get()).map_err(|_| not_an_array())?;
+    for raw in tickets {
+        if !sink(PageTicket::decode(raw)) {
+            return Err(STOPPED.into());
+        }
+    }
+    Ok(next_page_key)
+}
+
+/// Why [`stream_page`] ended when its sink asked it to stop.
+const STOPPED: &str = "the reading of the document was stopped";
+
+/// The envelope as [`stream_page`] reads it: `result` streamed as it goes (it is the list when it
+/// is not null), the other lists kept raw until the whole document has been read.
+struct StreamingEnvelope<'s, 'a> {
+    sink: &'s mut dyn FnMut(PageTicket<'a>) -> bool,
+}
+
+/// Each field is `Some` once seen, even as null, as in the derived implementation.
+#[derive(Default)]
+struct StreamedEnvelope<'a> {
+    result: Option<StreamedList>,
+    tickets: Option<Option<&'a RawValue>>,
+    items: Option<Option<&'a RawValue>>,
+    pagination: Option<Option<Object<Pagination>>>,
+    next_page_key: Option<Option<String>>,
+}
+
+/// What a streamed `result` turned out to be.
+enum StreamedList {
+    Null,
+    List,
+    NotAnArray,
+}
+
+/// `result`, its tickets decoded and handed to the sink one by one as they are read.
+struct StreamingList<'s, 'a> {
+    sink: &'s mut dyn FnMut(PageTicket<'a>) -> bool,
+}
+
+impl<'a> de::DeserializeSeed<'a> for StreamingList<'_, 'a> {
+    type Value = StreamedList;
+
+    fn deserialize<D: Deserializer<'a>>(self, deserializer: D) -> Result<StreamedList, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'a> Visitor<'a> for StreamingList<'_, 'a> {
+    type Value = StreamedList;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a ticket list")
+    }
+
+    fn visit_seq<A: de::SeqAccess<'a>>(self, mut seq: A) -> Result<StreamedList, A::Error> {
+        while let Some(raw) = seq.next_element::<&RawValue>()? {
+            if !(self.sink)(PageTicket::decode(raw)) {
+                return Err(de::Error::custom(STOPPED));
+            }
+        }
+        Ok(StreamedList::List)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<StreamedList, E> {
+        Ok(StreamedList::Null)
+    }
+
+    // Anything else is read through (the rest of the document must still be valid) and refused
+    // once it is, as the two-pass reading refuses it.
+    fn visit_map<A: de::MapAccess<'a>>(self, mut map: A) -> Result<StreamedList, A::Error> {
+        while map
+            .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(StreamedList::NotAnArray)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<StreamedList, E> {
+        Ok(StreamedList::NotAnArray)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<StreamedList, E> {
+        Ok(StreamedList::NotAnArray)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<StreamedList, E> {
+        Ok(StreamedList::NotAnArray)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<StreamedList, E> {
+        Ok(StreamedList::NotAnArray)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<StreamedList, E> {
+        Ok(StreamedList::NotAnArray)
+    }
+}
+
+/// The fields of [`Envelope`], as its derived implementation names them.
+#[derive(Deserialize)]
+#[serde(field_identifier)]
+enum EnvelopeField {
+    #[serde(rename = "result")]
+    Result,
+    #[serde(rename = "tickets")]
+    Tickets,
+    #[serde(rename = "items")]
+    Items,
+    #[serde(rename = "pagination")]
+    Pagination,
+    #[serde(rename = "nextPageKey")]
+    NextPageKey,
+    #[serde(other)]
+    Other,
+}
+
+impl<'a> Visitor<'a> for StreamingEnvelope<'_, 'a> {
+    type Value = StreamedEnvelope<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a diff document")
+    }
+
+    fn visit_map<A: de::MapAccess<'a>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // A field seen twice is refused, as the derived `Envelope` refuses it.
+        fn once<T, E: de::Error>(slot: &Option<T>, name: &'static str) -> Result<(), E> {
+            match slot {
+                Some(_) => Err(E::duplicate_field(name)),
+                None => Ok(()),
+            }
+        }
+        fn fill<'a, T: Deserialize<'a>, A: de::MapAccess<'a>>(
+            slot: &mut Option<T>,
+            name: &'static str,
+            map: &mut A,
+        ) -> Result<(), A::Error> {
+            once(slot, name)?;
+            *slot = Some(map.next_value()?);
+            Ok(())
+        }
+        let mut envelope = StreamedEnvelope::default();
+        while let Some(field) = map.next_key()? {
+            match field {
+                EnvelopeField::Result => {
+                    once(&envelope.result, "result")?;
+                    let sink = &mut *self.sink;
+                    envelope.result = Some(map.next_value_seed(StreamingList { sink })?);
+                }
+                EnvelopeField::Tickets => fill(&mut envelope.tickets, "tickets", &mut map)?,
+                EnvelopeField::Items => fill(&mut envelope.items, "items", &mut map)?,
+                EnvelopeField::Pagination => {
+                    fill(&mut envelope.pagination, "pagination", &mut map)?
+                }
+                EnvelopeField::NextPageKey => {
+                    fill(&mut envelope.next_page_key, "nextPageKey", &mut map)?
+                }
+                EnvelopeField::Other => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(envelope)
+    }
+}
 /// The raw `taxNumber` of a ticket, read without any other validation: the skip list is checked
 /// on it before anything else, so that skipping gets past a malformed ticket.
 pub fn raw_ticket_number(raw: &RawValue) -> Option<String> {
@@ -654,6 +856,61 @@ mod tests {
         }
         let err = parse_page(b"{\"result\":[\"\xff\"]}").unwrap_err();
         assert!(err.contains("UTF-8"), "{err}");
+    }
+
+    /// What `stream_page` hands over and returns, in the shape of `read_page`'s answer.
+    fn streamed(body: &[u8]) -> Result<(Option<String>, String), String> {
+        let mut tickets = Vec::new();
+        let key = stream_page(body, &mut |ticket| {
+            tickets.push(ticket);
+            true
+        })?;
+        Ok((key, format!("{tickets:?}")))
+    }
+
+    #[test]
+    fn streaming_gives_what_read_page_gives_on_the_envelope_edge_cases() {
+        let ticket = r#"{"taxNumber":"T-1","status":"INJECTED"}"#;
+        let deep = format!(
+            r#"{{"result":[{}1{}]}}"#,
+            "[".repeat(5000),
+            "]".repeat(5000)
+        );
+        let bodies = [
+            format!(r#"{{"result":[{ticket},{{"taxNumber":5}}],"nextPageKey":"k"}}"#),
+            format!(r#"{{"result":null,"tickets":[{ticket}],"items":[]}}"#),
+            format!(r#"{{"items":[{ticket}],"result":[]}}"#),
+            format!(r#"{{"tickets":"x","items":[{ticket}]}}"#),
+            format!(r#"{{"result":[{ticket}],"result":[]}}"#),
+            format!(r#"{{"result":null,"result":[{ticket}]}}"#),
+            format!(r#"{{"tickets":null,"tickets":[{ticket}]}}"#),
+            r#"{"nextPageKey":null,"nextPageKey":"k","result":[]}"#.to_owned(),
+            format!(r#"{{"result":[{ticket}],"pagination":[]}}"#),
+            format!(r#"{{"result":[{ticket}]}} trailing"#),
+            format!(r#"{{"result":[{ticket}],"extra":[1,2"#),
+            format!(r#"{{"result":{{"a":[1]}},"tickets":[{ticket}]}}"#),
+            r#"{"result":true}"#.to_owned(),
+            r#"{"result":-1.5}"#.to_owned(),
+            deep,
+        ];
+        for body in bodies {
+            let read = read_page(body.as_bytes())
+                .map(|page| (page.next_page_key, format!("{:?}", page.tickets)));
+            assert_eq!(streamed(body.as_bytes()), read, "{body:.200}");
+        }
+    }
+
+    #[test]
+    fn a_stream_stops_when_its_sink_says_so_and_reports_it() {
+        let body =
+            br#"{"result":[{"taxNumber":"T-1","status":"A"},{"taxNumber":"T-2","status":"A"}]}"#;
+        let mut taken = 0;
+        let outcome = stream_page(body, &mut |_| {
+            taken += 1;
+            false
+        });
+        assert_eq!(taken, 1);
+        assert!(outcome.unwrap_err().contains(STOPPED));
     }
 
     #[test]
