@@ -4,6 +4,7 @@
 //! Checks happen in the order of SPEC §3 so that the exit code names the first problem:
 //! arguments → configuration → lock → store → fetch → parse → write.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -349,7 +350,7 @@ pub fn apply_page<'p>(
         // that decodes has that very number.
         let (number, outcome) = match &ticket {
             PageTicket::Mapped(ticket) => {
-                let number = Some(ticket.ticket_number.clone());
+                let number = Some(Cow::Borrowed(ticket.ticket_number.as_str()));
                 if mapping.skip.contains(&ticket.ticket_number) {
                     (number, Outcome::Skipped)
                 } else {
@@ -364,7 +365,7 @@ pub fn apply_page<'p>(
                 }
             }
             PageTicket::Unmappable { raw, reason } => {
-                let number = wire::raw_ticket_number(raw);
+                let number = wire::raw_ticket_number(raw).map(Cow::Owned);
                 match number.as_deref() {
                     Some(n) if mapping.skip.contains(n) => (number, Outcome::Skipped),
                     _ => (number, Outcome::Failed { raw, reason }),
@@ -379,7 +380,7 @@ pub fn apply_page<'p>(
                     None => fail_ticket(&batch, raw, number.as_deref(), reason)?,
                 }
                 first_failure.get_or_insert_with(|| describe_failure(number.as_deref(), reason));
-                unresolved.extend(number);
+                unresolved.extend(number.map(Cow::into_owned));
             }
             settled => {
                 match settled {
@@ -389,7 +390,7 @@ pub fn apply_page<'p>(
                     Outcome::Unchanged => counters.unchanged += 1,
                     Outcome::Failed { .. } => unreachable!("handled above"),
                 }
-                if let Some(number) = number.filter(|n| unresolved.remove(n)) {
+                if let Some(number) = number.filter(|n| unresolved.remove(n.as_ref())) {
                     batch.resolve_errors(&number)?;
                 }
                 if let Some(id) = error_id {

@@ -122,10 +122,11 @@ impl Timestamp {
     }
 }
 
-impl fmt::Display for Timestamp {
-    /// The store's form: `YYYY-MM-DDTHH:MM:SS.mmmZ`, always UTC. Written digit by digit: it runs
-    /// several times per ticket, and `write!` with padding is several times slower.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Timestamp {
+    /// The store's form, `YYYY-MM-DDTHH:MM:SS.mmmZ`, always UTC, without allocating: it is
+    /// written and compared several times per ticket. Written digit by digit, as `write!` with
+    /// padding is several times slower.
+    pub fn store_text(self) -> StoreText {
         let days = self.millis.div_euclid(86_400_000);
         let of_day = self.millis.rem_euclid(86_400_000);
         let (year, month, day) = civil_from_days(days);
@@ -143,7 +144,24 @@ impl fmt::Display for Timestamp {
         put(14, 2, of_day / 60_000 % 60);
         put(17, 2, of_day / 1000 % 60);
         put(20, 3, of_day % 1000);
-        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+        StoreText(text)
+    }
+}
+
+/// A [`Timestamp`] in the store's form (see [`Timestamp::store_text`]).
+#[derive(Clone, Copy)]
+pub struct StoreText([u8; 24]);
+
+impl StoreText {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and the separators are ever written.
+        std::str::from_utf8(&self.0).expect("ASCII")
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.store_text().as_str())
     }
 }
 

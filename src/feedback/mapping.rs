@@ -71,7 +71,7 @@ pub fn is_stale(stored: Option<&TicketRecord>, ticket: &Ticket) -> bool {
         stored.and_then(|s| s.tixngo_updated_at.as_deref()),
         ticket.last_updated,
     ) {
-        (Some(stored_at), Some(incoming)) => stored_at > incoming.to_string().as_str(),
+        (Some(stored_at), Some(incoming)) => stored_at > incoming.store_text().as_str(),
         _ => false,
     }
 }
@@ -161,7 +161,7 @@ pub fn merge(stored: Option<TicketRecord>, ticket: &Ticket, now: &str) -> Merge 
     ] {
         changes.keep_or_set_instant(column, value);
     }
-    record.last_synced_at = now.to_owned();
+    now.clone_into(&mut record.last_synced_at);
     Merge::Apply {
         record: Box::new(record),
         changed: first_seen || changes.any,
@@ -188,16 +188,26 @@ impl Changes {
 
     /// An absent incoming value keeps the stored one.
     fn keep_or_set(&mut self, column: &mut Option<String>, incoming: &Option<String>) {
-        if let Some(value) = incoming
-            && column.as_deref() != Some(value.as_str())
-        {
-            *column = Some(value.clone());
-            self.any = true;
+        if let Some(value) = incoming {
+            self.put(column, value);
         }
     }
 
     fn keep_or_set_instant(&mut self, column: &mut Option<String>, incoming: Option<Timestamp>) {
-        self.keep_or_set(column, &incoming.map(|at| at.to_string()));
+        if let Some(at) = incoming {
+            self.put(column, at.store_text().as_str());
+        }
+    }
+
+    /// Sets a column to a present value, in the column's own buffer when it has one.
+    fn put(&mut self, column: &mut Option<String>, value: &str) {
+        if column.as_deref() != Some(value) {
+            match column {
+                Some(text) => value.clone_into(text),
+                None => *column = Some(value.to_owned()),
+            }
+            self.any = true;
+        }
     }
 }
 
