@@ -434,12 +434,14 @@ fn replay_of_a_saved_response_stores_it_like_a_sync_and_never_touches_the_stored
         let env = Env::new();
         env.cmd(&["cursor", "set", &operator_key, "--yes"]).run();
         let run = if from_stdin {
-            env.cmd(&["replay", "-"]).stdin(body.clone())
+            env.cmd(&["-v", "replay", "-"]).stdin(body.clone())
         } else {
             let file = env.write("page.json", body.as_bytes(), 0o600);
-            env.cmd(&["replay", file.to_str().unwrap()])
+            env.cmd(&["-v", "replay", file.to_str().unwrap()])
         };
-        let by_replay = run.json();
+        let by_replay = run
+            .stderr_has("the file's pagination key is ignored")
+            .json();
         let case = if from_stdin { "stdin" } else { "file" };
         assert_eq!(counters(&by_replay), counters(&by_sync), "{case}");
         assert_eq!(content(&env), content(&synced), "{case}");
