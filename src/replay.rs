@@ -42,8 +42,8 @@ fn replay(
         None => None,
     };
     std::thread::scope(|scope| {
-        // The file is read on another thread from now on: its first tickets are mapped while the
-        // rest is still being decoded.
+        // The file is decoded on another thread from now on: its first tickets are mapped while
+        // the rest is still being decoded.
         let streamed = file.as_deref().map(|body| TicketStream::start(scope, body));
         let _lock = RunLock::acquire(&lock_path(global))?;
         let mut store = open_store(&global.store, mapping.dry_run)?;

@@ -310,11 +310,12 @@ impl<'s> Batch<'s> {
             .select_ticket
             .borrow_mut()
             .query_row([ticket_number], |row| {
+                let record = record_from_row(row)?;
                 let stored = StoredRow {
                     rowid: row.get(TICKET_COLUMNS.len())?,
-                    cultural_contact_id: row.get(31)?,
+                    cultural_contact_id: record.cultural_contact_id,
                 };
-                Ok((stored, record_from_row(row)?))
+                Ok((stored, record))
             })
             .optional()
             .in_store(self.path)
