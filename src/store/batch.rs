@@ -216,7 +216,8 @@ pub struct StoredRow {
 /// The transaction of one batch. Dropping it without [`Batch::finish`] rolls everything back.
 pub struct Batch<'s> {
     /// The statements every ticket runs, prepared once per batch rather than looked up in the
-    /// connection's cache by their text (hashing an update of over a kilobyte for every ticket is not free).
+    /// connection's cache by their text (hashing an update of over a kilobyte for every ticket
+    /// is not free).
     hot: HotStatements<'s>,
     tx: Transaction<'s>,
     path: &'s Path,
