@@ -15,7 +15,9 @@ use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::lock::RunLock;
 use crate::report::Summary;
-use crate::sync::{self, MappingOptions, apply_page, lock_path, open_store, record_failure};
+use crate::sync::{
+    self, Incoming, MappingOptions, apply_page, lock_path, open_store, record_failure,
+};
 use crate::timestamp::Timestamp;
 use crate::tixngo::wire::{self, PageTicket};
 
@@ -50,11 +52,18 @@ fn replay(
         let started_at = Timestamp::now().to_string();
         mapping.skip.extend(store.skip_list()?);
         let applied = match streamed {
-            Some(tickets) => apply_page(&mut store, "replay", tickets, None, None, false, &mapping),
+            Some(stream) => {
+                let tickets = stream.map(|ticket| ticket.map(Incoming::from));
+                apply_page(&mut store, "replay", tickets, None, None, false, &mapping)
+            }
             None => {
-                let payloads: Vec<Box<RawValue>>;
-                (mapping.error_ids, payloads) = error_payloads(&store)?.into_iter().unzip();
-                let tickets = payloads.iter().map(|raw| Ok(PageTicket::decode(raw)));
+                let payloads = error_payloads(&store)?;
+                let tickets = payloads.iter().map(|(id, raw)| {
+                    Ok(Incoming {
+                        ticket: PageTicket::decode(raw),
+                        error_id: Some(*id),
+                    })
+                });
                 apply_page(&mut store, "replay", tickets, None, None, false, &mapping)
             }
         };

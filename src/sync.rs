@@ -59,10 +59,6 @@ pub struct MappingOptions {
     pub contacts: bool,
     /// Write to a scratch copy of the store, never to the store itself.
     pub dry_run: bool,
-    /// `replay --errors`: the `sync_error` row each ticket of the page comes from, in order. A
-    /// settled ticket resolves its row and a failed one refreshes it, even when the row has no
-    /// ticket number or the operator's fix changed it.
-    pub error_ids: Vec<i64>,
 }
 
 impl MappingOptions {
@@ -74,7 +70,6 @@ impl MappingOptions {
             max_failed_ratio: args.max_failed_ratio,
             contacts: args.contacts_enabled()?,
             dry_run: args.dry_run,
-            error_ids: Vec::new(),
         })
     }
 }
@@ -311,7 +306,7 @@ fn apply_fetched(
     let counters = apply_page(
         store,
         "sync",
-        page.tickets.into_iter().map(Ok),
+        page.tickets.into_iter().map(|ticket| Ok(ticket.into())),
         key,
         next_key.as_deref(),
         save_key,
@@ -324,6 +319,24 @@ fn apply_fetched(
     })
 }
 
+/// A ticket for [`apply_page`].
+pub struct Incoming<'p> {
+    pub ticket: PageTicket<'p>,
+    /// `replay --errors`: the `sync_error` row whose payload this ticket is. A settled ticket
+    /// resolves that row and a failed one refreshes it, even when the row has no ticket number or
+    /// the operator's fix changed it.
+    pub error_id: Option<i64>,
+}
+
+impl<'p> From<PageTicket<'p>> for Incoming<'p> {
+    fn from(ticket: PageTicket<'p>) -> Incoming<'p> {
+        Incoming {
+            ticket,
+            error_id: None,
+        }
+    }
+}
+
 /// Maps every ticket of a page and commits them, with the run counters and (when `save_key`) the
 /// next key, in one transaction. The tickets may still be arriving (a replay file is read while
 /// its first tickets are mapped): an `Err` among them fails the batch like any other error.
@@ -331,7 +344,7 @@ fn apply_fetched(
 pub fn apply_page<'p>(
     store: &mut Store,
     command: &str,
-    tickets: impl IntoIterator<Item = Result<PageTicket<'p>, Error>>,
+    tickets: impl IntoIterator<Item = Result<Incoming<'p>, Error>>,
     key_before: Option<&str>,
     key_after: Option<&str>,
     save_key: bool,
@@ -342,10 +355,9 @@ pub fn apply_page<'p>(
     let mut unresolved = batch.unresolved_error_tickets()?;
     let mut first_failure: Option<String> = None;
     let mut warnings = RuleWarnings::default();
-    for (index, ticket) in tickets.into_iter().enumerate() {
-        let ticket = ticket?;
+    for incoming in tickets {
+        let Incoming { ticket, error_id } = incoming?;
         counters.fetched += 1;
-        let error_id = mapping.error_ids.get(index).copied();
         // The skip list is checked on the raw `taxNumber` before any other validation; a ticket
         // that decodes has that very number.
         let (number, outcome) = match &ticket {
