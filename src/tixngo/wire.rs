@@ -54,13 +54,36 @@ struct Envelope<L> {
 impl<L> Envelope<L> {
     /// The list (`result`, else `tickets`, else `items`) and the next key.
     fn into_parts(self) -> (Option<L>, Option<String>) {
-        let next_page_key = self
-            .pagination
-            .and_then(|p| p.0.next_page_key)
-            .or(self.next_page_key)
-            .filter(|key| !key.is_empty());
+        let next_page_key = next_page_key(self.pagination, self.next_page_key);
         (self.result.or(self.tickets).or(self.items), next_page_key)
     }
+}
+
+/// `pagination.nextPageKey`, else a top-level `nextPageKey`; `None` when absent, null or empty.
+fn next_page_key(
+    pagination: Option<Object<Pagination>>,
+    top_level: Option<String>,
+) -> Option<String> {
+    pagination
+        .and_then(|p| p.0.next_page_key)
+        .or(top_level)
+        .filter(|key| !key.is_empty())
+}
+
+/// The tickets of the list an envelope names, still raw, or why it names none.
+fn raw_tickets(list: Option<&RawValue>) -> Result<Vec<&RawValue>, String> {
+    let list = list.ok_or("the document has no ticket list (result, tickets or items)")?;
+    serde_json::from_str(list.get()).map_err(|_| NOT_AN_ARRAY.to_owned())
+}
+
+const NOT_AN_ARRAY: &str = "the ticket list of the document is not an array";
+
+/// A document serde could not read, as bad data.
+fn not_a_diff_document(error: serde_json::Error) -> String {
+    format!(
+        "the document is not a valid diff document: {}",
+        without_values(error)
+    )
 }
 
 #[derive(Deserialize)]
@@ -72,19 +95,11 @@ struct Pagination {
 /// Parses a complete response body (or replay file). The error is the reason it is bad data.
 pub fn parse_page(body: &[u8]) -> Result<DiffPage<'_>, String> {
     let text = document_text(body)?;
-    let envelope: Envelope<&RawValue> = serde_json::from_str(text).map_err(|e| {
-        format!(
-            "the document is not a valid diff document: {}",
-            without_values(e)
-        )
-    })?;
+    let envelope: Envelope<&RawValue> = serde_json::from_str(text).map_err(not_a_diff_document)?;
     let (list, next_page_key) = envelope.into_parts();
-    let list = list.ok_or("the document has no ticket list (result, tickets or items)")?;
-    let tickets: Vec<&RawValue> = serde_json::from_str(list.get())
-        .map_err(|_| "the ticket list of the document is not an array".to_owned())?;
     Ok(DiffPage {
         next_page_key,
-        tickets,
+        tickets: raw_tickets(list)?,
     })
 }
 
@@ -184,31 +199,18 @@ pub fn stream_page<'a>(
     let envelope = parser
         .deserialize_map(StreamingEnvelope { sink: &mut *sink })
         .and_then(|envelope| parser.end().map(|()| envelope))
-        .map_err(|e| {
-            format!(
-                "the document is not a valid diff document: {}",
-                without_values(e)
-            )
-        })?;
-    let next_page_key = envelope
-        .pagination
-        .flatten()
-        .and_then(|p| p.0.next_page_key)
-        .or(envelope.next_page_key.flatten())
-        .filter(|key| !key.is_empty());
-    let not_an_array = || "the ticket list of the document is not an array".to_owned();
+        .map_err(not_a_diff_document)?;
+    let next_page_key = next_page_key(
+        envelope.pagination.flatten(),
+        envelope.next_page_key.flatten(),
+    );
     match envelope.result {
         Some(StreamedList::List) => return Ok(next_page_key),
-        Some(StreamedList::NotAnArray) => return Err(not_an_array()),
+        Some(StreamedList::NotAnArray) => return Err(NOT_AN_ARRAY.into()),
         Some(StreamedList::Null) | None => {}
     }
-    let list = envelope
-        .tickets
-        .flatten()
-        .or(envelope.items.flatten())
-        .ok_or("the document has no ticket list (result, tickets or items)")?;
-    let tickets: Vec<&RawValue> = serde_json::from_str(list.get()).map_err(|_| not_an_array())?;
-    for raw in tickets {
+    let fallback = envelope.tickets.flatten().or(envelope.items.flatten());
+    for raw in raw_tickets(fallback)? {
         if !sink(PageTicket::decode(raw)) {
             return Err(STOPPED.into());
         }
