@@ -62,17 +62,7 @@ struct State {
 /// Opens the store read-write, as the next run would (recovering the WAL), and checks it.
 fn open_checked(store: &Path) -> Connection {
     let conn = Connection::open(store).expect("the store opens after the kill");
-    let integrity: Vec<String> = conn
-        .prepare("PRAGMA integrity_check")
-        .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())
-        .unwrap();
-    assert_eq!(integrity, ["ok"], "PRAGMA integrity_check");
-    let violations: i64 = conn
-        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| {
-            row.get(0)
-        })
-        .unwrap();
-    assert_eq!(violations, 0, "foreign key violations");
+    support::assert_sound(&conn, store);
     conn
 }
 

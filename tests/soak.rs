@@ -430,13 +430,7 @@ fn dump(store: &Path) -> BTreeMap<String, Vec<Vec<String>>> {
                 let mut out = Vec::new();
                 for (i, column) in select.iter().enumerate() {
                     let value = row.get_ref(i)?;
-                    let text = match value {
-                        ValueRef::Null => "NULL".to_owned(),
-                        ValueRef::Integer(n) => n.to_string(),
-                        ValueRef::Real(f) => f.to_string(),
-                        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-                        ValueRef::Blob(b) => format!("<{} bytes>", b.len()),
-                    };
+                    let text = support::value_text(value);
                     let column = column.as_str();
                     if NOT_COMPARED.contains(&column) {
                         continue;
@@ -471,25 +465,6 @@ fn dump(store: &Path) -> BTreeMap<String, Vec<Vec<String>>> {
         dump.insert(table, rows);
     }
     dump
-}
-
-fn integrity(store: &Path) {
-    let db = open(store);
-    let check: Vec<String> = db
-        .prepare("PRAGMA integrity_check")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(check, ["ok"], "integrity_check of {}", store.display());
-    let violations = db
-        .prepare("PRAGMA foreign_key_check")
-        .unwrap()
-        .query_map([], |_| Ok(()))
-        .unwrap()
-        .count();
-    assert_eq!(violations, 0, "foreign_key_check of {}", store.display());
 }
 
 /// Both stores hold the same data; on a difference, shows the first rows found in one only.
@@ -881,8 +856,8 @@ fn soak(settings: Settings) {
     }
 
     let rows = assert_same_data(&store, &reference.store());
-    integrity(&store);
-    integrity(&reference.store());
+    support::assert_sound(&open(&store), &store);
+    support::assert_sound(&open(&reference.store()), &reference.store());
     report(
         &settings,
         &figures,

@@ -11,6 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 #[allow(unused_imports)]
@@ -174,17 +175,7 @@ impl Env {
         let rows = statement
             .query_map([], |row| {
                 (0..columns)
-                    .map(|i| {
-                        Ok(match row.get_ref(i)? {
-                            rusqlite::types::ValueRef::Null => "NULL".to_owned(),
-                            rusqlite::types::ValueRef::Integer(n) => n.to_string(),
-                            rusqlite::types::ValueRef::Real(f) => f.to_string(),
-                            rusqlite::types::ValueRef::Text(t) => {
-                                String::from_utf8_lossy(t).into_owned()
-                            }
-                            rusqlite::types::ValueRef::Blob(b) => format!("<{} bytes>", b.len()),
-                        })
-                    })
+                    .map(|i| row.get_ref(i).map(value_text))
                     .collect::<rusqlite::Result<Vec<String>>>()
             })
             .unwrap();
@@ -359,6 +350,32 @@ fn check(stream: &str, expect: &Expect, actual: &str, shown: &dyn Fn() -> String
 /// A minimal ticket event for `Feed::from_events`.
 pub fn ticket(number: &str, status: &str, updated: &str) -> Value {
     serde_json::json!({ "taxNumber": number, "status": status, "lastUpdated": updated })
+}
+
+/// A stored value as text, for comparisons: NULL as `NULL`, a blob by its size.
+pub fn value_text(value: ValueRef<'_>) -> String {
+    match value {
+        ValueRef::Null => "NULL".to_owned(),
+        ValueRef::Integer(n) => n.to_string(),
+        ValueRef::Real(f) => f.to_string(),
+        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+        ValueRef::Blob(b) => format!("<{} bytes>", b.len()),
+    }
+}
+
+/// Asserts that a store is sound: `PRAGMA integrity_check` says ok and no foreign key dangles.
+pub fn assert_sound(db: &Connection, store: &Path) {
+    let check: Vec<String> = db
+        .prepare("PRAGMA integrity_check")
+        .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())
+        .unwrap();
+    assert_eq!(check, ["ok"], "integrity_check of {}", store.display());
+    let violations: i64 = db
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(violations, 0, "foreign_key_check of {}", store.display());
 }
 
 /// Whether a file exists (a store that must not have been created).
