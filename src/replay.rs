@@ -196,3 +196,71 @@ fn read_input(path: &Path) -> Result<Vec<u8>, Error> {
     read.map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
     Ok(body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tixngo::wire::Ticket;
+
+    /// A stream fed with `messages`, whose reading side is gone once they are sent.
+    fn stream(messages: Vec<Streamed<'static>>) -> TicketStream<'static> {
+        let (sender, receiver) = mpsc::sync_channel(messages.len());
+        for message in messages {
+            sender.send(message).unwrap();
+        }
+        TicketStream {
+            receiver,
+            chunk: Vec::new().into_iter(),
+            ended: false,
+        }
+    }
+
+    fn ticket(number: &str) -> PageTicket<'static> {
+        PageTicket::Mapped(Ticket {
+            ticket_number: number.into(),
+            ..Ticket::default()
+        })
+    }
+
+    fn numbers(tickets: &[Result<PageTicket<'_>, Error>]) -> Vec<String> {
+        tickets
+            .iter()
+            .map(|ticket| match ticket {
+                Ok(PageTicket::Mapped(ticket)) => ticket.ticket_number.clone(),
+                Ok(PageTicket::Unmappable { .. }) => "unmappable".into(),
+                Err(error) => format!("error {}", error.exit_code().code()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_read_document_ends_the_stream_after_every_chunk() {
+        let mut tickets = stream(vec![
+            Streamed::Tickets(vec![ticket("T-1"), ticket("T-2")]),
+            Streamed::Tickets(Vec::new()),
+            Streamed::Tickets(vec![ticket("T-3")]),
+            Streamed::End(Ok(Some("key".into()))),
+        ]);
+        assert_eq!(
+            numbers(&tickets.by_ref().collect::<Vec<_>>()),
+            ["T-1", "T-2", "T-3"]
+        );
+        assert!(tickets.next().is_none(), "and stays ended");
+    }
+
+    #[test]
+    fn a_document_found_bad_after_its_first_tickets_ends_in_bad_data_65() {
+        let tickets = stream(vec![
+            Streamed::Tickets(vec![ticket("T-1")]),
+            Streamed::End(Err("the document is not a valid diff document".into())),
+        ]);
+        assert_eq!(numbers(&tickets.collect::<Vec<_>>()), ["T-1", "error 65"]);
+    }
+
+    #[test]
+    fn a_reader_gone_without_an_end_is_a_bug_70_never_the_end_of_the_file() {
+        // Were it read as the end, the tickets so far would be committed as the whole file.
+        let tickets = stream(vec![Streamed::Tickets(vec![ticket("T-1")])]);
+        assert_eq!(numbers(&tickets.collect::<Vec<_>>()), ["T-1", "error 70"]);
+    }
+}
