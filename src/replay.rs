@@ -52,9 +52,10 @@ fn replay(
         let started_at = Timestamp::now().to_string();
         mapping.skip.extend(store.skip_list()?);
         let applied = match streamed {
-            Some(stream) => {
-                let tickets = stream.map(|ticket| ticket.map(Incoming::from));
+            Some(mut stream) => {
+                let tickets = stream.by_ref().map(|ticket| ticket.map(Incoming::from));
                 apply_page(&mut store, "replay", tickets, None, None, false, &mapping)
+                    .map_err(|error| stream.document_error().unwrap_or(error))
             }
             None => {
                 let payloads = error_payloads(&store)?;
@@ -130,6 +131,18 @@ impl<'a> TicketStream<'a> {
             chunk: Vec::new().into_iter(),
             ended: false,
         }
+    }
+}
+
+impl TicketStream<'_> {
+    /// After the batch failed before the end of the file: whether the rest of the document is bad
+    /// too. SPEC §3 names the first problem in the order parse (65) before write (74), so a bad
+    /// document is what a replay reports, however far into it the store failed.
+    fn document_error(mut self) -> Option<Error> {
+        if self.ended {
+            return None;
+        }
+        self.find_map(Result::err)
     }
 }
 

@@ -517,6 +517,43 @@ fn replay_of_something_that_is_not_a_diff_document_is_65_and_records_only_its_ru
 }
 
 #[test]
+fn replay_names_a_bad_document_before_a_store_that_failed_on_its_first_tickets() {
+    let env = Env::new();
+    env.cmd(&["replay", "-"]).stdin(r#"{"result":[]}"#).run();
+    let feed = Feed::generate(4, 1500);
+    let first = feed.events()[0]["taxNumber"].as_str().unwrap().to_owned();
+    // The store refuses the file's first ticket, as a full disk or an S-360 trigger might.
+    env.writable_db()
+        .execute_batch(&format!(
+            "CREATE TRIGGER refuse BEFORE INSERT ON ticket WHEN NEW.ticket_number = '{first}'
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;"
+        ))
+        .unwrap();
+    let before = env.counts();
+    let good = document(&feed, 3000);
+    let file = env.write("good.json", good.as_bytes(), 0o600);
+    env.cmd(&["replay", file.to_str().unwrap()])
+        .code(74)
+        .stderr_has("refused by the test")
+        .run();
+    // Cut short, the same file is bad data: SPEC §3 names the parse (65) before the write (74),
+    // although the store failed long before the end of the file was read.
+    let cut = good.trim_end().strip_suffix('}').expect("a JSON object");
+    let file = env.write("cut.json", cut.as_bytes(), 0o600);
+    env.cmd(&["replay", file.to_str().unwrap()])
+        .code(65)
+        .stderr_has("not a valid diff document")
+        .run();
+    for ((table, was), (_, is)) in before.iter().zip(&env.counts()) {
+        let expected = if table == "sync_run" { was + 2 } else { *was };
+        assert_eq!(
+            *is, expected,
+            "{table}: only the two failed runs are recorded"
+        );
+    }
+}
+
+#[test]
 fn replay_of_a_missing_file_is_a_usage_error_that_creates_nothing() {
     let env = Env::new();
     let missing = env.path("no-such-file.json");
