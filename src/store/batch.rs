@@ -82,7 +82,7 @@ static INSERT_TICKET: LazyLock<String> = LazyLock::new(|| {
 /// and `cultural_contact_id` set only when `with_contact` holds: an UPDATE that sets a
 /// foreign-key column makes SQLite copy every page it touches into a statement journal first,
 /// the largest single cost of a batch when most updates keep the contact.
-fn update_ticket(with_contact: bool) -> String {
+fn update_sql(with_contact: bool) -> String {
     let updates: Vec<String> = TICKET_COLUMNS
         .iter()
         .enumerate()
@@ -95,6 +95,9 @@ fn update_ticket(with_contact: bool) -> String {
         TICKET_COLUMNS.len() + 1
     )
 }
+
+static UPDATE_TICKET: LazyLock<String> = LazyLock::new(|| update_sql(false));
+static UPDATE_TICKET_AND_CONTACT: LazyLock<String> = LazyLock::new(|| update_sql(true));
 
 static FINISH_RUN: LazyLock<String> = LazyLock::new(|| {
     let figures: Vec<String> = Counters::NAMES
@@ -246,8 +249,8 @@ impl<'s> HotStatements<'s> {
         Ok(HotStatements {
             select_ticket: prepare(&SELECT_TICKET)?,
             insert_ticket: prepare(&INSERT_TICKET)?,
-            update_ticket: prepare(&update_ticket(false))?,
-            update_ticket_and_contact: prepare(&update_ticket(true))?,
+            update_ticket: prepare(&UPDATE_TICKET)?,
+            update_ticket_and_contact: prepare(&UPDATE_TICKET_AND_CONTACT)?,
             insert_history: prepare(
                 "INSERT INTO ticket_history (ticket_number, mobile_status, owner_email, holder_first_name,
                     holder_last_name, tixngo_updated_at, run_id, recorded_at)
