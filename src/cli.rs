@@ -9,6 +9,7 @@ use clap::{ArgAction, Args, Parser, Subcommand, value_parser};
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::ticket_number;
+use crate::tixngo::wire::PaginationKey;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -115,7 +116,7 @@ pub enum CursorCommand {
     Show,
     /// Set the stored pagination key (the next sync starts from KEY)
     Set {
-        #[arg(value_name = "KEY")]
+        #[arg(value_name = "KEY", value_parser = parse_pagination_key)]
         key: String,
         /// Confirm the change
         #[arg(long)]
@@ -180,7 +181,7 @@ pub struct SyncArgs {
     pub batch_size: u32,
 
     /// Start from KEY for this run only ('' = the beginning); the stored key is neither read nor changed
-    #[arg(long, value_name = "KEY")]
+    #[arg(long, value_name = "KEY", value_parser = parse_pagination_key)]
     pub pagination_key: Option<String>,
 
     /// Fetch up to N batches, each committed on its own, stopping early once caught up
@@ -209,6 +210,23 @@ pub struct SyncArgs {
     /// Also write the run's figures in Prometheus text format to PATH, atomically
     #[arg(long, env = "TIXNGO_METRICS_FILE", value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
+
+    /// Keep each fetched response in DIR (replayable, with its query and status beside it)
+    #[arg(long, env = "TIXNGO_DUMP_DIR", value_name = "DIR")]
+    pub dump_dir: Option<PathBuf>,
+
+    /// How many dumped responses to keep in --dump-dir (oldest removed first)
+    #[arg(
+        long,
+        default_value_t = 20,
+        value_name = "N",
+        value_parser = value_parser!(u32).range(1..=100_000)
+    )]
+    pub dump_keep: u32,
+
+    /// Extra PEM root certificates to trust, besides the platform's (a private CA, a TLS proxy)
+    #[arg(long, env = "TIXNGO_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
 
     #[command(flatten)]
     pub mapping: MappingArgs,
@@ -250,6 +268,13 @@ pub struct SkipList(pub Vec<String>);
 
 fn parse_skip(text: &str) -> Result<SkipList, String> {
     ticket_number::parse_list(text).map(SkipList)
+}
+
+/// A key given on the command line: the rule of a received key, refused as a usage error.
+fn parse_pagination_key(text: &str) -> Result<String, String> {
+    PaginationKey::new(text.to_owned())
+        .map(PaginationKey::into_string)
+        .map_err(|why| format!("the pagination key {why}"))
 }
 
 fn parse_ratio(text: &str) -> Result<f64, String> {

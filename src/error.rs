@@ -65,11 +65,16 @@ pub enum Error {
     )]
     Redirected { status: u16, target: String },
 
-    /// TIXNGO refused the request itself (400, 404, 422 …): never retried.
+    /// TIXNGO refused the request itself (400, 404, 422 …): never retried. `reason` is TIXNGO's
+    /// own word for it, scrubbed, as ` (…)`, or empty.
     #[error(
-        "TIXNGO answered HTTP {status} for {url}: check the API URL (it ends in /organizer/tickets), the batch size and the key"
+        "TIXNGO answered HTTP {status} for {url}{reason}: check --api-url (it ends in /organizer/tickets), --batch-size and the API key (--api-key-file / TIXNGO_API_KEY)"
     )]
-    Rejected { status: u16, url: String },
+    Rejected {
+        status: u16,
+        url: String,
+        reason: String,
+    },
 
     /// A complete response or file that is not a valid diff document.
     #[error("bad data: {0}; nothing was written, the key is unchanged")]
@@ -162,6 +167,7 @@ mod tests {
                 Error::Rejected {
                     status: 404,
                     url: "https://x/".into(),
+                    reason: String::new(),
                 },
                 78,
             ),

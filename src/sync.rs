@@ -23,7 +23,8 @@ use crate::lock::{self, RunLock};
 use crate::report::{Counters, Summary};
 use crate::store::{Batch, RunRecord, Store};
 use crate::timestamp::Timestamp;
-use crate::tixngo::client::{ApiKey, ApiUrl, Client};
+use crate::tixngo::client::{ApiKey, ApiUrl, Client, Connection};
+use crate::tixngo::dump::Dumps;
 use crate::tixngo::wire::{self, Page, PageTicket, Spectator, Ticket};
 
 /// Runs `sync`; the summary carries the exit code and the error, if any.
@@ -94,11 +95,7 @@ fn sync(
         .as_deref()
         .filter(|u| !u.trim().is_empty())
         .ok_or_else(|| Error::Config("no API URL: set --api-url or TIXNGO_API_URL".into()))?;
-    let client = Client::new(
-        ApiUrl::parse(url)?,
-        api_key(args.api_key_file.as_deref())?,
-        args.max_response_mb * 1024 * 1024,
-    );
+    let client = client(url, args)?;
     let _lock = RunLock::acquire(&lock_path(global))?;
     let mut store = open_store(&global.store, mapping.dry_run)?;
     let started_at = Timestamp::now().to_string();
@@ -226,6 +223,23 @@ pub struct BatchOutcome {
 struct Fetched {
     body: Vec<u8>,
     decoded: Option<Page<'static>>,
+}
+
+/// The client of the API URL, with the key and the connection options of `args`.
+fn client(url: &str, args: &SyncArgs) -> Result<Client, Error> {
+    let connection = Connection {
+        max_body_bytes: args.max_response_mb * 1024 * 1024,
+        ca_file: args.ca_file.clone(),
+        dumps: args
+            .dump_dir
+            .clone()
+            .map(|dir| Dumps::new(dir, args.dump_keep as usize)),
+    };
+    Client::new(
+        ApiUrl::parse(url)?,
+        api_key(args.api_key_file.as_deref())?,
+        connection,
+    )
 }
 
 /// Fetches one page and decodes it when every ticket maps.

@@ -255,6 +255,16 @@ fn effect(fault: &Fault) -> Effect {
         Fault::Oversized { bytes } if *bytes > CAP_MIB * 1024 * 1024 => Effect::Final(65),
         Fault::Oversized { .. } => Effect::Commits(0),
         Fault::MissingTicketNumber => Effect::Commits(2),
+        Fault::ByteOrderMark | Fault::Gzip => Effect::Commits(0),
+        Fault::NextPageKey(key)
+            if key.len() > 4096 || !key.bytes().all(|b| (b' '..=b'~').contains(&b)) =>
+        {
+            Effect::Final(65)
+        }
+        Fault::NextPageKey(_) => Effect::Commits(0),
+        Fault::StatusWithBody(status, _) => effect(&Fault::Status(*status)),
+        Fault::GzipBomb { bytes } if *bytes > CAP_MIB * 1024 * 1024 => Effect::Final(65),
+        Fault::GzipBomb { .. } => Effect::Commits(0),
     }
 }
 

@@ -616,7 +616,7 @@ fn each_fault_exits_with_its_code_and_leaves_the_store_untouched() {
         case(retry_after_1, &["--timeout", "3"], 75,
             "TIXNGO kept answering 429 Too Many Requests until the deadline", AtLeast(2)),
         case(redirect, &[], 78,
-            "a redirect to https://elsewhere.example.org/organizer/tickets: fix the API URL", Exactly(1)),
+            "a redirect to https://elsewhere.example.org: fix the API URL", Exactly(1)),
     ];
     for status in [500, 502, 503, 504] {
         let error = format!("{unavailable} HTTP {status}");
@@ -696,7 +696,8 @@ fn a_refused_connection_is_retried_until_the_deadline_then_69() {
     let sim = Simulator::start(feed(), API_KEY);
     let env = primed(&sim);
     let before = snapshot(&env);
-    let url = format!("http://127.0.0.1:{}/organizer/tickets", dead_port());
+    let port = dead_port();
+    let url = format!("http://127.0.0.1:{port}/organizer/tickets");
     let started = Instant::now();
     let ran = env
         .sync(&sim)
@@ -704,13 +705,18 @@ fn a_refused_connection_is_retried_until_the_deadline_then_69() {
         .args(&["--timeout", "2"])
         .code(69)
         .stdout_empty()
-        .stderr_has("retry 1 in")
+        .stderr_has("retrying in")
+        .stderr_has("(attempt 2)")
         .run();
     assert!(started.elapsed() < Duration::from_millis(3500));
     let error = error_line(&ran);
     assert!(
         error.contains("TIXNGO unavailable: cannot reach TIXNGO"),
         "{error}"
+    );
+    assert!(
+        error.contains(&format!("127.0.0.1:{port}")),
+        "host and port named: {error}"
     );
     assert!(
         error.contains("the key is unchanged, the next run retries"),
@@ -728,7 +734,8 @@ fn one_503_is_retried_with_a_warning_then_succeeds() {
         .sync(&sim)
         .args(&["--batch-size", "20"])
         .stderr_has("HTTP 503 Service Unavailable")
-        .stderr_has("retry 1 in")
+        .stderr_has("retrying in")
+        .stderr_has("(attempt 2)")
         .run();
     assert_eq!(
         ran.stderr.lines().count(),
@@ -755,7 +762,8 @@ fn one_429_with_retry_after_is_honoured_then_succeeds() {
     env.sync(&sim)
         .args(&["--batch-size", "20"])
         .stderr_has("429")
-        .stderr_has("retry 1 in 1.0 s")
+        .stderr_has("retrying in 1.")
+        .stderr_has("(attempt 2)")
         .run();
     assert!(
         started.elapsed() >= Duration::from_secs(1),
@@ -1196,7 +1204,8 @@ fn a_pagination_key_with_special_characters_is_percent_encoded() {
     let sim = Simulator::start(feed(), API_KEY);
     let env = primed(&sim);
     let before = snapshot(&env);
-    let key = "a b/c+d=é&limit=5%20?#x";
+    // Printable ASCII only (SPEC §2), every character with a meaning in a URL included.
+    let key = "a b/c+d=~&limit=5%20?#x";
     let ran = env
         .sync(&sim)
         .args(&["--pagination-key", key])
@@ -1515,4 +1524,334 @@ fn the_api_key_is_never_printed_logged_or_stored() {
         }
     }
     assert_eq!(mode(&env.store()), 0o600);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The wire under attack: retries, keys, redirects, BOMs, names, compression, dumps
+// ---------------------------------------------------------------------------------------------
+
+/// The ten counters of a `--json` summary.
+fn counters(summary: &Value) -> Vec<Value> {
+    support::SUMMARY_FIELDS[3..13]
+        .iter()
+        .map(|field| summary[field].clone())
+        .collect()
+}
+
+#[test]
+fn retry_after_zero_or_in_the_past_is_a_floor_on_the_backoff_not_a_shortcut() {
+    let past = "Wed, 21 Oct 2015 07:28:00 GMT".to_owned();
+    thread::scope(|scope| {
+        for retry_after in ["0".to_owned(), past] {
+            scope.spawn(move || {
+                let sim = Simulator::start(feed(), API_KEY);
+                let env = primed(&sim);
+                let before = snapshot(&env);
+                sim.push_fault(
+                    Fault::TooManyRequests {
+                        retry_after: Some(retry_after.clone()),
+                    },
+                    FOREVER,
+                );
+                let ran = env
+                    .sync(&sim)
+                    .args(&["--timeout", "3"])
+                    .code(75)
+                    .stderr_has("HTTP 429 Too Many Requests from 127.0.0.1; retrying in ")
+                    .stderr_has(" s (attempt 2)")
+                    .run();
+                // The waits are at least 0.25, 0.5, 1 and 2 s (half of each backoff step) and
+                // Retry-After only adds to them: 0.25 + 0.5 + 1 = 1.75 s fits in 3 s, 3.75 s does
+                // not, so at most 4 requests, whatever the server asks.
+                let made = sim.request_count() - 1;
+                assert!(
+                    (2..=4).contains(&made),
+                    "Retry-After {retry_after}: {made} requests"
+                );
+                let error = error_line(&ran);
+                assert!(error.contains("kept answering 429"), "{error}");
+                let warnings = ran.stderr.lines().filter(|line| line.contains(" WARN "));
+                assert!(
+                    warnings.clone().all(|line| !line.contains("deadline")),
+                    "{}",
+                    ran.stderr
+                );
+                assert_failure_recorded(&env, &before, 75, "429");
+            });
+        }
+    });
+}
+
+#[test]
+fn a_next_page_key_too_long_or_with_control_characters_is_bad_data_and_never_saved() {
+    let sim = Simulator::start(feed(), API_KEY);
+    let env = primed(&sim);
+    for key in ["k".repeat(100_000), "pk\u{1b}[2J\u{7}".to_owned()] {
+        let before = snapshot(&env);
+        sim.push_fault(Fault::NextPageKey(key), 1);
+        let ran = env.sync(&sim).args(&["--batch-size", "20"]).code(65).run();
+        let error = error_line(&ran);
+        assert!(error.contains("nextPageKey"), "{error}");
+        assert!(
+            !error.contains("kkkk") && !error.contains('\u{1b}'),
+            "{error}"
+        );
+        assert_failure_recorded(&env, &before, 65, "nextPageKey");
+    }
+    // A key of 4 KiB of printable ASCII is a key like any other.
+    let longest = "k".repeat(4096);
+    sim.push_fault(Fault::NextPageKey(longest.clone()), 1);
+    env.sync(&sim).args(&["--batch-size", "20"]).run();
+    assert_eq!(env.stored_key(), Some(longest));
+}
+
+#[test]
+fn a_bad_pagination_key_on_the_command_line_is_a_usage_error() {
+    let sim = Simulator::start(feed(), API_KEY);
+    let env = primed(&sim);
+    let before = snapshot(&env);
+    let long = "k".repeat(4097);
+    for bad in [long.as_str(), "a\tb", "clé"] {
+        env.cmd(&["cursor", "set", bad, "--yes"])
+            .code(64)
+            .stderr_has("the pagination key")
+            .run();
+        env.sync(&sim)
+            .args(&["--pagination-key", bad])
+            .code(64)
+            .stderr_has("the pagination key")
+            .run();
+    }
+    assert_untouched(&env, &before);
+    assert_eq!(sim.request_count(), 1, "no request for a bad key");
+}
+
+#[test]
+fn the_api_key_never_leaks_through_a_redirect_or_an_error_answer() {
+    let sim = Simulator::start(feed(), API_KEY);
+    let env = primed(&sim);
+    let encoded = API_KEY.replace('-', "%2D");
+    let cases = [
+        (
+            Fault::Redirect(format!(
+                "https://login.example.org/{API_KEY}/{encoded}?key={API_KEY}"
+            )),
+            78,
+            "a redirect to https://login.example.org: fix the API URL",
+        ),
+        (
+            Fault::StatusWithBody(
+                400,
+                format!(r#"{{"message":"unknown key {API_KEY}\u001b[2J"}}"#),
+            ),
+            78,
+            "(unknown key <API key>\\u{1b}[2J)",
+        ),
+        (
+            Fault::StatusWithBody(422, format!(r#"{{"error":"{encoded}"}}"#)),
+            78,
+            "(<API key>)",
+        ),
+    ];
+    for (fault, code, shown) in cases {
+        sim.push_fault(fault, 1);
+        let ran = env.sync(&sim).arg("--json").code(code).run();
+        let error = error_line(&ran);
+        assert!(error.contains(shown), "{error}");
+        let recorded = last_run(&env)["error"].as_str().unwrap().to_owned();
+        let status = env.cmd(&["status", "--json"]).run().stdout;
+        for (what, text) in [
+            ("stderr", &ran.stderr),
+            ("stdout", &ran.stdout),
+            ("sync_run.error", &recorded),
+            ("status", &status),
+        ] {
+            assert!(
+                !text.contains(API_KEY) && !text.contains(&encoded),
+                "the key in {what}: {text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_leading_byte_order_mark_is_skipped_in_a_response_a_file_and_stdin() {
+    let sim = Simulator::start(feed(), API_KEY);
+    sim.push_fault(Fault::ByteOrderMark, 1);
+    let env = Env::new();
+    let synced = env.sync(&sim).args(&["--batch-size", "20"]).json();
+    assert_eq!(synced["fetched"], 20);
+    assert_eq!(env.stored_key(), Some(Feed::page_key(20)));
+
+    let mut body = b"\xEF\xBB\xBF".to_vec();
+    body.extend_from_slice(sim.feed().page_json(None, 20).unwrap().as_bytes());
+    let file = env.write("bom.json", &body, 0o600);
+    for (env, replayed) in [Env::new(), Env::new()].iter().zip([true, false]) {
+        let run = if replayed {
+            env.cmd(&["replay", file.to_str().unwrap()])
+        } else {
+            env.cmd(&["replay", "-"]).stdin(body.clone())
+        };
+        let summary = run.json();
+        assert_eq!(counters(&summary), counters(&synced));
+    }
+}
+
+#[test]
+fn a_host_that_does_not_resolve_is_a_configuration_error_at_once() {
+    let env = Env::new();
+    // RFC 6761: `.invalid` never resolves, with or without a network.
+    let ran = env
+        .cmd(&["sync", "--timeout", "60"])
+        .env(
+            "TIXNGO_API_URL",
+            "https://tixngo-typo.invalid/organizer/tickets",
+        )
+        .env("TIXNGO_API_KEY", API_KEY)
+        .code(78)
+        .run();
+    let error = error_line(&ran);
+    assert!(
+        error.contains("tixngo-typo.invalid") && error.contains("does not resolve"),
+        "{error}"
+    );
+    assert!(error.contains("--api-url"), "{error}");
+    assert!(!ran.stderr.contains("WARN"), "retried:\n{}", ran.stderr);
+}
+
+#[test]
+fn a_rejected_request_names_the_options_to_check_and_which_key() {
+    let sim = Simulator::start(feed(), API_KEY);
+    let env = primed(&sim);
+    sim.push_fault(Fault::Status(404), 1);
+    let ran = env.sync(&sim).code(78).run();
+    let error = error_line(&ran);
+    assert!(
+        error.contains("check --api-url")
+            && error.contains("--batch-size")
+            && error.contains("the API key (--api-key-file / TIXNGO_API_KEY)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn gzip_is_asked_for_and_decoded_and_a_bomb_is_bad_data() {
+    let sim = Simulator::start(feed(), API_KEY);
+    sim.push_fault(Fault::Gzip, FOREVER);
+    let env = Env::new();
+    let zipped = env.sync(&sim).args(&["--batch-size", "50"]).json();
+    let request = sim.requests().pop().unwrap();
+    assert!(
+        request
+            .header("accept-encoding")
+            .is_some_and(|v| v.contains("gzip")),
+        "{request:?}"
+    );
+    let plain = Simulator::start(feed(), API_KEY);
+    let unzipped = Env::new().sync(&plain).args(&["--batch-size", "50"]).json();
+    assert_eq!(counters(&zipped), counters(&unzipped));
+    assert_eq!(zipped["next_pagination_key"], Feed::page_key(50));
+
+    sim.clear_faults();
+    let before = snapshot(&env);
+    sim.push_fault(Fault::GzipBomb { bytes: 64 << 20 }, 1);
+    let ran = env
+        .sync(&sim)
+        .args(&["--max-response-mb", "1"])
+        .code(65)
+        .run();
+    let error = error_line(&ran);
+    assert!(
+        error.contains("larger than the --max-response-mb cap of 1 MiB"),
+        "{error}"
+    );
+    assert_failure_recorded(&env, &before, 65, "--max-response-mb");
+}
+
+/// The dumps in `dir`, by kind of file, sorted.
+fn dump_files(dir: &Path, extension: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == extension))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn dumps_are_replayable_private_pruned_and_hold_no_key() {
+    let sim = Simulator::start(feed(), API_KEY);
+    let env = Env::new();
+    let dir = env.path("dumps");
+    sim.push_fault(Fault::Status(503), 1);
+    let synced = env
+        .sync(&sim)
+        .args(&["--batch-size", "20", "--max-batches", "3"])
+        .args(&["--dump-dir", dir.to_str().unwrap(), "--dump-keep", "3"])
+        .json();
+    assert_eq!(synced["batches"], 3);
+    assert_eq!(mode(&dir), 0o700);
+    // Four answers (the 503 and three pages), three kept: the oldest, the 503, was pruned.
+    let pages = dump_files(&dir, "json");
+    let metas = dump_files(&dir, "meta");
+    assert_eq!(
+        (pages.len(), metas.len()),
+        (3, 3),
+        "{:?}",
+        fs::read_dir(&dir).unwrap().collect::<Vec<_>>()
+    );
+    assert!(dump_files(&dir, "txt").is_empty());
+    let first_meta = fs::read_to_string(&metas[0]).unwrap();
+    assert_eq!(first_meta, "status: 200\nquery: limit=20\n");
+    let last_meta = fs::read_to_string(&metas[2]).unwrap();
+    assert!(
+        last_meta.contains(&format!("paginationKey={}", Feed::page_key(40))),
+        "{last_meta}"
+    );
+    for file in pages.iter().chain(&metas) {
+        assert_eq!(mode(file), 0o600, "{file:?}");
+        let bytes = fs::read(file).unwrap();
+        assert!(
+            !bytes
+                .windows(API_KEY.len())
+                .any(|w| w == API_KEY.as_bytes())
+        );
+    }
+    // A dump replays to what the sync stored from it.
+    let single = Env::new();
+    let one = single.sync(&sim).args(&["--batch-size", "20"]).json();
+    let replayed = Env::new()
+        .cmd(&["replay", pages[0].to_str().unwrap()])
+        .json();
+    assert_eq!(counters(&replayed), counters(&one));
+
+    // An error answer is dumped with its status, and never replays as a page.
+    let errors = env.path("errors");
+    sim.push_fault(Fault::Status(503), FOREVER);
+    env.sync(&sim)
+        .args(&["--timeout", "1", "--dump-dir", errors.to_str().unwrap()])
+        .code(69)
+        .run();
+    let answers = dump_files(&errors, "txt");
+    assert!(!answers.is_empty());
+    let meta = fs::read_to_string(answers[0].with_extension("meta")).unwrap();
+    assert!(meta.starts_with("status: 503\n"), "{meta}");
+    Env::new()
+        .cmd(&["replay", answers[0].to_str().unwrap()])
+        .code(65)
+        .run();
+}
+
+#[test]
+fn a_dump_directory_that_cannot_be_written_is_a_warning_not_a_lost_batch() {
+    let sim = Simulator::start(feed(), API_KEY);
+    let env = Env::new();
+    let blocker = env.write("not-a-directory", b"", 0o600);
+    env.sync(&sim)
+        .args(&["--batch-size", "20"])
+        .env("TIXNGO_DUMP_DIR", blocker.join("dumps"))
+        .stderr_has("could not be dumped")
+        .run();
+    assert_eq!(env.stored_key(), Some(Feed::page_key(20)));
 }

@@ -35,7 +35,8 @@ the interface URL as the first line on stdout.
 SPEC is KIND[:ARG][*TIMES]; TIMES defaults to 1, `*inf` means every request:
   429[:RETRY_AFTER]   500, 503, 400, … (any status)   redirect:URL   slow:MILLIS
   stall   truncated   broken-chunked   reset   invalid-json   invalid-utf8
-  not-a-diff   oversized:BYTES   missing-ticket-number
+  not-a-diff   oversized:BYTES   missing-ticket-number   bom   next-page-key:KEY
+  gzip (compress when asked; gzip*inf serves every page compressed)   gzip-bomb:BYTES
 e.g. --fault 503*2 --fault 429:1 --fault slow:1500";
 
 struct Options {
@@ -171,6 +172,12 @@ fn parse_fault(spec: &str) -> Result<(Fault, usize), String> {
             bytes: parse_number("--fault oversized", needs("BYTES")?)?,
         },
         "missing-ticket-number" => Fault::MissingTicketNumber,
+        "bom" => Fault::ByteOrderMark,
+        "next-page-key" => Fault::NextPageKey(needs("KEY")?.to_owned()),
+        "gzip" => Fault::Gzip,
+        "gzip-bomb" => Fault::GzipBomb {
+            bytes: parse_number("--fault gzip-bomb", needs("BYTES")?)?,
+        },
         status => match status.parse::<u16>() {
             Ok(status) if (100..=599).contains(&status) => Fault::Status(status),
             _ => return Err(format!("--fault: unknown fault {spec:?}")),

@@ -1376,6 +1376,18 @@ pub enum Fault {
     Oversized { bytes: usize },
     /// The normal page, except that its first ticket lacks `taxNumber`.
     MissingTicketNumber,
+    /// The normal answer, preceded by a UTF-8 byte order mark.
+    ByteOrderMark,
+    /// The normal page, with this `nextPageKey` instead of the real one.
+    NextPageKey(String),
+    /// This status with this body, sent as it is.
+    StatusWithBody(u16, String),
+    /// The normal answer, gzip-compressed with `Content-Encoding: gzip` when the request's
+    /// `Accept-Encoding` names gzip (as nginx's `gzip on` does); as it is otherwise.
+    Gzip,
+    /// 200 `Content-Encoding: gzip` whose body, small on the wire, decodes to a page padded to
+    /// at least `bytes` (a decompression bomb), whatever the request accepts.
+    GzipBomb { bytes: usize },
 }
 
 /// The page a fault derives its body from when the request's own `limit` is unusable.
@@ -1869,7 +1881,50 @@ fn sabotage(
             stream,
             &Reply::json(200, feed.page_without_first_tax_number(offset, limit)),
         ),
+        Fault::ByteOrderMark => {
+            let mut reply = diff_reply(request, shared);
+            reply.body.splice(0..0, *b"\xEF\xBB\xBF");
+            send(stream, &reply)
+        }
+        Fault::NextPageKey(key) => {
+            let events = feed.page_range(offset, limit);
+            let tickets = events.map(|index| feed.event_text(index));
+            let key = serde_json::to_string(key).expect("a string serializes");
+            let page = page_body("", tickets).replacen(
+                r#""nextPageKey":"""#,
+                &format!(r#""nextPageKey":{key}"#),
+                1,
+            );
+            send(stream, &Reply::json(200, page))
+        }
+        Fault::StatusWithBody(status, body) => send(stream, &Reply::json(*status, body.as_str())),
+        Fault::Gzip => {
+            let reply = diff_reply(request, shared);
+            let accepts = request.header("accept-encoding").is_some_and(|value| {
+                value
+                    .split(',')
+                    .any(|coding| coding.trim().starts_with("gzip"))
+            });
+            if accepts {
+                send(stream, &gzipped(reply))
+            } else {
+                send(stream, &reply)
+            }
+        }
+        Fault::GzipBomb { bytes } => {
+            send(stream, &gzipped(Reply::json(200, padded(page(), *bytes))))
+        }
     }
+}
+
+/// `reply` with its body gzip-compressed and `Content-Encoding: gzip`.
+fn gzipped(reply: Reply) -> Reply {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder
+        .write_all(&reply.body)
+        .expect("writing to memory cannot fail");
+    let body = encoder.finish().expect("writing to memory cannot fail");
+    Reply { body, ..reply }.with_header("Content-Encoding", "gzip")
 }
 
 /// `page` with a trailing envelope field `"padding":"xxx…"` making it at least `at_least` bytes.

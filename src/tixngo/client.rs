@@ -4,12 +4,15 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime};
 
-use ureq::Agent;
 use ureq::http::Uri;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, parse_pem};
+use ureq::{Agent, Proxy};
 
+use super::dump::Dumps;
 use super::wire::{API_KEY_HEADER, DIFF_PATH, LIMIT_PARAM, PAGINATION_KEY_PARAM};
 use crate::error::Error;
 
@@ -50,6 +53,9 @@ pub struct ApiUrl {
     /// Without a trailing slash.
     base: String,
     loopback: bool,
+    /// The host as the URL names it, for messages and the proxy rules.
+    host: String,
+    port: u16,
 }
 
 impl ApiUrl {
@@ -67,6 +73,12 @@ impl ApiUrl {
             return Err(bad("must not have a query string"));
         }
         let loopback = is_loopback(host);
+        let default_port = if uri.scheme_str() == Some("http") {
+            80
+        } else {
+            443
+        };
+        let port = uri.port_u16().unwrap_or(default_port);
         match uri.scheme_str() {
             Some("https") => {}
             Some("http") if loopback => {}
@@ -90,6 +102,11 @@ impl ApiUrl {
         Ok(ApiUrl {
             base: text.trim().trim_end_matches('/').to_owned(),
             loopback,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
         })
     }
 
@@ -136,19 +153,34 @@ fn percent_encode(value: &str) -> String {
     out
 }
 
+/// How the client reaches TIXNGO and what it keeps, besides the URL and the key.
+#[derive(Debug, Default)]
+pub struct Connection {
+    /// `--max-response-mb`, in bytes: the cap on a decoded body.
+    pub max_body_bytes: u64,
+    /// `--ca-file`: extra PEM root certificates.
+    pub ca_file: Option<PathBuf>,
+    /// `--dump-dir`: where each response is kept.
+    pub dumps: Option<Dumps>,
+}
+
 /// Fetches diff pages.
 pub struct Client {
     agent: Agent,
     url: ApiUrl,
     api_key: ApiKey,
     max_body_bytes: u64,
+    dumps: Option<Dumps>,
+    /// The proxy requests go through (host:port), for messages.
+    proxy: Option<String>,
 }
 
 /// How one attempt failed.
 enum Failure {
-    /// Worth another attempt (after `retry_after` when the server said so); `error` is what the
-    /// run fails with when no attempt is left.
+    /// Worth another attempt (after at least `retry_after` when the server said so); `what` is
+    /// the warning's first words, `error` what the run fails with when no attempt is left.
     Transient {
+        what: String,
         error: Error,
         retry_after: Option<Duration>,
     },
@@ -156,31 +188,48 @@ enum Failure {
     Final(Error),
 }
 
+impl Failure {
+    fn unavailable(what: String, retry_after: Option<Duration>) -> Failure {
+        Failure::Transient {
+            error: Error::Unavailable(what.clone()),
+            what,
+            retry_after,
+        }
+    }
+}
+
+/// How much of an error answer's body is read (for its message and the dump).
+const ERROR_BODY_BYTES: u64 = 64 * 1024;
+/// How many characters of server-supplied text a message shows.
+const SERVER_TEXT_CHARS: usize = 200;
+
 impl Client {
-    pub fn new(url: ApiUrl, api_key: ApiKey, max_body_bytes: u64) -> Client {
+    /// Builds the client; an unusable `--ca-file` or proxy variable is a configuration error.
+    pub fn new(url: ApiUrl, api_key: ApiKey, connection: Connection) -> Result<Client, Error> {
+        let proxy = proxy_for(&url)?;
         let config = Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .user_agent(format!("tixngo-feedback/{}", env!("CARGO_PKG_VERSION")))
             .accept("application/json")
-            .accept_encoding("")
-            .timeout_connect(Some(CONNECT_TIMEOUT));
-        // Loopback never goes through a proxy from the environment.
-        let config = if url.loopback {
-            config.proxy(None)
-        } else {
-            config
-        };
-        Client {
+            .accept_encoding("gzip")
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .tls_config(tls_config(connection.ca_file.as_deref())?)
+            .proxy(proxy.clone());
+        Ok(Client {
             agent: config.build().into(),
             url,
             api_key,
-            max_body_bytes,
-        }
+            max_body_bytes: connection.max_body_bytes,
+            dumps: connection.dumps,
+            proxy: proxy.map(|proxy| format!("{}:{}", proxy.host(), proxy.port())),
+        })
     }
 
     /// Fetches one page from `key`, retrying transient failures until `deadline`. Returns the
-    /// complete body, not yet parsed.
+    /// complete body, not yet parsed. Each wait is our backoff plus the server's `Retry-After`
+    /// (a floor, never a reason to come back sooner: SPEC §7); a wait that does not fit in
+    /// what is left of the deadline ends the fetch with the last failure.
     pub fn fetch(
         &self,
         key: Option<&str>,
@@ -188,27 +237,39 @@ impl Client {
         deadline: Instant,
     ) -> Result<Vec<u8>, Error> {
         let url = self.url.diff_url(key, limit);
-        let mut retries = 0u32;
+        let mut attempt = 1u32;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(Error::Unavailable(
-                    "the --timeout deadline was reached before TIXNGO answered".into(),
-                ));
+                return Err(Error::Unavailable(format!(
+                    "the --timeout deadline was reached before {} answered",
+                    self.url.host
+                )));
             }
-            let (error, retry_after) = match self.attempt(&url, remaining.min(ATTEMPT_TIMEOUT)) {
-                Ok(body) => return Ok(body),
-                Err(Failure::Final(error)) => return Err(error),
-                Err(Failure::Transient { error, retry_after }) => (error, retry_after),
-            };
-            retries += 1;
-            let wait = retry_after.unwrap_or_else(|| backoff(retries));
+            let (what, error, retry_after) =
+                match self.attempt(&url, remaining.min(ATTEMPT_TIMEOUT)) {
+                    Ok(body) => return Ok(body),
+                    Err(Failure::Final(error)) => return Err(error),
+                    Err(Failure::Transient {
+                        what,
+                        error,
+                        retry_after,
+                    }) => (what, error, retry_after),
+                };
+            let wait = backoff(attempt) + retry_after.unwrap_or_default();
             let remaining = deadline.saturating_duration_since(Instant::now());
             if wait >= remaining {
-                log::debug!("no time left for retry {retries} (wait {wait:?}, {remaining:?} left)");
+                log::debug!(
+                    "{what}; no time left for attempt {} (wait {wait:?}, {remaining:?} left)",
+                    attempt + 1
+                );
                 return Err(error);
             }
-            log::warn!("{error}: retry {retries} in {:.1} s", wait.as_secs_f64());
+            attempt += 1;
+            log::warn!(
+                "{what}; retrying in {:.1} s (attempt {attempt})",
+                wait.as_secs_f64()
+            );
             sleep(wait);
         }
     }
@@ -222,76 +283,359 @@ impl Client {
             .timeout_global(Some(timeout))
             .build()
             .call()
-            .map_err(|e| transport_failure(&e))?;
+            .map_err(|e| self.transport_failure(&e))?;
         let status = response.status().as_u16();
         log::debug!("TIXNGO answered HTTP {status}");
+        if (200..=299).contains(&status) {
+            let body = self.read_body(&mut response)?;
+            self.dump(url, status, &body);
+            return Ok(body);
+        }
+        let retry_after = retry_after(&response);
+        let location = response
+            .headers()
+            .get("location")
+            .map(|value| origin(&String::from_utf8_lossy(value.as_bytes())));
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(ERROR_BODY_BYTES)
+            .read_to_vec()
+            .unwrap_or_default();
+        self.dump(url, status, &body);
+        Err(self.classify(status, location, retry_after, &body, url))
+    }
+
+    /// A 2xx body, read to the end under the cap (which counts decoded bytes).
+    fn read_body(
+        &self,
+        response: &mut ureq::http::Response<ureq::Body>,
+    ) -> Result<Vec<u8>, Failure> {
+        let host = &self.url.host;
+        response
+            .body_mut()
+            .with_config()
+            .limit(self.max_body_bytes)
+            .read_to_vec()
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => Failure::Final(Error::BadData(format!(
+                    "the response is larger than the --max-response-mb cap of {} MiB (decoded)",
+                    self.max_body_bytes / (1024 * 1024)
+                ))),
+                ureq::Error::Decompress(..) => Failure::Final(Error::BadData(format!(
+                    "the compressed response cannot be decoded ({})",
+                    self.server_text(&e.to_string())
+                ))),
+                ureq::Error::Timeout(_) => Failure::unavailable(
+                    format!("reading the response body timed out ({host}: {e})"),
+                    None,
+                ),
+                other => Failure::unavailable(
+                    format!(
+                        "the response body was cut short ({host}: {})",
+                        self.server_text(&other.to_string())
+                    ),
+                    None,
+                ),
+            })
+    }
+
+    /// Keeps a response in `--dump-dir`, with the request's query (never the key: a header).
+    fn dump(&self, url: &str, status: u16, body: &[u8]) {
+        if let Some(dumps) = &self.dumps {
+            dumps.keep(
+                url.split_once('?').map_or("", |(_, query)| query),
+                status,
+                body,
+            );
+        }
+    }
+
+    /// The one place where an answer other than 2xx becomes a retry or an error.
+    fn classify(
+        &self,
+        status: u16,
+        location: Option<String>,
+        retry_after: Option<Duration>,
+        body: &[u8],
+        url: &str,
+    ) -> Failure {
+        let what = format!("HTTP {} from {}", status_text(status), self.url.host);
         match status {
-            200..=299 => response
-                .body_mut()
-                .with_config()
-                .limit(self.max_body_bytes)
-                .read_to_vec()
-                .map_err(|e| match e {
-                    ureq::Error::BodyExceedsLimit(_) => Failure::Final(Error::BadData(format!(
-                        "the response is larger than the --max-response-mb cap of {} MiB",
-                        self.max_body_bytes / (1024 * 1024)
-                    ))),
-                    other => Failure::Transient {
-                        error: Error::Unavailable(match other {
-                            ureq::Error::Timeout(_) => {
-                                format!("reading the response body timed out ({other})")
-                            }
-                            _ => format!("the response body was cut short ({other})"),
-                        }),
-                        retry_after: None,
-                    },
-                }),
-            300..=399 => {
-                let target = response
-                    .headers()
-                    .get("location")
-                    .and_then(|v| v.to_str().ok())
-                    .map_or_else(|| "an unnamed location".to_owned(), redact);
-                Err(Failure::Final(Error::Redirected { status, target }))
-            }
-            401 | 403 => Err(Failure::Final(Error::Unauthorized { status })),
-            429 => Err(Failure::Transient {
+            300..=399 => Failure::Final(Error::Redirected {
+                status,
+                target: location.map_or_else(
+                    || "an unnamed location".to_owned(),
+                    |target| self.server_text(&target),
+                ),
+            }),
+            401 | 403 => Failure::Final(Error::Unauthorized { status }),
+            429 => Failure::Transient {
+                what,
                 error: Error::RateLimited,
-                retry_after: retry_after(&response),
-            }),
-            408 | 500 | 502 | 503 | 504 => Err(Failure::Transient {
-                error: Error::Unavailable(format!("HTTP {}", response.status())),
-                retry_after: retry_after(&response),
-            }),
-            400..=499 => Err(Failure::Final(Error::Rejected {
+                retry_after,
+            },
+            408 | 500 | 502 | 503 | 504 => Failure::unavailable(what, retry_after),
+            400..=499 => Failure::Final(Error::Rejected {
                 status,
                 url: redact(url),
-            })),
-            _ => Err(Failure::Final(Error::Unavailable(format!(
-                "HTTP {}",
-                response.status()
-            )))),
+                reason: error_message(body)
+                    .map(|message| format!(" ({})", self.server_text(&message)))
+                    .unwrap_or_default(),
+            }),
+            _ => Failure::Final(Error::Unavailable(what)),
         }
+    }
+
+    /// Classifies a failure before any status was received.
+    fn transport_failure(&self, error: &ureq::Error) -> Failure {
+        let detail = self.server_text(&error.to_string());
+        let host = &self.url.host;
+        let peer = match &self.proxy {
+            Some(proxy) => format!("the proxy {proxy}"),
+            None => format!("{host}:{}", self.url.port),
+        };
+        match error {
+            ureq::Error::HostNotFound => Failure::Final(self.unresolved(&detail)),
+            ureq::Error::Io(io) if is_lookup_failure(io) => {
+                Failure::Final(self.unresolved(&detail))
+            }
+            ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_)
+                if detail.contains("certificate") =>
+            {
+                Failure::Final(Error::Config(format!(
+                    "the TLS certificate of {host} is not trusted ({detail}): behind a private CA or a TLS-inspecting proxy, give its root certificate with --ca-file (TIXNGO_CA_FILE)"
+                )))
+            }
+            ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => Failure::Final(
+                Error::Unavailable(format!("TLS with {host} failed ({detail})")),
+            ),
+            ureq::Error::BadUri(_) | ureq::Error::Http(_) => Failure::Final(Error::Config(
+                format!("the request cannot be built ({detail})"),
+            )),
+            ureq::Error::Timeout(_) => {
+                Failure::unavailable(format!("the request timed out ({host}: {detail})"), None)
+            }
+            _ => Failure::unavailable(format!("cannot reach TIXNGO at {peer} ({detail})"), None),
+        }
+    }
+
+    /// A name that does not resolve: a typo in the URL or the proxy, never retried.
+    fn unresolved(&self, detail: &str) -> Error {
+        match &self.proxy {
+            Some(proxy) => Error::Config(format!(
+                "the proxy host of {proxy} does not resolve ({detail}): check HTTPS_PROXY"
+            )),
+            None => Error::Config(format!(
+                "the host {} does not resolve ({detail}): check --api-url (TIXNGO_API_URL) for a typo",
+                self.url.host
+            )),
+        }
+    }
+
+    /// The one way server-supplied text enters a message: the API key scrubbed (as sent, or
+    /// percent-encoded in any way: then the text is shown decoded), control characters escaped,
+    /// at most [`SERVER_TEXT_CHARS`] characters.
+    fn server_text(&self, text: &str) -> String {
+        let key = self.api_key.0.as_str();
+        let decoded = percent_decode(text);
+        let text = if decoded.contains(key) {
+            &decoded
+        } else {
+            text
+        };
+        let scrubbed = text.replace(key, "<API key>");
+        let mut shown = String::new();
+        for (count, c) in scrubbed.chars().enumerate() {
+            if count == SERVER_TEXT_CHARS {
+                shown.push('…');
+                break;
+            }
+            if c.is_control() {
+                shown.extend(c.escape_default());
+            } else {
+                shown.push(c);
+            }
+        }
+        shown
     }
 }
 
-/// Classifies a failure before any status was received.
-fn transport_failure(error: &ureq::Error) -> Failure {
-    match error {
-        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => {
-            Failure::Final(Error::Unavailable(format!("TLS failed ({error})")))
+/// Decodes `%XX` escapes (lossily: the result is only searched and shown).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escaped = (bytes[at] == b'%')
+            .then(|| bytes.get(at + 1..at + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                at += 3;
+            }
+            None => {
+                decoded.push(bytes[at]);
+                at += 1;
+            }
         }
-        ureq::Error::BadUri(_) | ureq::Error::Http(_) => Failure::Final(Error::Config(format!(
-            "the request cannot be built ({error})"
-        ))),
-        _ => Failure::Transient {
-            error: Error::Unavailable(match error {
-                ureq::Error::Timeout(_) => format!("the request timed out ({error})"),
-                _ => format!("cannot reach TIXNGO ({error})"),
-            }),
-            retry_after: None,
-        },
     }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+/// A status with its standard reason phrase ("503 Service Unavailable"), never the server's.
+fn status_text(status: u16) -> String {
+    ureq::http::StatusCode::from_u16(status)
+        .map_or_else(|_| status.to_string(), |code| code.to_string())
+}
+
+/// Whether an I/O error is the resolver's: the name does not resolve (or cannot be now).
+fn is_lookup_failure(error: &std::io::Error) -> bool {
+    error
+        .to_string()
+        .starts_with("failed to lookup address information")
+}
+
+/// The `message` (or `error`) string of a JSON error body, as TIXNGO words its refusals.
+fn error_message(body: &[u8]) -> Option<String> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    ["message", "error"]
+        .iter()
+        .find_map(|field| value.get(field)?.as_str().map(str::to_owned))
+}
+
+/// A URL as a redirect's target is shown: scheme and host (and port) only. Its path or query
+/// may hold anything, the API key included.
+fn origin(url: &str) -> String {
+    match url.trim().split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            let host = authority.rsplit('@').next().unwrap_or_default();
+            format!("{scheme}://{host}")
+        }
+        None => "a relative location".to_owned(),
+    }
+}
+
+/// The root certificates: the platform's (or, on a host without a CA bundle, Mozilla's built-in
+/// set), plus those of `--ca-file`.
+fn tls_config(ca_file: Option<&Path>) -> Result<TlsConfig, Error> {
+    let roots = match ca_file {
+        Some(path) => {
+            let mut roots = read_ca_file(path)?;
+            roots.extend(
+                platform_bundle()
+                    .map(|bundle| certificates(&bundle))
+                    .unwrap_or_default(),
+            );
+            RootCerts::from(roots)
+        }
+        None if platform_bundle().is_some() => RootCerts::PlatformVerifier,
+        None => RootCerts::WebPki,
+    };
+    Ok(TlsConfig::builder().root_certs(roots).build())
+}
+
+/// The platform's CA bundle as OpenSSL finds it: `SSL_CERT_FILE`, else the first of the usual
+/// places of the Linux and BSD distributions.
+fn platform_bundle() -> Option<Vec<u8>> {
+    const BUNDLES: [&str; 5] = [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/ca-bundle.pem",
+        "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+        "/etc/ssl/cert.pem",
+    ];
+    let from_env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+    from_env
+        .into_iter()
+        .chain(BUNDLES.iter().map(PathBuf::from))
+        .find_map(|path| std::fs::read(path).ok().filter(|pem| !pem.is_empty()))
+}
+
+/// The certificates of a PEM text; other items and unreadable ones are passed over.
+fn certificates(pem: &[u8]) -> Vec<Certificate<'static>> {
+    parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(certificate)) => Some(certificate),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `--ca-file`: at least one certificate, every PEM item readable; anything else is 78.
+fn read_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>, Error> {
+    let shown = path.display();
+    let bad = |why: String| Error::Config(format!("the --ca-file {shown} {why}"));
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot be read ({e})")))?;
+    let mut roots = Vec::new();
+    for item in parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(certificate)) => roots.push(certificate),
+            Ok(_) => {}
+            Err(e) => return Err(bad(format!("is not valid PEM ({e})"))),
+        }
+    }
+    if roots.is_empty() {
+        return Err(bad(
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned(),
+        ));
+    }
+    Ok(roots)
+}
+
+/// The proxy for the API URL, read from the environment as curl reads it for an `https://`
+/// URL: `https_proxy`/`HTTPS_PROXY`, else `all_proxy`/`ALL_PROXY`, unless `no_proxy`/`NO_PROXY`
+/// names the host. Loopback is never proxied (the simulator, a tunnel on this host).
+fn proxy_for(url: &ApiUrl) -> Result<Option<Proxy>, Error> {
+    if url.loopback {
+        return Ok(None);
+    }
+    let Some((name, value)) = first_env(&["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"])
+    else {
+        return Ok(None);
+    };
+    if let Some((_, list)) = first_env(&["no_proxy", "NO_PROXY"])
+        && no_proxy_matches(&list, &url.host)
+    {
+        log::debug!("{} is in NO_PROXY: no proxy", url.host);
+        return Ok(None);
+    }
+    log::debug!("through the proxy of {name}: {}", origin(&value));
+    Proxy::new(&value).map(Some).map_err(|e| {
+        Error::Config(format!(
+            "{name} is not a usable proxy URL ({}: {e})",
+            redact(&value)
+        ))
+    })
+}
+
+/// The first of these variables that is set and not blank, with its name.
+fn first_env(names: &[&'static str]) -> Option<(&'static str, String)> {
+    names.iter().find_map(|&name| {
+        let value = std::env::var(name).ok()?;
+        Some((name, value.trim().to_owned())).filter(|(_, value)| !value.is_empty())
+    })
+}
+
+/// curl's `NO_PROXY` rule: `*` matches every host; otherwise each comma-separated name matches
+/// that host and its subdomains (a leading dot changes nothing), case-insensitively; an address
+/// matches itself.
+fn no_proxy_matches(list: &str, host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    list.split(',').map(str::trim).any(|entry| {
+        if entry == "*" {
+            return true;
+        }
+        let entry = entry
+            .trim_start_matches('.')
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        !entry.is_empty() && (host == entry || host.ends_with(&format!(".{entry}")))
+    })
 }
 
 /// `Retry-After` in seconds or as an HTTP date, as a wait from now.

@@ -1,4 +1,5 @@
 //! TIXNGO: the diff endpoint's wire format and the HTTP client that fetches it.
 
 pub mod client;
+pub mod dump;
 pub mod wire;

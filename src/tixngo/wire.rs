@@ -52,22 +52,61 @@ struct Envelope<L> {
 }
 
 impl<L> Envelope<L> {
-    /// The list (`result`, else `tickets`, else `items`) and the next key.
-    fn into_parts(self) -> (Option<L>, Option<String>) {
-        let next_page_key = next_page_key(self.pagination, self.next_page_key);
-        (self.result.or(self.tickets).or(self.items), next_page_key)
+    /// The list (`result`, else `tickets`, else `items`) and the next key, or why the key is bad.
+    fn into_parts(self) -> Result<(Option<L>, Option<String>), String> {
+        let next_page_key = next_page_key(self.pagination, self.next_page_key)?;
+        Ok((self.result.or(self.tickets).or(self.items), next_page_key))
     }
 }
 
 /// `pagination.nextPageKey`, else a top-level `nextPageKey`; `None` when absent, null or empty.
+/// A key that is no [`PaginationKey`] makes the document bad data: saved, it would break every
+/// later request.
 fn next_page_key(
     pagination: Option<Object<Pagination>>,
     top_level: Option<String>,
-) -> Option<String> {
+) -> Result<Option<String>, String> {
     pagination
         .and_then(|p| p.0.next_page_key)
         .or(top_level)
         .filter(|key| !key.is_empty())
+        .map(|key| {
+            PaginationKey::new(key)
+                .map(PaginationKey::into_string)
+                .map_err(|why| format!("the document's nextPageKey {why}"))
+        })
+        .transpose()
+}
+
+/// A pagination key that may be sent and saved (SPEC §2 input rules): at most
+/// [`PaginationKey::MAX_BYTES`] of printable ASCII. The one check for a key TIXNGO sent,
+/// `cursor set KEY` and `--pagination-key KEY`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaginationKey(String);
+
+impl PaginationKey {
+    pub const MAX_BYTES: usize = 4096;
+
+    /// Checks a key; the error says why it is refused, without quoting it.
+    pub fn new(key: String) -> Result<PaginationKey, String> {
+        if key.len() > Self::MAX_BYTES {
+            return Err(format!(
+                "is {} bytes long, over the limit of {} bytes",
+                key.len(),
+                Self::MAX_BYTES
+            ));
+        }
+        if let Some(at) = key.bytes().position(|b| !(b' '..=b'~').contains(&b)) {
+            return Err(format!(
+                "holds a character that is not printable ASCII (at byte {at})"
+            ));
+        }
+        Ok(PaginationKey(key))
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 /// The tickets of the list an envelope names, still raw, or why it names none.
@@ -96,15 +135,17 @@ struct Pagination {
 pub fn parse_page(body: &[u8]) -> Result<DiffPage<'_>, String> {
     let text = document_text(body)?;
     let envelope: Envelope<&RawValue> = serde_json::from_str(text).map_err(not_a_diff_document)?;
-    let (list, next_page_key) = envelope.into_parts();
+    let (list, next_page_key) = envelope.into_parts()?;
     Ok(DiffPage {
         next_page_key,
         tickets: raw_tickets(list)?,
     })
 }
 
-/// The body as text, refused unless it is UTF-8 holding a JSON object.
+/// The body as text, refused unless it is UTF-8 holding a JSON object. A leading UTF-8 byte
+/// order mark is skipped (RFC 8259 §8.1 lets a parser ignore it; editors on Windows write one).
 fn document_text(body: &[u8]) -> Result<&str, String> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let text = std::str::from_utf8(body).map_err(|e| {
         format!(
             "the document is not valid UTF-8 (at byte {})",
@@ -173,7 +214,7 @@ pub fn read_page(body: &[u8]) -> Result<Page<'_>, String> {
 pub fn read_mappable_page(body: &[u8]) -> Option<Page<'static>> {
     let text = document_text(body).ok()?;
     let envelope: Envelope<Vec<Object<WireTicket>>> = serde_json::from_str(text).ok()?;
-    let (list, next_page_key) = envelope.into_parts();
+    let (list, next_page_key) = envelope.into_parts().ok()?;
     let tickets = list?
         .into_iter()
         .map(|wire| wire.0.into_ticket().map(PageTicket::Mapped))
@@ -203,7 +244,7 @@ pub fn stream_page<'a>(
     let next_page_key = next_page_key(
         envelope.pagination.flatten(),
         envelope.next_page_key.flatten(),
-    );
+    )?;
     match envelope.result {
         Some(StreamedList::List) => return Ok(next_page_key),
         Some(StreamedList::NotAnArray) => return Err(NOT_AN_ARRAY.into()),
@@ -824,6 +865,49 @@ mod tests {
         assert_eq!(p.next_page_key.as_deref(), Some("k2"));
         assert_eq!(p.tickets.len(), 2);
         assert_eq!(p.tickets[1].get(), r#"{"b":2}"#);
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_skipped() {
+        let body = b"\xEF\xBB\xBF{\"result\":[],\"nextPageKey\":\"k\"}";
+        assert_eq!(
+            parse_page(body).unwrap().next_page_key.as_deref(),
+            Some("k")
+        );
+        assert_eq!(read_page(body).unwrap().next_page_key.as_deref(), Some("k"));
+        assert_eq!(
+            stream_page(body, &mut |_| true).unwrap().as_deref(),
+            Some("k")
+        );
+    }
+
+    #[test]
+    fn pagination_keys_are_short_printable_ascii() {
+        assert!(PaginationKey::new("pk1.a ~!".into()).is_ok());
+        assert!(PaginationKey::new("x".repeat(PaginationKey::MAX_BYTES)).is_ok());
+        for bad in [
+            "x".repeat(PaginationKey::MAX_BYTES + 1),
+            "a\nb".into(),
+            "a\u{1b}[2J".into(),
+            "clé".into(),
+        ] {
+            let why = PaginationKey::new(bad.clone()).unwrap_err();
+            assert!(!why.contains(&bad), "{why}");
+        }
+    }
+
+    #[test]
+    fn a_bad_next_key_makes_the_document_bad_data() {
+        let long = "k".repeat(PaginationKey::MAX_BYTES + 1);
+        for body in [
+            format!(r#"{{"result":[],"pagination":{{"nextPageKey":"{long}"}}}}"#),
+            r#"{"result":[],"nextPageKey":"a\u0007b"}"#.to_owned(),
+        ] {
+            let why = parse_page(body.as_bytes()).unwrap_err();
+            assert!(why.contains("nextPageKey"), "{why}");
+            assert!(read_page(body.as_bytes()).is_err());
+            assert!(stream_page(body.as_bytes(), &mut |_| true).is_err());
+        }
     }
 
     #[test]
