@@ -1855,3 +1855,207 @@ fn a_dump_directory_that_cannot_be_written_is_a_warning_not_a_lost_batch() {
         .run();
     assert_eq!(env.stored_key(), Some(Feed::page_key(20)));
 }
+
+// ---------------------------------------------------------------------------------------------
+// TLS with a private CA, and proxies
+// ---------------------------------------------------------------------------------------------
+
+/// The private CA of `tests/fixtures/tls` (its key was destroyed once the server's certificate,
+/// for `api.tixngo.test`, `localhost` and 127.0.0.1, valid until 2126, was signed).
+const TEST_CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
+
+/// Reads a request or CONNECT head (up to the blank line) from `stream`.
+fn read_head(stream: &mut impl std::io::Read) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.push(byte[0]);
+    }
+    Ok(head)
+}
+
+/// A TLS server in front of `sim`: it presents the private CA's certificate and passes each
+/// request on to the simulator, and its answer back. Returns its port on 127.0.0.1.
+fn tls_front(sim: &Simulator) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let fixture = |name: &str| format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"));
+    let chain = CertificateDer::pem_file_iter(fixture("server.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(fixture("server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let config = std::sync::Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let backend = sim.port();
+    thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let config = std::sync::Arc::clone(&config);
+            thread::spawn(move || {
+                let connection = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::StreamOwned::new(connection, tcp);
+                // A client that refuses the certificate ends here.
+                let Ok(head) = read_head(&mut tls) else {
+                    return;
+                };
+                let mut sim = std::net::TcpStream::connect(("127.0.0.1", backend)).unwrap();
+                std::io::Write::write_all(&mut sim, &head).unwrap();
+                let _ = std::io::copy(&mut sim, &mut tls);
+                tls.conn.send_close_notify();
+                let _ = std::io::Write::flush(&mut tls);
+            });
+        }
+    });
+    port
+}
+
+/// A forward proxy on 127.0.0.1 that records each CONNECT's target and tunnels every one to
+/// `backend` on 127.0.0.1, whatever it names: nothing leaves this host. Returns its port and
+/// the targets.
+fn connect_proxy(backend: u16) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let targets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&targets);
+    thread::spawn(move || {
+        for mut client in listener.incoming().flatten() {
+            let Ok(head) = read_head(&mut client) else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let target = head.split(' ').nth(1).unwrap_or_default().to_owned();
+            seen.lock()
+                .unwrap()
+                .push(format!("{} {target}", head.split(' ').next().unwrap()));
+            let mut server = std::net::TcpStream::connect(("127.0.0.1", backend)).unwrap();
+            std::io::Write::write_all(&mut client, b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .unwrap();
+            let (mut upstream, mut downstream) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut upstream, &mut downstream);
+                let _ = downstream.shutdown(std::net::Shutdown::Write);
+            });
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut server, &mut client);
+                let _ = client.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (port, targets)
+}
+
+#[test]
+fn a_private_ca_is_refused_unless_given_with_ca_file() {
+    let sim = Simulator::start(feed(), API_KEY);
+    let port = tls_front(&sim);
+    let url = format!("https://localhost:{port}/organizer/tickets");
+    let env = Env::new();
+    let ran = env
+        .sync(&sim)
+        .env("TIXNGO_API_URL", &url)
+        .args(&["--timeout", "20"])
+        .code(78)
+        .run();
+    let error = error_line(&ran);
+    assert!(
+        error.contains("certificate of localhost is not trusted") && error.contains("--ca-file"),
+        "{error}"
+    );
+    assert_eq!(sim.request_count(), 0);
+
+    env.sync(&sim)
+        .env("TIXNGO_API_URL", &url)
+        .args(&["--batch-size", "20", "--ca-file", TEST_CA])
+        .run();
+    assert_eq!(env.stored_key(), Some(Feed::page_key(20)));
+    assert_eq!(sim.request_count(), 1);
+
+    let empty = env.write("empty.pem", b"", 0o644);
+    let garbage = env.write(
+        "garbage.pem",
+        b"-----BEGIN CERTIFICATE-----\nnot base64\n",
+        0o644,
+    );
+    let key_only = format!(
+        "{}/tests/fixtures/tls/server.key",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let missing = env.path("missing.pem");
+    for bad in [&empty, &garbage, Path::new(&key_only), &missing] {
+        env.sync(&sim)
+            .env("TIXNGO_API_URL", &url)
+            .env("TIXNGO_CA_FILE", bad)
+            .code(78)
+            .stderr_has("--ca-file")
+            .run();
+    }
+    assert_eq!(
+        sim.request_count(),
+        1,
+        "no request with an unusable --ca-file"
+    );
+}
+
+#[test]
+fn https_proxy_is_used_as_curl_uses_it_and_no_proxy_bypasses_it() {
+    let sim = Simulator::start(feed(), API_KEY);
+    let front = tls_front(&sim);
+    let (proxy, targets) = connect_proxy(front);
+    // The proxy resolves the name (here: it tunnels to the TLS front whatever the name).
+    let url = format!("https://api.tixngo.test:{front}/organizer/tickets");
+    let env = Env::new();
+    let through_proxy = || {
+        env.sync(&sim)
+            .env("TIXNGO_API_URL", &url)
+            .env("HTTPS_PROXY", format!("http://127.0.0.1:{proxy}"))
+            .args(&["--batch-size", "20", "--ca-file", TEST_CA])
+    };
+    through_proxy().run();
+    assert_eq!(env.stored_key(), Some(Feed::page_key(20)));
+    assert_eq!(
+        *targets.lock().unwrap(),
+        [format!("CONNECT api.tixngo.test:{front}")]
+    );
+
+    // NO_PROXY names the domain: the host is reached directly, and `.test` never resolves.
+    for no_proxy in [
+        "tixngo.test",
+        ".tixngo.test",
+        "example.org, api.tixngo.test",
+        "*",
+    ] {
+        let ran = through_proxy().env("NO_PROXY", no_proxy).code(78).run();
+        assert!(
+            error_line(&ran).contains("api.tixngo.test does not resolve"),
+            "{no_proxy}"
+        );
+    }
+    assert_eq!(
+        targets.lock().unwrap().len(),
+        1,
+        "NO_PROXY was not honoured"
+    );
+    through_proxy()
+        .env("NO_PROXY", "other.tixngo.test,tixngo.testing")
+        .run();
+    assert_eq!(targets.lock().unwrap().len(), 2);
+
+    through_proxy()
+        .env("HTTPS_PROXY", "ftp://127.0.0.1:1")
+        .code(78)
+        .stderr_has("HTTPS_PROXY is not a usable proxy URL")
+        .run();
+}

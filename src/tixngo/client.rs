@@ -400,13 +400,9 @@ impl Client {
             ureq::Error::Io(io) if is_lookup_failure(io) => {
                 Failure::Final(self.unresolved(&detail))
             }
-            ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_)
-                if detail.contains("certificate") =>
-            {
-                Failure::Final(Error::Config(format!(
-                    "the TLS certificate of {host} is not trusted ({detail}): behind a private CA or a TLS-inspecting proxy, give its root certificate with --ca-file (TIXNGO_CA_FILE)"
-                )))
-            }
+            _ if is_certificate_refusal(error) => Failure::Final(Error::Config(format!(
+                "the TLS certificate of {host} is not trusted ({detail}): behind a private CA or a TLS-inspecting proxy, give its root certificate with --ca-file (TIXNGO_CA_FILE)"
+            ))),
             ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => Failure::Final(
                 Error::Unavailable(format!("TLS with {host} failed ({detail})")),
             ),
@@ -491,6 +487,17 @@ fn status_text(status: u16) -> String {
         .map_or_else(|_| status.to_string(), |code| code.to_string())
 }
 
+/// Whether TLS failed because the server's certificate is not trusted (rustls's refusal may
+/// come wrapped in an I/O error).
+fn is_certificate_refusal(error: &ureq::Error) -> bool {
+    match error {
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Io(_) => {
+            error.to_string().contains("invalid peer certificate")
+        }
+        _ => false,
+    }
+}
+
 /// Whether an I/O error is the resolver's: the name does not resolve (or cannot be now).
 fn is_lookup_failure(error: &std::io::Error) -> bool {
     error
@@ -523,25 +530,24 @@ fn origin(url: &str) -> String {
 /// The root certificates: the platform's (or, on a host without a CA bundle, Mozilla's built-in
 /// set), plus those of `--ca-file`.
 fn tls_config(ca_file: Option<&Path>) -> Result<TlsConfig, Error> {
+    let bundle = platform_bundle();
     let roots = match ca_file {
         Some(path) => {
             let mut roots = read_ca_file(path)?;
-            roots.extend(
-                platform_bundle()
-                    .map(|bundle| certificates(&bundle))
-                    .unwrap_or_default(),
-            );
+            if let Some(pem) = bundle.and_then(|bundle| std::fs::read(bundle).ok()) {
+                roots.extend(certificates(&pem));
+            }
             RootCerts::from(roots)
         }
-        None if platform_bundle().is_some() => RootCerts::PlatformVerifier,
+        None if bundle.is_some() => RootCerts::PlatformVerifier,
         None => RootCerts::WebPki,
     };
     Ok(TlsConfig::builder().root_certs(roots).build())
 }
 
 /// The platform's CA bundle as OpenSSL finds it: `SSL_CERT_FILE`, else the first of the usual
-/// places of the Linux and BSD distributions.
-fn platform_bundle() -> Option<Vec<u8>> {
+/// places of the Linux and BSD distributions that is not empty.
+fn platform_bundle() -> Option<PathBuf> {
     const BUNDLES: [&str; 5] = [
         "/etc/ssl/certs/ca-certificates.crt",
         "/etc/pki/tls/certs/ca-bundle.crt",
@@ -553,7 +559,7 @@ fn platform_bundle() -> Option<Vec<u8>> {
     from_env
         .into_iter()
         .chain(BUNDLES.iter().map(PathBuf::from))
-        .find_map(|path| std::fs::read(path).ok().filter(|pem| !pem.is_empty()))
+        .find(|path| std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0))
 }
 
 /// The certificates of a PEM text; other items and unreadable ones are passed over.
@@ -748,6 +754,50 @@ mod tests {
                 wait >= ceiling / 2 && wait <= ceiling,
                 "retry {retry}: {wait:?}"
             );
+        }
+    }
+
+    fn client(key: &str) -> Client {
+        let url = ApiUrl::parse("http://127.0.0.1:9/organizer/tickets").unwrap();
+        Client::new(url, ApiKey::new(key.into()).unwrap(), Connection::default()).unwrap()
+    }
+
+    #[test]
+    fn server_text_never_holds_the_key_however_it_is_encoded() {
+        let client = client("k3y/+~");
+        for text in ["bad k3y/+~", "bad k3y%2F%2B%7E", "bad %6b%33%79/+%7e"] {
+            assert_eq!(client.server_text(text), "bad <API key>", "{text}");
+        }
+        assert_eq!(client.server_text("a\u{1b}[2J\n"), "a\\u{1b}[2J\\n");
+        let long = client.server_text(&"x".repeat(1000));
+        assert_eq!(long.chars().count(), SERVER_TEXT_CHARS + 1);
+    }
+
+    #[test]
+    fn a_redirect_target_is_shown_as_scheme_and_host() {
+        assert_eq!(
+            origin("https://u:p@h.io:8443/k3y/x?key=k3y#f"),
+            "https://h.io:8443"
+        );
+        assert_eq!(origin("https://h.io?k3y"), "https://h.io");
+        assert_eq!(origin("/k3y/relative"), "a relative location");
+    }
+
+    #[test]
+    fn no_proxy_matches_as_curl_does() {
+        for (list, host, matches) in [
+            ("*", "api.tixngo.io", true),
+            ("tixngo.io", "api.tixngo.io", true),
+            (".tixngo.io", "api.tixngo.io", true),
+            ("tixngo.io", "tixngo.io", true),
+            (" example.org , API.TIXNGO.IO ", "api.tixngo.io", true),
+            ("10.0.0.1", "10.0.0.1", true),
+            ("ngo.io", "api.tixngo.io", false),
+            ("api.tixngo.io.evil", "api.tixngo.io", false),
+            ("", "api.tixngo.io", false),
+            (",,", "api.tixngo.io", false),
+        ] {
+            assert_eq!(no_proxy_matches(list, host), matches, "{list:?} {host}");
         }
     }
 

@@ -59,7 +59,7 @@ pub const API_KEY: &str = "test-key-3f9c1e";
 
 /// Environment variables of the product (and the proxies) that must not leak into a test run
 /// from the machine's environment.
-const SCRUBBED: [&str; 16] = [
+const SCRUBBED: [&str; 23] = [
     "TIXNGO_FEEDBACK_STORE",
     "TIXNGO_FEEDBACK_LOCK",
     "TIXNGO_API_URL",
@@ -76,6 +76,13 @@ const SCRUBBED: [&str; 16] = [
     "ALL_PROXY",
     "http_proxy",
     "https_proxy",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "TIXNGO_CA_FILE",
+    "TIXNGO_DUMP_DIR",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
 ];
 
 /// A scratch directory holding one store.
