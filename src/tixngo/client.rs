@@ -66,7 +66,7 @@ impl ApiUrl {
         let host = uri.host().ok_or_else(|| bad("has no host"))?;
         if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
             return Err(bad(
-                "must not hold credentials (the key comes from TIXNGO_API_KEY or the key file)",
+                "must not hold credentials (the API key comes from TIXNGO_API_KEY or --api-key-file)",
             ));
         }
         if uri.query().is_some() {
