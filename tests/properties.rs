@@ -237,7 +237,8 @@ fn envelope_value() -> impl Strategy<Value = Value> {
 
 /// What `parse_page` must make of a JSON value (SPEC §4.1): `Ok((tickets, next key))` exactly for
 /// an object whose first non-null list among result/tickets/items is an array, whose
-/// `pagination` is an object (or null) and whose `nextPageKey`s are strings (or null).
+/// `pagination` is an object (or null) and whose `nextPageKey`s are strings (or null), the one
+/// chosen at most 4 KiB of printable ASCII.
 fn page_oracle(value: &Value) -> Option<(usize, Option<String>)> {
     let Value::Object(fields) = value else {
         return None;
@@ -259,7 +260,13 @@ fn page_oracle(value: &Value) -> Option<(usize, Option<String>)> {
         Some(_) => return None,
     };
     let top = key(fields.get("nextPageKey"))?;
-    Some((tickets.len(), inner.or(top).filter(|k| !k.is_empty())))
+    let next = inner.or(top).filter(|k| !k.is_empty());
+    // A key that could not be sent or saved (over 4 KiB, not printable ASCII) is bad data.
+    let sendable = |k: &String| k.len() <= 4096 && k.bytes().all(|b| (b' '..=b'~').contains(&b));
+    if next.as_ref().is_some_and(|k| !sendable(k)) {
+        return None;
+    }
+    Some((tickets.len(), next))
 }
 
 /// Whether `decode_ticket` must accept a JSON value (SPEC §4.1): an object with a valid
