@@ -396,7 +396,10 @@ impl Client {
             None => format!("{host}:{}", self.url.port),
         };
         match error {
-            ureq::Error::HostNotFound => Failure::Final(self.unresolved(&detail)),
+            // A resolver that cannot answer in time is as unusable as one that says no.
+            ureq::Error::HostNotFound | ureq::Error::Timeout(ureq::Timeout::Resolve) => {
+                Failure::Final(self.unresolved(&detail))
+            }
             ureq::Error::Io(io) if is_lookup_failure(io) => {
                 Failure::Final(self.unresolved(&detail))
             }
@@ -527,8 +530,10 @@ fn origin(url: &str) -> String {
     }
 }
 
-/// The root certificates: the platform's (or, on a host without a CA bundle, Mozilla's built-in
-/// set), plus those of `--ca-file`.
+/// The root certificates: the platform's plus those of `--ca-file`; on a host with neither,
+/// Mozilla's set built into the binary. (ureq takes either a verifier of the platform's, a list
+/// of certificates, or the built-in anchors, which are no certificates: the three cannot be
+/// merged without another crate.)
 fn tls_config(ca_file: Option<&Path>) -> Result<TlsConfig, Error> {
     let bundle = platform_bundle();
     let roots = match ca_file {
