@@ -396,13 +396,14 @@ impl Client {
             None => format!("{host}:{}", self.url.port),
         };
         match error {
-            // A resolver that cannot answer in time is as unusable as one that says no.
-            ureq::Error::HostNotFound | ureq::Error::Timeout(ureq::Timeout::Resolve) => {
-                Failure::Final(self.unresolved(&detail))
-            }
-            ureq::Error::Io(io) if is_lookup_failure(io) => {
-                Failure::Final(self.unresolved(&detail))
-            }
+            ureq::Error::HostNotFound => Failure::Final(self.unresolved(&detail)),
+            ureq::Error::Io(io) if is_unknown_name(io) => Failure::Final(self.unresolved(&detail)),
+            // A resolver that is down or slow says nothing about the name: on match day a DNS
+            // outage must read as TIXNGO unreachable (retried, then 69), not as a typo (78).
+            ureq::Error::Timeout(ureq::Timeout::Resolve) => Failure::unavailable(
+                format!("the name {host} could not be resolved in time ({detail})"),
+                None,
+            ),
             _ if is_certificate_refusal(error) => Failure::Final(Error::Config(format!(
                 "the TLS certificate of {host} is not trusted ({detail}): behind a private CA or a TLS-inspecting proxy, give its root certificate with --ca-file (TIXNGO_CA_FILE)"
             ))),
@@ -502,10 +503,20 @@ fn is_certificate_refusal(error: &ureq::Error) -> bool {
 }
 
 /// Whether an I/O error is the resolver's: the name does not resolve (or cannot be now).
-fn is_lookup_failure(error: &std::io::Error) -> bool {
-    error
-        .to_string()
-        .starts_with("failed to lookup address information")
+/// Whether a lookup failed because the name does not exist (the resolver's definite answer:
+/// `EAI_NONAME`, `EAI_NODATA`), as opposed to a resolver that could not answer (`EAI_AGAIN`,
+/// `EAI_FAIL`), which is a transient failure like any other. std reports both as an I/O error
+/// whose text is `getaddrinfo`'s.
+fn is_unknown_name(error: &std::io::Error) -> bool {
+    let text = error.to_string();
+    text.starts_with("failed to lookup address information")
+        && [
+            "Name or service not known",
+            "No address associated with hostname",
+            "nodename nor servname provided",
+        ]
+        .iter()
+        .any(|answer| text.contains(answer))
 }
 
 /// The `message` (or `error`) string of a JSON error body, as TIXNGO words its refusals.
@@ -674,6 +685,22 @@ fn backoff(retry: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_a_definite_no_from_the_resolver_is_an_unknown_name() {
+        let lookup = |answer: &str| {
+            super::is_unknown_name(&std::io::Error::other(format!(
+                "failed to lookup address information: {answer}"
+            )))
+        };
+        assert!(lookup("Name or service not known"));
+        assert!(lookup("No address associated with hostname"));
+        assert!(!lookup("Temporary failure in name resolution"));
+        assert!(!lookup("Non-recoverable failure in name resolution"));
+        assert!(!super::is_unknown_name(&std::io::Error::other(
+            "Name or service not known"
+        )));
+    }
+
     use super::*;
 
     #[test]
