@@ -236,6 +236,24 @@ mod tests {
     }
 
     #[test]
+    fn the_pid_record_overwrites_a_longer_pid_and_is_blanked_never_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db.lock");
+        std::fs::write(&path, "4294967295\n").unwrap();
+        let held = RunLock::acquire(&path).unwrap();
+        let record = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(record.len(), PID_RECORD);
+        assert_eq!(record.trim(), std::process::id().to_string());
+        drop(held);
+        assert_eq!(std::fs::read(&path).unwrap(), [b' '; PID_RECORD]);
+        for other in ["12 monkeys", "a note\n", "123456789012"] {
+            std::fs::write(&path, other).unwrap();
+            drop(RunLock::acquire(&path).unwrap());
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), other);
+        }
+    }
+
+    #[test]
     fn probe_of_a_missing_file_creates_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("none.lock");

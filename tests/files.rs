@@ -202,6 +202,7 @@ fn the_metrics_file_is_0644_at_most_even_under_umask_0_and_leaves_no_temporary()
     let metrics = env.path("textfile/tixngo.prom");
     fs::create_dir(env.path("textfile")).unwrap();
     let status = std::process::Command::new("sh")
+        .env_clear()
         .args([
             "-c",
             "umask 0; exec \"$0\" sync --metrics-file \"$1\" --quiet",
@@ -276,6 +277,7 @@ fn a_key_file_the_group_or_others_can_write_or_that_is_not_a_file_is_refused_78(
     for not_a_file in [fifo, env.path("key-dir")] {
         // Nobody writes to the FIFO: a run that opened it for reading would wait forever.
         let mut child = std::process::Command::new(BIN)
+            .env_clear()
             .args(["sync", "--api-key-file"])
             .arg(&not_a_file)
             .env("TIXNGO_FEEDBACK_STORE", env.store())
@@ -411,6 +413,7 @@ fn a_store_owned_by_another_user_names_both_users_and_the_chown_fix() {
     let env = primed(&sim);
     fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let output = std::process::Command::new("setpriv")
+        .env_clear()
         .args([
             "--reuid=65534",
             "--regid=65534",
@@ -468,6 +471,7 @@ fn an_unwritable_stderr_or_stdout_never_changes_the_exit_code() {
                 }
             };
             let status = std::process::Command::new(BIN)
+                .env_clear()
                 .args(args)
                 .env("TIXNGO_FEEDBACK_STORE", env.store())
                 .env("TIXNGO_API_KEY", API_KEY)
