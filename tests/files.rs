@@ -219,6 +219,12 @@ fn the_metrics_file_is_0644_at_most_even_under_umask_0_and_leaves_no_temporary()
     assert_eq!(mode, 0o644, "{mode:o}");
     let names: Vec<_> = fs::read_dir(env.path("textfile")).unwrap().collect();
     assert_eq!(names.len(), 1, "the temporary file is gone");
+    // A metrics file that cannot be written is still reported, even with --quiet.
+    let unwritable = env.path("no-such-dir/tixngo.prom");
+    env.sync(&sim)
+        .args(&["--quiet", "--metrics-file", unwritable.to_str().unwrap()])
+        .stderr_has("cannot write the metrics file")
+        .run();
 }
 
 // ---------------------------------------------------------------------------------------------
