@@ -395,6 +395,9 @@ mod tests {
             (&["t", "skip", "add"], "NUMBERS"),
             (&["t", "skip", "add", "ok,bad number"], "bad number"),
             (&["t", "skip", "remove", "é"], "é"),
+            (&["t", "sync", "--skip", ",,"], "\",,\""),
+            (&["t", "sync", "--skip", " "], "\" \""),
+            (&["t", "skip", "add", " "], "empty item"),
             (&["t", "cursor", "set"], "KEY"),
         ] {
             let message = usage(args);
@@ -419,7 +422,7 @@ mod tests {
 
     #[test]
     fn skip_lists_are_trimmed() {
-        let Parsed::Run(cli) = parse(["t", "sync", "--skip", " 1, 2 ,"]) else {
+        let Parsed::Run(cli) = parse(["t", "sync", "--skip", " 1, 2 "]) else {
             panic!()
         };
         let Command::Sync(args) = cli.command else {

@@ -32,6 +32,14 @@ pub enum Error {
     #[error("store {}: {message}", path.display())]
     Store { path: PathBuf, message: String },
 
+    /// Another program held a write transaction on the store until the deadline (or SQLite's
+    /// busy timeout).
+    #[error(
+        "store {}: another program is writing the store and kept it locked longer than this run could wait; nothing was written, try again later",
+        path.display()
+    )]
+    StoreBusy { path: PathBuf },
+
     /// The store was written by a newer version of this program.
     #[error(
         "store {} has schema version {found}, newer than the {supported} this binary knows: upgrade tixngo-feedback",
@@ -102,7 +110,9 @@ impl Error {
             | Error::StoreTooNew { .. }
             | Error::Redirected { .. }
             | Error::Rejected { .. } => ExitCode::Config,
-            Error::LockHeld { .. } | Error::RateLimited => ExitCode::TempFail,
+            Error::LockHeld { .. } | Error::RateLimited | Error::StoreBusy { .. } => {
+                ExitCode::TempFail
+            }
             Error::LockFile { .. } | Error::Store { .. } => ExitCode::IoErr,
             Error::Unavailable(_) => ExitCode::Unavailable,
             Error::Unauthorized { .. } => ExitCode::NoPerm,
@@ -145,6 +155,7 @@ mod tests {
                 74,
             ),
             (Error::store(&path, "disk full"), 74),
+            (Error::StoreBusy { path: path.clone() }, 75),
             (
                 Error::StoreTooNew {
                     path,

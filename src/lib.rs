@@ -23,6 +23,7 @@ pub mod feedback;
 pub mod lock;
 pub mod logging;
 pub mod operator;
+pub mod paths;
 pub mod replay;
 pub mod report;
 pub mod store;
@@ -53,16 +54,22 @@ where
         Parsed::Run(cli) => cli,
         Parsed::Printed(code) => return code,
         Parsed::Usage(error) => {
-            eprintln!("tixngo-feedback: error: {error}");
+            say(&format!("error: {error}"));
             return error.exit_code();
         }
     };
+    if let Err(error) = paths::check_distinct(&cli) {
+        say(&format!("error: {error}"));
+        return error.exit_code();
+    }
     let global = &cli.global;
     logging::init(global.verbose, global.quiet);
     // A panic is a bug: one line and exit 70, never a backtrace. Unwinding drops the batch's
     // transaction, which rolls it back, and the lock goes with the process.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("tixngo-feedback: error: internal error (a bug, please report it): {info}");
+        say(&format!(
+            "error: internal error (a bug, please report it): {info}"
+        ));
     }));
     let result = std::panic::catch_unwind(|| dispatch(&cli, started));
     let panicked = result.is_err();
@@ -82,11 +89,17 @@ where
     if panicked {
         // The panic hook has printed the line already.
     } else if let Some(error) = &output.error {
-        eprintln!("tixngo-feedback: error: {error}");
+        say(&format!("error: {error}"));
     } else if let Some(warning) = &output.warning {
-        eprintln!("tixngo-feedback: {warning}");
+        say(warning);
     }
     output.exit_code
+}
+
+/// Prints one line on stderr. A stderr that cannot be written (a closed pipe, a full disk) is
+/// ignored: the exit code is the one message left, and it must hold (`eprintln!` would panic).
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "tixngo-feedback: {line}");
 }
 
 /// Runs the parsed command.

@@ -3,8 +3,8 @@
 //! other, and the kernel releases it when the process dies: no stale lock survives a crash.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -19,15 +19,24 @@ const RETRY_EVERY: Duration = Duration::from_millis(25);
 /// The held lock; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub struct RunLock {
-    _file: File,
+    file: File,
+    /// Whether this run wrote its pid into the file (it was empty or held a pid).
+    wrote_pid: bool,
 }
 
+/// The width of the pid record: `u32::MAX` has 10 digits, then a newline. Always this many bytes
+/// at offset 0, so a shorter pid overwrites a longer one without truncating the file.
+const PID_RECORD: usize = 11;
+
 impl Drop for RunLock {
-    /// Empties the file while still holding the lock, so that a later holder that does not write
-    /// its pid (`flock -n <store>.lock …` in a shell) is not reported with this process's pid,
-    /// which the system may since have given to an unrelated process.
+    /// Blanks this run's pid while still holding the lock, so that a later holder that does not
+    /// write its pid (`flock -n <store>.lock …` in a shell) is not reported with this process's
+    /// pid, which the system may since have given to an unrelated process. The file keeps its
+    /// length: it is never emptied.
     fn drop(&mut self) {
-        let _ = self._file.set_len(0);
+        if self.wrote_pid {
+            let _ = self.file.write_all_at(&[b' '; PID_RECORD], 0);
+        }
     }
 }
 
@@ -41,7 +50,9 @@ pub struct LockState {
 
 impl RunLock {
     /// Takes the lock, or fails with [`Error::LockHeld`] naming the holder's pid. The file is
-    /// opened without truncating it: only the holder rewrites it, with its pid.
+    /// opened without truncating it and without following a link; the holder writes its pid into
+    /// it only when it is empty or holds a pid, so a lock file named after some other file never
+    /// loses a byte of it.
     pub fn acquire(path: &Path) -> Result<RunLock, Error> {
         let file_error = |source| Error::LockFile {
             path: path.to_owned(),
@@ -53,8 +64,9 @@ impl RunLock {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(path)
-            .map_err(file_error)?;
+            .map_err(|e| open_error(path, e))?;
         let started = Instant::now();
         loop {
             match file.try_lock() {
@@ -71,17 +83,28 @@ impl RunLock {
                 Err(TryLockError::Error(e)) => return Err(file_error(e)),
             }
         }
-        file.set_len(0)
-            .and_then(|()| file.seek(SeekFrom::Start(0)))
-            .and_then(|_| writeln!(file, "{}", std::process::id()))
-            .map_err(file_error)?;
-        Ok(RunLock { _file: file })
+        let wrote_pid = holds_a_pid_or_nothing(&file).map_err(file_error)?;
+        if wrote_pid {
+            let record = format!("{:<width$}\n", std::process::id(), width = PID_RECORD - 1);
+            file.write_all_at(record.as_bytes(), 0)
+                .map_err(file_error)?;
+        } else {
+            log::warn!(
+                "the lock file {} holds something other than a pid: locked without writing to it",
+                path.display()
+            );
+        }
+        Ok(RunLock { file, wrote_pid })
     }
 
     /// Whether a run holds the lock now, with a shared lock taken and released at once. A missing
     /// lock file means nobody holds it; nothing is created.
     pub fn probe(path: &Path) -> Result<LockState, Error> {
-        let mut file = match File::open(path) {
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path);
+        let mut file = match opened {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(LockState {
@@ -89,12 +112,7 @@ impl RunLock {
                     pid: None,
                 });
             }
-            Err(source) => {
-                return Err(Error::LockFile {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
+            Err(source) => return Err(open_error(path, source)),
         };
         match file.try_lock_shared() {
             Ok(()) => {
@@ -121,6 +139,36 @@ pub fn default_path(store: &Path) -> PathBuf {
     let mut name = store.as_os_str().to_owned();
     name.push(".lock");
     PathBuf::from(name)
+}
+
+/// A link where the lock file should be is a configuration error: following it would lock, and
+/// write a pid into, whatever it points at.
+fn open_error(path: &Path, source: std::io::Error) -> Error {
+    if source.raw_os_error() == Some(libc::ELOOP) {
+        Error::Config(format!(
+            "the lock file {} is a symbolic link, which is never followed: remove it or point --lock-file at a regular file",
+            path.display()
+        ))
+    } else {
+        Error::LockFile {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Whether the lock file is empty or holds nothing but a pid (written by an earlier run), and may
+/// take this run's.
+fn holds_a_pid_or_nothing(file: &File) -> std::io::Result<bool> {
+    let metadata = file.metadata()?;
+    if !metadata.is_file() || metadata.len() > PID_RECORD as u64 {
+        return Ok(false);
+    }
+    let mut text = vec![0; metadata.len() as usize];
+    file.read_exact_at(&mut text, 0)?;
+    Ok(text
+        .iter()
+        .all(|b| b.is_ascii_digit() || b.is_ascii_whitespace()))
 }
 
 fn read_pid(file: &mut File) -> Option<u32> {
@@ -184,6 +232,24 @@ mod tests {
         match RunLock::acquire(&path) {
             Err(Error::LockHeld { pid, .. }) => assert_eq!(pid, None),
             other => panic!("expected LockHeld, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_pid_record_overwrites_a_longer_pid_and_is_blanked_never_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db.lock");
+        std::fs::write(&path, "4294967295\n").unwrap();
+        let held = RunLock::acquire(&path).unwrap();
+        let record = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(record.len(), PID_RECORD);
+        assert_eq!(record.trim(), std::process::id().to_string());
+        drop(held);
+        assert_eq!(std::fs::read(&path).unwrap(), [b' '; PID_RECORD]);
+        for other in ["12 monkeys", "a note\n", "123456789012"] {
+            std::fs::write(&path, other).unwrap();
+            drop(RunLock::acquire(&path).unwrap());
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), other);
         }
     }
 

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::lock::RunLock;
 use crate::report::quoted;
 use crate::store::Store;
-use crate::sync::lock_path;
+use crate::sync::{lock_path, lock_store};
 use crate::timestamp::Timestamp;
 
 /// How many runs and error tickets `status` shows.
@@ -122,7 +122,7 @@ pub fn skip(global: &GlobalArgs, command: &SkipCommand) -> Shown {
         }
         SkipCommand::Add { numbers, reason } => {
             let numbers = flatten_numbers(numbers);
-            let _lock = RunLock::acquire(&lock_path(global))?;
+            let _lock = lock_store(global, false)?;
             let mut store = Store::open(&global.store)?;
             let added = store.add_skips(&numbers, reason.as_deref())?;
             let total = store.skip_list()?.len();
@@ -136,7 +136,7 @@ pub fn skip(global: &GlobalArgs, command: &SkipCommand) -> Shown {
         }
         SkipCommand::Remove { numbers } => {
             let numbers = flatten_numbers(numbers);
-            let _lock = RunLock::acquire(&lock_path(global))?;
+            let _lock = lock_store(global, false)?;
             let mut store = Store::open(&global.store)?;
             let removed = store.remove_skips(&numbers)?;
             let total = store.skip_list()?.len();
@@ -178,7 +178,7 @@ pub fn cursor(global: &GlobalArgs, command: &CursorCommand) -> Shown {
             "`{name}` moves where the next sync starts: add --yes to confirm"
         )));
     }
-    let _lock = RunLock::acquire(&lock_path(global))?;
+    let _lock = lock_store(global, false)?;
     let before = Store::open(&global.store)?.set_pagination_key(name, key)?;
     Ok((
         format!(

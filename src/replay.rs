@@ -13,10 +13,9 @@ use serde_json::value::RawValue;
 use crate::cli::{GlobalArgs, ReplayArgs};
 use crate::error::Error;
 use crate::exit::ExitCode;
-use crate::lock::RunLock;
 use crate::report::Summary;
 use crate::sync::{
-    self, Incoming, MappingOptions, apply_page, lock_path, open_store, record_failure,
+    self, Incoming, MappingOptions, apply_page, lock_store, open_store, record_failure,
 };
 use crate::timestamp::Timestamp;
 use crate::tixngo::wire::{self, PageTicket};
@@ -47,8 +46,8 @@ fn replay(
         // The file is decoded on another thread from now on: its first tickets are mapped while
         // the rest is still being decoded.
         let streamed = file.as_deref().map(|body| TicketStream::start(scope, body));
-        let _lock = RunLock::acquire(&lock_path(global))?;
-        let mut store = open_store(&global.store, mapping.dry_run)?;
+        let _lock = lock_store(global, mapping.dry_run)?;
+        let mut store = open_store(&global.store, mapping.dry_run, None)?;
         let started_at = Timestamp::now().to_string();
         mapping.skip.extend(store.skip_list()?);
         let applied = match streamed {

@@ -7,7 +7,8 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::io::Read;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,8 +97,8 @@ fn sync(
         .filter(|u| !u.trim().is_empty())
         .ok_or_else(|| Error::Config("no API URL: set --api-url or TIXNGO_API_URL".into()))?;
     let client = client(url, args)?;
-    let _lock = RunLock::acquire(&lock_path(global))?;
-    let mut store = open_store(&global.store, mapping.dry_run)?;
+    let _lock = lock_store(global, mapping.dry_run)?;
+    let mut store = open_store(&global.store, mapping.dry_run, Some(deadline))?;
     let started_at = Timestamp::now().to_string();
     let keys = match &args.pagination_key {
         Some(key) => KeyPolicy {
@@ -171,32 +172,31 @@ fn sync(
     })
 }
 
-/// Opens the store for a run that writes, or a private scratch copy of it for a dry run.
-pub fn open_store(path: &Path, dry_run: bool) -> Result<Store, Error> {
+/// Opens the store for a run that writes, or a private scratch copy of it for a dry run. No wait
+/// for another program's lock on the store outlasts `deadline`.
+pub fn open_store(path: &Path, dry_run: bool, deadline: Option<Instant>) -> Result<Store, Error> {
     if dry_run {
         Store::open_scratch(path)
     } else {
-        Store::open(path)
+        Store::open_until(path, deadline)
     }
 }
 
-/// Reads the API key from the key file (refused when others can read it) or `TIXNGO_API_KEY`.
+/// Takes the run lock of the store, once the store's path is known to be usable: a run refused
+/// for its store path must not leave a `<store>.lock` behind (and removing a lock file is never
+/// safe: another run may have it open).
+pub fn lock_store(global: &GlobalArgs, read_only: bool) -> Result<RunLock, Error> {
+    crate::store::check_path(&global.store, read_only)?;
+    RunLock::acquire(&lock_path(global))
+}
+
+/// Reads the API key from the key file (SPEC §7) or `TIXNGO_API_KEY`.
 fn api_key(file: Option<&Path>) -> Result<ApiKey, Error> {
     let (key, origin) = match file {
-        Some(path) => {
-            let shown = path.display();
-            let metadata = fs::metadata(path)
-                .map_err(|e| Error::Config(format!("cannot read the API key file {shown}: {e}")))?;
-            let mode = metadata.permissions().mode() & 0o777;
-            if mode & 0o044 != 0 {
-                return Err(Error::Config(format!(
-                    "the API key file {shown} is readable by others (mode {mode:04o}): chmod 600 {shown}"
-                )));
-            }
-            let text = fs::read_to_string(path)
-                .map_err(|e| Error::Config(format!("cannot read the API key file {shown}: {e}")))?;
-            (text.trim().to_owned(), format!("the API key file {shown}"))
-        }
+        Some(path) => (
+            read_key_file(path)?,
+            format!("the API key file {}", path.display()),
+        ),
         None => match std::env::var("TIXNGO_API_KEY") {
             Ok(key) if !key.trim().is_empty() => {
                 (key.trim().to_owned(), "TIXNGO_API_KEY".to_owned())
@@ -209,6 +209,40 @@ fn api_key(file: Option<&Path>) -> Result<ApiKey, Error> {
         },
     };
     ApiKey::new(key).map_err(|why| Error::Config(format!("{origin} {why}")))
+}
+
+/// Reads a key file, trimmed. It must be a regular file (a FIFO would block the run: it is
+/// opened without blocking and looked at before any read) that neither the group nor others can
+/// read or write. The checks are made on the opened file, so a swap after them changes nothing.
+fn read_key_file(path: &Path) -> Result<String, Error> {
+    let shown = path.display();
+    let cannot =
+        |e: std::io::Error| Error::Config(format!("cannot read the API key file {shown}: {e}"));
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
+    let metadata = file.metadata().map_err(cannot)?;
+    if !metadata.is_file() {
+        return Err(Error::Config(format!(
+            "the API key file {shown} is not a regular file: put the key in a plain file (mode 0600)"
+        )));
+    }
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o066 != 0 {
+        let access = if mode & 0o044 != 0 {
+            "readable"
+        } else {
+            "writable"
+        };
+        return Err(Error::Config(format!(
+            "the API key file {shown} is {access} by others (mode {mode:04o}): chmod 600 {shown}"
+        )));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(cannot)?;
+    Ok(text.trim().to_owned())
 }
 
 /// What one committed batch came to.
@@ -654,8 +688,13 @@ pub fn record_failure(
         exit_code: error.exit_code().code(),
         error: Some(&message),
     };
-    if let Err(e) = store.record_run(&record) {
-        log::warn!("the failed run could not be recorded in sync_run: {e}");
+    match store.record_run(&record) {
+        // The error line already says another program is writing the store.
+        Err(e @ Error::StoreBusy { .. }) => {
+            log::debug!("the failed run could not be recorded in sync_run: {e}")
+        }
+        Err(e) => log::warn!("the failed run could not be recorded in sync_run: {e}"),
+        Ok(()) => {}
     }
 }
 

@@ -24,11 +24,19 @@ pub fn parse(text: &str) -> Result<String, String> {
     }
 }
 
-/// Parses a comma-separated list of ticket numbers; blank items (`a,,b`, a trailing comma) are ignored.
+/// Parses a comma-separated list of ticket numbers. An empty item anywhere (`a,,b`, a trailing
+/// comma, a blank list) is refused: it is a typo, and `--skip ''` skipping nothing would hide it.
 pub fn parse_list(text: &str) -> Result<Vec<String>, String> {
     text.split(',')
-        .filter(|item| !item.trim().is_empty())
-        .map(parse)
+        .map(|item| {
+            if item.trim().is_empty() {
+                Err(format!(
+                    "invalid ticket number list {text:?}: an empty item (expected numbers separated by single commas)"
+                ))
+            } else {
+                parse(item)
+            }
+        })
         .collect()
 }
 
@@ -68,15 +76,18 @@ mod tests {
     }
 
     #[test]
-    fn list_ignores_blanks_and_fails_on_a_bad_item() {
-        assert_eq!(parse_list(" a, b ,,c,").unwrap(), ["a", "b", "c"]);
-        assert_eq!(parse_list("").unwrap(), Vec::<String>::new());
+    fn list_trims_and_fails_on_a_bad_or_empty_item() {
+        assert_eq!(parse_list(" a, b ,c").unwrap(), ["a", "b", "c"]);
+        for bad in [" a, b ,,c,", "", " ", ",,", "a,", ",a"] {
+            let err = parse_list(bad).unwrap_err();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
         assert!(parse_list("a,b c").is_err());
     }
 
     proptest! {
         #[test]
-        fn list_round_trips(numbers in prop::collection::vec("[A-Za-z0-9._/-]{1,64}", 0..20)) {
+        fn list_round_trips(numbers in prop::collection::vec("[A-Za-z0-9._/-]{1,64}", 1..20)) {
             let joined = numbers.join(",");
             prop_assert_eq!(parse_list(&joined).unwrap(), numbers);
         }

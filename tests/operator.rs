@@ -1017,7 +1017,7 @@ fn the_skip_list_is_kept_listed_and_honoured_by_the_next_sync() {
         ),
         (&json!(3), &json!(0), &json!(3))
     );
-    env.cmd(&["skip", "add", "1001", " 1004 , "])
+    env.cmd(&["skip", "add", "1001", " 1004 "])
         .stdout_has("skip: 1 added, 1 already listed; 4 tickets on the skip list")
         .run();
     let removed = env.cmd(&["skip", "remove", "1002,9999"]).json();

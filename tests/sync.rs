@@ -863,9 +863,9 @@ fn a_lock_held_by_flock_1_exits_75_within_a_second_and_changes_nothing() {
     let before = snapshot(&env);
     let lock = env.lock_file();
     assert_eq!(
-        fs::read_to_string(&lock).unwrap(),
+        fs::read_to_string(&lock).unwrap().trim(),
         "",
-        "a finished run leaves no pid behind, which a later holder would be mistaken for"
+        "a finished run leaves no pid behind (its record blanked, the file never emptied), which a later holder would be mistaken for"
     );
     // `--no-fork`: flock execs the shell, which execs sleep; one process holds the lock.
     let mut holder = Killed(
@@ -1125,11 +1125,11 @@ fn a_store_in_a_missing_directory_exits_74() {
     );
     assert!(!exists(&env.path("no")));
     assert_eq!(sim.request_count(), 0);
-    // Without a lock file of its own, the lock beside the store fails the same way.
+    // Without a lock file of its own, the store's path is checked before the lock beside it.
     env.sync(&sim)
         .env("TIXNGO_FEEDBACK_STORE", &store)
         .code(74)
-        .stderr_has("cannot use the lock file")
+        .stderr_has("no such directory")
         .run();
 }
 

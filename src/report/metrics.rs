@@ -4,7 +4,8 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write as _;
+use std::io::{ErrorKind, Write as _};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::Summary;
@@ -22,27 +23,49 @@ pub fn write(path: &Path, summary: &Summary, finished: Timestamp) -> std::io::Re
         previous_last_success(path).unwrap_or(0.0)
     };
     let text = render(summary, finished, last_success);
-    let temporary = temporary_path(path);
-    let written = fs::File::create(&temporary).and_then(|mut file| {
-        file.write_all(text.as_bytes())?;
-        file.sync_all()
-    });
-    match written.and_then(|()| fs::rename(&temporary, path)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = fs::remove_file(&temporary);
-            Err(e)
-        }
+    let (temporary, mut file) = create_temporary(path)?;
+    let written = file
+        .write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
     }
+    written
 }
 
-/// A hidden sibling, so that the collector (which reads `*.prom`) never picks it up.
-fn temporary_path(path: &Path) -> PathBuf {
+/// Attempts at a free random name before giving up (a clash is already one in 2^64).
+const NAME_ATTEMPTS: usize = 8;
+
+/// Creates the temporary file: a hidden sibling (the collector reads `*.prom` only) under a
+/// random name, created exclusively (`O_EXCL`, never through a link planted in a directory
+/// others can write) with mode 0644 at most, whatever the umask allows beyond that.
+fn create_temporary(path: &Path) -> std::io::Result<(PathBuf, fs::File)> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+    let mut attempt = 0;
+    loop {
+        let temporary = path.with_file_name(format!(".{name}.{:016x}.tmp", fastrand::u64(..)));
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&temporary)
+        {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && attempt < NAME_ATTEMPTS => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+            Ok(file) => {
+                // The umask may leave more than 0644 (umask 0): never world-writable.
+                let mode = file.metadata()?.permissions().mode() & 0o644;
+                file.set_permissions(fs::Permissions::from_mode(mode))?;
+                return Ok((temporary, file));
+            }
+        }
+    }
 }
 
 fn previous_last_success(path: &Path) -> Option<f64> {

@@ -5,6 +5,7 @@
 //! batch, committed by [`Batch::finish`] with the run counters and the next key, or rolled back
 //! when dropped. That is what makes a crash at any point leave the store as it was.
 
+mod access;
 mod batch;
 mod operator;
 mod schema;
@@ -14,10 +15,12 @@ use std::fs::OpenOptions;
 use std::io::ErrorKind;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
+pub use access::check_path;
 pub use batch::{Batch, StoredRow};
 pub use operator::{SkipEntry, StatusFigures};
 
@@ -38,8 +41,12 @@ const CACHE_KIB: u32 = 32 * 1024;
 
 /// WAL pages between automatic checkpoints (64 MiB with 8 KiB pages). A 1 000-ticket batch
 /// writes about 450 pages; with SQLite's default of 1 000, a backfill checkpointed (random writes
-/// to the store, and an fsync) every other batch. The last connection to close checkpoints anyway.
+/// to the store, and an fsync) every other batch. A writing run empties the WAL when it ends.
 const CHECKPOINT_PAGES: u32 = 8192;
+
+/// How long a writing run waits, when it ends, for readers to leave the WAL so that it can empty
+/// it (within the deadline). Only this run waits: readers never wait for it.
+const FINAL_CHECKPOINT_WAIT: Duration = Duration::from_secs(1);
 
 /// Prepared statements kept per connection (a batch uses about twenty).
 const STATEMENT_CACHE: usize = 64;
@@ -48,6 +55,26 @@ const STATEMENT_CACHE: usize = 64;
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The run's deadline: no wait for another connection's lock outlasts it.
+    deadline: Option<Instant>,
+}
+
+impl Drop for Store {
+    /// Empties the WAL (checkpoint, then truncate to zero bytes) once the readers in it have
+    /// left: the next program to open the store rebuilds the WAL index from the whole WAL while
+    /// readers without a busy timeout get "database is locked", so an empty WAL keeps that moment
+    /// as short as it can be. Readers starting meanwhile read the store file and never wait. If
+    /// they do not leave in time, the WAL stays and the next run tries again.
+    fn drop(&mut self) {
+        if !self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+            let _ = self
+                .conn
+                .busy_timeout(self.wait_at_most(FINAL_CHECKPOINT_WAIT));
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+    }
 }
 
 /// A run's line in `sync_run`, for runs that ended without committing a batch.
@@ -69,7 +96,26 @@ pub(crate) trait InStore<T> {
 
 impl<T> InStore<T> for rusqlite::Result<T> {
     fn in_store(self, path: &Path) -> Result<T, Error> {
-        self.map_err(|e| Error::store(path, e))
+        self.map_err(|e| sqlite_error(path, &e))
+    }
+}
+
+/// An SQLite failure as the one line an operator reads: another writer is "try later"; a path
+/// SQLite cannot open or write says why and how to fix it; and no message ever quotes SQL (an
+/// input error's text carries the whole statement).
+fn sqlite_error(path: &Path, error: &rusqlite::Error) -> Error {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::StoreBusy {
+            path: path.to_owned(),
+        },
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => {
+            let cause = access::diagnose(path, false);
+            Error::store(path, cause.unwrap_or_else(|| error.to_string()))
+        }
+        _ => match error {
+            rusqlite::Error::SqlInputError { msg, .. } => Error::store(path, msg),
+            other => Error::store(path, other),
+        },
     }
 }
 
@@ -77,6 +123,13 @@ impl Store {
     /// Opens the store for writing, creating it (mode 0600, schema included) when missing and
     /// migrating it forward. A store newer than this binary is refused.
     pub fn open(path: &Path) -> Result<Store, Error> {
+        Store::open_until(path, None)
+    }
+
+    /// [`Store::open`], with every wait for another program's lock ending at `deadline`.
+    pub fn open_until(path: &Path, deadline: Option<Instant>) -> Result<Store, Error> {
+        check_path(path, false)?;
+        access::check_private(path)?;
         match OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -95,7 +148,10 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_owned(),
+            deadline,
         };
+        store.bound_busy_wait()?;
+        store.refuse_foreign()?;
         store.configure()?;
         store.migrate()?;
         Ok(store)
@@ -104,9 +160,14 @@ impl Store {
     /// Opens an existing store for reading only (`status`, `cursor show`, `skip list`): a
     /// missing store is an error and nothing is created.
     pub fn open_read_only(path: &Path) -> Result<Store, Error> {
+        check_path(path, true)?;
         if !path.exists() {
-            return Err(Error::store(path, "does not exist"));
+            return Err(Error::store(
+                path,
+                "does not exist yet: run `tixngo-feedback sync` once to create it (or check --store)",
+            ));
         }
+        access::check_private(path)?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -116,6 +177,7 @@ impl Store {
         let store = Store {
             conn,
             path: path.to_owned(),
+            deadline: None,
         };
         let supported = schema::MIGRATIONS.len() as i64;
         match store.schema_version()? {
@@ -144,6 +206,8 @@ impl Store {
     pub fn open_scratch(path: &Path) -> Result<Store, Error> {
         let mut scratch = Connection::open("").in_store(path)?;
         if path.exists() {
+            check_path(path, true)?;
+            access::check_private(path)?;
             let source = Connection::open_with_flags(
                 path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -158,17 +222,60 @@ impl Store {
         let mut store = Store {
             conn: scratch,
             path: path.to_owned(),
+            deadline: None,
         };
         store
             .conn
             .execute_batch("PRAGMA foreign_keys = ON;")
             .in_store(path)?;
+        store.refuse_foreign()?;
         store.migrate()?;
         Ok(store)
     }
 
+    /// Waits for another connection's lock at most until the deadline (SQLite's busy timeout
+    /// counts from each statement, so it is set again before each transaction).
+    fn bound_busy_wait(&self) -> Result<(), Error> {
+        self.conn
+            .busy_timeout(self.wait_at_most(BUSY_TIMEOUT))
+            .in_store(&self.path)
+    }
+
+    /// `longest`, or less when the deadline comes sooner.
+    fn wait_at_most(&self, longest: Duration) -> Duration {
+        self.deadline.map_or(longest, |deadline| {
+            longest.min(deadline.saturating_duration_since(Instant::now()))
+        })
+    }
+
+    /// Refuses (78), before writing anything to it, an SQLite database that holds tables of
+    /// another program: adding ours would mix two programs' data, and a name clash would fail
+    /// half-way.
+    fn refuse_foreign(&self) -> Result<(), Error> {
+        if self.schema_version()? != 0 {
+            return Ok(());
+        }
+        let objects: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
+            .in_store(&self.path)?;
+        if objects == 0 {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "{} is an SQLite database of another program ({objects} tables or indexes, no tixngo-feedback schema): left untouched; give --store a new path",
+            self.path.display()
+        )))
+    }
+
     fn configure(&self) -> Result<(), Error> {
-        self.conn.busy_timeout(BUSY_TIMEOUT).in_store(&self.path)?;
+        // Readers (BI tools, `sqlite3 -readonly`) often have no busy timeout: closing the last
+        // connection must neither take an exclusive lock to checkpoint nor delete the WAL under
+        // them. Checkpoints happen at commits (`wal_autocheckpoint`, passive) and when the run
+        // ends (see `Drop`), neither of which makes a reader wait.
+        self.conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .in_store(&self.path)?;
         // Only takes effect on a new, empty store: rows of about 600 bytes sit better on 8 KiB
         // pages, and a batch's commit writes half as many WAL frames.
         self.conn
@@ -265,11 +372,13 @@ impl Store {
         command: &str,
         key_before: Option<&str>,
     ) -> Result<Batch<'_>, Error> {
+        self.bound_busy_wait()?;
         Batch::begin(&self.conn, &self.path, command, key_before)
     }
 
     /// Records a run that committed no batch (a failure after the rollback), in its own transaction.
     pub fn record_run(&mut self, run: &RunRecord<'_>) -> Result<(), Error> {
+        self.bound_busy_wait()?;
         let now = crate::timestamp::Timestamp::now().to_string();
         let sql = format!(
             "INSERT INTO sync_run (command, started_at, finished_at, key_before, key_after, exit_code, error, {})

@@ -1,0 +1,124 @@
+//! The files a run touches must be different files (SPEC §2 "Paths"): a lock file or a metrics
+//! file that names the store (or its `-wal`, its `-shm`, the key file, the dump directory, or
+//! each other) would be written over it. They are compared once resolved — the same inode through a hard link, the same
+//! canonical path through symbolic links, and for a file not created yet its canonical directory
+//! and name — before anything is opened.
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::cli::{Cli, Command};
+use crate::error::Error;
+
+/// The files SQLite keeps beside a store, by the suffix of their name.
+const STORE_COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// Refuses (usage error, 64) a command line that names the same file twice.
+pub fn check_distinct(cli: &Cli) -> Result<(), Error> {
+    let store = Resolved::of(&cli.global.store);
+    let mut taken: Vec<(String, Resolved)> = STORE_COMPANIONS
+        .iter()
+        .map(|suffix| {
+            (
+                format!("the store's {suffix} file"),
+                store.companion(suffix),
+            )
+        })
+        .collect();
+    taken.insert(0, ("--store".to_owned(), store));
+    for (option, path) in named_files(cli) {
+        let resolved = Resolved::of(&path);
+        if let Some((other, _)) = taken.iter().find(|(_, seen)| seen.same_file(&resolved)) {
+            return Err(Error::Usage(format!(
+                "{option} {} is the same file as {other}: the store, the lock file, the metrics \
+                 file, the dump directory and the key file must be different files",
+                path.display()
+            )));
+        }
+        taken.push((option.to_owned(), resolved));
+    }
+    Ok(())
+}
+
+/// Every file the command names besides the store; one more option is one more line here.
+fn named_files(cli: &Cli) -> Vec<(&'static str, PathBuf)> {
+    let mut files = vec![("--lock-file", crate::sync::lock_path(&cli.global))];
+    if let Command::Sync(args) = &cli.command {
+        files.extend(args.metrics_file.clone().map(|p| ("--metrics-file", p)));
+        files.extend(args.api_key_file.clone().map(|p| ("--api-key-file", p)));
+        files.extend(args.dump_dir.clone().map(|p| ("--dump-dir", p)));
+    }
+    files
+}
+
+/// A path as the file system resolves it.
+struct Resolved {
+    /// Canonical path; for a missing file, its canonical directory joined with its name.
+    path: PathBuf,
+    /// Device and inode of an existing file.
+    inode: Option<(u64, u64)>,
+}
+
+impl Resolved {
+    fn of(path: &Path) -> Resolved {
+        let inode = fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        let path = fs::canonicalize(path).unwrap_or_else(|_| canonical_parent(path));
+        Resolved { path, inode }
+    }
+
+    /// The file SQLite names by appending `suffix` to the (resolved) store path.
+    fn companion(&self, suffix: &str) -> Resolved {
+        let mut name = OsString::from(self.path.as_os_str());
+        name.push(suffix);
+        Resolved::of(Path::new(&name))
+    }
+
+    fn same_file(&self, other: &Resolved) -> bool {
+        self.path == other.path || (self.inode.is_some() && self.inode == other.inode)
+    }
+}
+
+/// The canonical directory of a file that does not exist (yet), joined with its name.
+fn canonical_parent(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(parent), Some(name)) => fs::canonicalize(parent)
+            .map(|parent| parent.join(name))
+            .unwrap_or(absolute),
+        _ => absolute,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolved(path: &Path) -> Resolved {
+        Resolved::of(path)
+    }
+
+    #[test]
+    fn links_and_spellings_of_one_file_are_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("s.db");
+        fs::write(&store, b"x").unwrap();
+        let hard = dir.path().join("hard");
+        fs::hard_link(&store, &hard).unwrap();
+        let soft = dir.path().join("soft");
+        std::os::unix::fs::symlink(&store, &soft).unwrap();
+        let spelled = dir.path().join("sub/../s.db");
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        for other in [&hard, &soft, &spelled] {
+            assert!(resolved(&store).same_file(&resolved(other)), "{other:?}");
+        }
+        let missing_wal = dir.path().join("sub/../s.db-wal");
+        assert!(
+            resolved(&store)
+                .companion("-wal")
+                .same_file(&resolved(&missing_wal))
+        );
+        assert!(!resolved(&store).same_file(&resolved(&dir.path().join("t.db"))));
+    }
+}
