@@ -53,7 +53,10 @@ where
         Parsed::Run(cli) => cli,
         Parsed::Printed(code) => return code,
         Parsed::Usage(error) => {
-            eprintln!("tixngo-feedback: error: {error}");
+            eprintln!(
+                "tixngo-feedback: error: {}",
+                report::escape(&error.to_string())
+            );
             return error.exit_code();
         }
     };
@@ -82,9 +85,9 @@ where
     if panicked {
         // The panic hook has printed the line already.
     } else if let Some(error) = &output.error {
-        eprintln!("tixngo-feedback: error: {error}");
+        eprintln!("tixngo-feedback: error: {}", report::escape(error));
     } else if let Some(warning) = &output.warning {
-        eprintln!("tixngo-feedback: {warning}");
+        eprintln!("tixngo-feedback: {}", report::escape(warning));
     }
     output.exit_code
 }

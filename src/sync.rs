@@ -20,7 +20,7 @@ use crate::exit::ExitCode;
 use crate::feedback::contacts::{self, ContactPlan, ContactRef};
 use crate::feedback::{Merge, TicketRecord, is_stale, merge};
 use crate::lock::{self, RunLock};
-use crate::report::{Counters, Summary};
+use crate::report::{Counters, Summary, count, escape};
 use crate::store::{Batch, RunRecord, Store};
 use crate::timestamp::Timestamp;
 use crate::tixngo::client::{ApiKey, ApiUrl, Client};
@@ -430,9 +430,14 @@ pub fn apply_page<'p>(
             )));
         }
         log::warn!(
-            "{} of {} tickets cannot be mapped and were recorded in sync_error; first: {first}",
+            "{} of {} cannot be mapped and {}; first: {first}",
             counters.failed,
-            counters.fetched
+            count(counters.fetched, "ticket"),
+            if mapping.dry_run {
+                "would be recorded in sync_error (dry run: nothing was written)"
+            } else {
+                "were recorded in sync_error"
+            }
         );
     }
     let exit = if counters.failed > 0 {
@@ -459,8 +464,12 @@ impl RuleWarnings {
     }
 
     fn log(&self) {
-        for (warning, (count, first)) in &self.0 {
-            log::warn!("{count} tickets: {warning} (first: ticket {first})");
+        for (warning, (tickets, first)) in &self.0 {
+            log::warn!(
+                "{}: {warning} (first: ticket {})",
+                count(*tickets, "ticket"),
+                escape(first)
+            );
         }
     }
 }

@@ -832,12 +832,62 @@ fn status_shows_the_key_the_runs_the_skip_list_the_errors_and_the_counts() {
         "skip list: 2 tickets".to_owned(),
         "unresolved sync errors: 1 (first: T-3)".to_owned(),
         "tickets: 2, contacts: 2".to_owned(),
-        "last 10 runs:".to_owned(),
-        "cursor set exit 0: 0 fetched".to_owned(),
+        "last 10 runs (newest first):".to_owned(),
+        format!("0  '{}' -> '{key}'", Feed::page_key(10)),
     ] {
         assert!(human.contains(&line), "{line:?} missing from\n{human}");
     }
-    assert_eq!(human.lines().count(), 7 + 10, "{human}");
+    assert_eq!(human.lines().count(), 6 + 2 + 10, "{human}");
+}
+
+#[test]
+fn status_shows_runs_as_a_table_within_100_columns_and_cursor_moves_as_moves() {
+    let feed = Feed::from_events(vec![
+        owned("T-1", "ana@example.org", "2026-03-01T10:00:00Z"),
+        unmappable("T-3"),
+    ]);
+    let sim = Simulator::start(feed, API_KEY);
+    let env = Env::new();
+    env.sync(&sim).code(2).run();
+    let synced_key = env.stored_key().unwrap();
+    let long_key = "k".repeat(300);
+    env.cmd(&["cursor", "set", &long_key, "--yes"]).run();
+    env.cmd(&["skip", "add", "S-1"])
+        .stdout_has("1 ticket on the skip list")
+        .run();
+
+    let human = env.cmd(&["status"]).stderr_empty().run().stdout;
+    // The live key is shown whole (an operator copies it); every other line fits.
+    for line in human.lines().filter(|l| !l.starts_with("pagination key: ")) {
+        assert!(
+            line.chars().count() <= 100,
+            "wider than 100 columns: {line:?}"
+        );
+    }
+    for needle in [
+        "skip list: 1 ticket\n",
+        "last 2 runs (newest first):",
+        "started (UTC)",
+        &format!(
+            "cursor set       0  '{synced_key}' -> '{}…'",
+            "k".repeat(32)
+        ),
+        &format!("      key '' -> '{synced_key}'; contacts +1 ~0"),
+    ] {
+        assert!(human.contains(needle), "{needle:?} missing from\n{human}");
+    }
+    let sync_row = human
+        .lines()
+        .find(|line| line.contains("  sync  "))
+        .unwrap_or_else(|| panic!("no sync row in\n{human}"));
+    let figures: Vec<&str> = sync_row.split_whitespace().skip(3).collect();
+    // exit, fetched, stored, unchanged, skipped, stale, failed
+    assert_eq!(
+        figures[..7],
+        ["2", "2", "1", "0", "0", "0", "1"],
+        "{sync_row}"
+    );
+    assert!(!human.contains("cursor set       0       0"), "{human}");
 }
 
 #[test]
