@@ -68,6 +68,9 @@ pub enum Command {
     /// Show or move the stored pagination key
     #[command(subcommand)]
     Cursor(CursorCommand),
+    /// Triage the sync errors: tickets that could not be mapped
+    #[command(subcommand)]
+    Errors(ErrorsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +130,45 @@ pub enum CursorCommand {
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ErrorsCommand {
+    /// List the unresolved sync errors: id, ticket number, when first seen, reason
+    List,
+    /// Print one sync error's reason and raw payload (personal data: for the operator's eyes)
+    Show {
+        /// The error's id, as `errors list` shows it
+        #[arg(value_name = "ID")]
+        id: i64,
+    },
+    /// Mark sync errors resolved by hand; they are kept, with the reason
+    Dismiss {
+        /// The errors' ids, as `errors list` shows them
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<i64>,
+        /// Why they need no further work (kept on each error)
+        #[arg(long, value_name = "TEXT", required = true, value_parser = parse_reason)]
+        reason: String,
+    },
+}
+
+impl ErrorsCommand {
+    /// The command as `--json` names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ErrorsCommand::List => "errors list",
+            ErrorsCommand::Show { .. } => "errors show",
+            ErrorsCommand::Dismiss { .. } => "errors dismiss",
+        }
+    }
+}
+
+fn parse_reason(text: &str) -> Result<String, String> {
+    match text.trim() {
+        "" => Err("the reason must not be empty".to_owned()),
+        reason => Ok(reason.to_owned()),
+    }
 }
 
 impl SkipCommand {

@@ -109,5 +109,6 @@ fn dispatch(cli: &cli::Cli, started: Instant) -> Output {
         Command::Status => Output::of("status", operator::status(global)),
         Command::Skip(command) => Output::of(command.name(), operator::skip(global, command)),
         Command::Cursor(command) => Output::of(command.name(), operator::cursor(global, command)),
+        Command::Errors(command) => Output::of(command.name(), operator::errors(global, command)),
     }
 }

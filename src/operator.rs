@@ -1,13 +1,13 @@
-//! The operator commands that are not a batch: `status`, `skip`, `cursor` (SPEC §2).
+//! The operator commands that are not a batch: `status`, `skip`, `cursor`, `errors` (SPEC §2).
 //! Each returns its human text and its JSON object; [`crate::report::Output::of`] prints them.
 
 use serde_json::{Value, json};
 
-use crate::cli::{CursorCommand, GlobalArgs, SkipCommand, flatten_numbers};
+use crate::cli::{CursorCommand, ErrorsCommand, GlobalArgs, SkipCommand, flatten_numbers};
 use crate::error::Error;
 use crate::lock::RunLock;
 use crate::report::{count, escape, quoted};
-use crate::store::Store;
+use crate::store::{Store, SyncErrorDetail, SyncErrorEntry};
 use crate::sync::lock_path;
 use crate::timestamp::Timestamp;
 
@@ -110,9 +110,7 @@ fn runs_table(runs: &[serde_json::Map<String, Value>]) -> Vec<String> {
 fn describe_run(run: &serde_json::Map<String, Value>) -> Vec<String> {
     let text = |name: &str| run.get(name).and_then(Value::as_str);
     let number = |name: &str| run.get(name).and_then(Value::as_i64).unwrap_or(0);
-    let started = text("started_at").map_or("?".to_owned(), |t| {
-        t.get(..19).unwrap_or(t).replace('T', " ")
-    });
+    let started = shown_time(text("started_at"));
     let command = text("command").unwrap_or("?");
     let exit = run
         .get("exit_code")
@@ -272,4 +270,94 @@ pub fn cursor(global: &GlobalArgs, command: &CursorCommand) -> Shown {
         ),
         json!({ "key_before": before, "key_after": key }),
     ))
+}
+
+/// `errors list|show|dismiss`: triage of the tickets that could not be mapped. Dismissed errors
+/// are kept, resolved with the operator's reason, never deleted.
+pub fn errors(global: &GlobalArgs, command: &ErrorsCommand) -> Shown {
+    match command {
+        ErrorsCommand::List => {
+            let entries = Store::open_read_only(&global.store)?.unresolved_errors()?;
+            let mut lines = vec![format!(
+                "{}:",
+                count(entries.len() as u64, "unresolved sync error")
+            )];
+            if !entries.is_empty() {
+                lines.push(error_row("id", "ticket", "first seen (UTC)", "reason"));
+            }
+            lines.extend(entries.iter().map(|entry| {
+                error_row(
+                    &entry.id.to_string(),
+                    &short_key(&escape(error_ticket(entry))),
+                    &shown_time(entry.first_seen_at.as_deref()),
+                    &escape(&entry.reason),
+                )
+            }));
+            Ok((lines.join("\n"), json!({ "errors": entries })))
+        }
+        ErrorsCommand::Show { id } => {
+            let detail = Store::open_read_only(&global.store)?
+                .sync_error(*id)?
+                .ok_or_else(|| {
+                    Error::Usage(format!("there is no sync error {id} (see `errors list`)"))
+                })?;
+            let human = describe_error(&detail);
+            Ok((human, json!({ "sync_error": detail })))
+        }
+        ErrorsCommand::Dismiss { ids, reason } => {
+            let _lock = RunLock::acquire(&lock_path(global))?;
+            Store::open(&global.store)?.dismiss_errors(ids, reason)?;
+            let listed = ids
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            Ok((
+                format!(
+                    "errors dismiss: {} dismissed ({listed}), kept in sync_error with the reason",
+                    count(ids.len() as u64, "error")
+                ),
+                json!({ "dismissed": ids, "reason": reason }),
+            ))
+        }
+    }
+}
+
+/// The ticket number of an error, or what stands for a ticket without a readable one.
+fn error_ticket(entry: &SyncErrorEntry) -> &str {
+    entry.ticket_number.as_deref().unwrap_or("unreadable")
+}
+
+/// A line of `errors list`, cut to [`WIDTH`].
+fn error_row(id: &str, ticket: &str, first_seen: &str, reason: &str) -> String {
+    fit(format!("{id:>6}  {ticket:<33}  {first_seen:19}  {reason}"))
+}
+
+/// A stored time as the tables show it: to the second, without the `T`.
+fn shown_time(at: Option<&str>) -> String {
+    at.map_or("?".to_owned(), |t| {
+        t.get(..19).unwrap_or(t).replace('T', " ")
+    })
+}
+
+/// `errors show`: every field, then the payload line by line, each escaped.
+fn describe_error(detail: &SyncErrorDetail) -> String {
+    let entry = &detail.entry;
+    let state = match (&detail.resolved_at, &detail.resolution) {
+        (None, _) => "unresolved".to_owned(),
+        (Some(at), Some(why)) => format!("dismissed at {at}: {}", escape(why)),
+        (Some(at), None) => format!("resolved at {at}"),
+    };
+    let mut lines = vec![
+        format!("sync error {}: {state}", entry.id),
+        format!("ticket: {}", escape(error_ticket(entry))),
+        format!(
+            "first seen: {}",
+            entry.first_seen_at.as_deref().unwrap_or("unknown")
+        ),
+        format!("reason: {}", escape(&entry.reason)),
+        "payload:".to_owned(),
+    ];
+    lines.extend(detail.payload.lines().map(|line| escape(line).into_owned()));
+    lines.join("\n")
 }

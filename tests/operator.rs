@@ -1486,3 +1486,228 @@ fn the_metrics_file_is_rewritten_after_success_failure_and_refusal() {
         succeeded_at
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// errors
+// ---------------------------------------------------------------------------------------------
+
+/// A store holding three unresolved sync errors: T-3, T-4 and one without a readable number.
+fn store_with_errors() -> Env {
+    let feed = Feed::from_events(vec![
+        owned("T-1", "ana@example.org", "2026-03-01T10:00:00Z"),
+        unmappable("T-3"),
+        unmappable("T-4"),
+        json!({ "taxNumber": 42, "status": "DOWNLOADED" }),
+    ]);
+    let sim = Simulator::start(feed, API_KEY);
+    let env = Env::new();
+    env.sync(&sim).code(2).run();
+    env
+}
+
+/// The ids of the unresolved sync errors, oldest first.
+fn unresolved_ids(env: &Env) -> Vec<String> {
+    env.rows("SELECT id FROM sync_error WHERE resolved_at IS NULL ORDER BY id")
+        .into_iter()
+        .map(|row| row[0].clone())
+        .collect()
+}
+
+#[test]
+fn errors_list_and_show_name_every_unresolved_error_even_without_a_ticket_number() {
+    let env = store_with_errors();
+    let ids = unresolved_ids(&env);
+    assert_eq!(ids.len(), 3);
+
+    let human = env.cmd(&["errors", "list"]).stderr_empty().run().stdout;
+    assert!(human.starts_with("3 unresolved sync errors:\n"), "{human}");
+    for (id, ticket) in ids.iter().zip(["T-3", "T-4", "unreadable"]) {
+        let row = human
+            .lines()
+            .skip(2)
+            .find(|line| line.split_whitespace().next() == Some(id.as_str()))
+            .unwrap_or_else(|| panic!("no row for error {id} in\n{human}"));
+        assert!(row.contains(ticket), "{row}");
+        assert!(row.contains(" 20"), "first seen: {row}");
+    }
+    let listed = env.cmd(&["errors", "list"]).json();
+    assert_eq!(listed["command"], "errors list");
+    assert_eq!(listed["exit_code"], 0);
+    assert_eq!(listed["error"], Value::Null);
+    let errors = listed["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 3);
+    assert_eq!(errors[2]["ticket_number"], Value::Null);
+    assert!(errors[0]["first_seen_at"].as_str().unwrap().ends_with('Z'));
+
+    let shown = env
+        .cmd(&["errors", "show", &ids[2]])
+        .stderr_empty()
+        .stdout_has(&format!("sync error {}: unresolved", ids[2]))
+        .stdout_has("ticket: unreadable")
+        .stdout_has(r#""taxNumber":42"#)
+        .run();
+    assert!(shown.stdout.contains("payload:"), "{}", shown.stdout);
+    let json = env.cmd(&["errors", "show", &ids[0]]).json();
+    assert_eq!(json["command"], "errors show");
+    assert_eq!(json["sync_error"]["ticket_number"], "T-3");
+    assert_eq!(
+        json["sync_error"]["payload"].as_str(),
+        env.text(&format!(
+            "SELECT payload FROM sync_error WHERE id = {}",
+            ids[0]
+        ))
+        .as_deref()
+    );
+
+    let missing = env
+        .cmd(&["errors", "show", "999"])
+        .code(64)
+        .stderr_has("there is no sync error 999")
+        .json();
+    assert_eq!(missing["command"], "errors show");
+    assert_eq!(missing["exit_code"], 64);
+    assert!(missing["error"].as_str().unwrap().contains("999"));
+}
+
+#[test]
+fn errors_dismiss_keeps_the_errors_resolved_with_the_reason_all_or_none() {
+    let env = store_with_errors();
+    let ids = unresolved_ids(&env);
+    let before = env.counts();
+
+    // A missing id among good ones: nothing is dismissed.
+    env.cmd(&["errors", "dismiss", &ids[0], "999", "--reason", "x"])
+        .code(64)
+        .stderr_has("there is no sync error 999")
+        .run();
+    env.cmd(&["errors", "dismiss", &ids[0]])
+        .code(64)
+        .stderr_has("--reason")
+        .run();
+    env.cmd(&["errors", "dismiss", &ids[0], "--reason", " "])
+        .code(64)
+        .stderr_has("must not be empty")
+        .run();
+    assert_eq!(unresolved_ids(&env), ids);
+
+    let dismissed = env
+        .cmd(&[
+            "errors",
+            "dismiss",
+            &ids[0],
+            &ids[2],
+            "--reason",
+            "duplicate of a ticket cancelled in S-360",
+        ])
+        .stderr_empty()
+        .json();
+    assert_eq!(dismissed["command"], "errors dismiss");
+    assert_eq!(dismissed["exit_code"], 0);
+    assert_eq!(dismissed["error"], Value::Null);
+    assert_eq!(unresolved_ids(&env), [ids[1].clone()]);
+    assert_eq!(env.counts(), before, "kept, never deleted");
+    assert_eq!(
+        env.rows(&format!(
+            "SELECT resolution, resolved_at IS NOT NULL FROM sync_error WHERE id IN ({}, {}) ORDER BY id",
+            ids[0], ids[2]
+        )),
+        [
+            ["duplicate of a ticket cancelled in S-360", "1"],
+            ["duplicate of a ticket cancelled in S-360", "1"]
+        ]
+    );
+    env.cmd(&["errors", "show", &ids[0]])
+        .stdout_has("dismissed at ")
+        .stdout_has(": duplicate of a ticket cancelled in S-360")
+        .run();
+    env.cmd(&["status"])
+        .stdout_has("unresolved sync errors: 1 (first: T-4)")
+        .run();
+
+    let again = env
+        .cmd(&["errors", "dismiss", &ids[0], "--reason", "again"])
+        .code(64)
+        .json();
+    assert!(
+        again["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("sync error {} was already resolved", ids[0])),
+        "{again}"
+    );
+    assert_eq!(
+        env.text(&format!(
+            "SELECT resolution FROM sync_error WHERE id = {}",
+            ids[0]
+        ))
+        .as_deref(),
+        Some("duplicate of a ticket cancelled in S-360")
+    );
+}
+
+#[test]
+fn errors_dismiss_takes_the_lock_and_the_readers_need_a_store() {
+    let env = store_with_errors();
+    let ids = unresolved_ids(&env);
+    {
+        let _holder = LockHolder::hold(&env);
+        env.cmd(&["errors", "dismiss", &ids[0], "--reason", "x"])
+            .code(75)
+            .stderr_has("try again")
+            .run();
+    }
+    assert_eq!(unresolved_ids(&env), ids);
+
+    let empty = Env::new();
+    for args in [&["errors", "list"][..], &["errors", "show", "1"]] {
+        empty.cmd(args).code(74).stderr_has("does not exist").run();
+    }
+    assert!(!support::exists(&empty.store()));
+}
+
+#[test]
+fn server_text_with_terminal_escapes_never_reaches_the_terminal_raw() {
+    let ticket_number = "T-\u{1b}]0;owned\u{7}\u{1b}[2J";
+    let key = "next-\u{1b}[31mred\u{9b}1m";
+    let body = json!({
+        "pagination": { "nextPageKey": key },
+        "result": [
+            { "taxNumber": ticket_number, "status": "DOWNLOADED", "lastUpdated": "2026-03-01T10:00:00Z" },
+            { "taxNumber": "T-1", "status": "DOWNLOADED", "lastUpdated": "2026-03-01T10:00:00Z" },
+        ],
+    })
+    .to_string();
+    let env = Env::new();
+    let file = env.write("page.json", body.as_bytes(), 0o600);
+    let file = file.to_str().unwrap();
+    let mut outputs = vec![env.cmd(&["-vv", "replay", file]).code(2).run()];
+    outputs.push(env.cmd(&["-vv", "replay", "--dry-run", file]).code(2).run());
+    outputs.push(env.cmd(&["status"]).run());
+    outputs.push(env.cmd(&["errors", "list"]).run());
+    let id = unresolved_ids(&env).pop().expect("the bad ticket's error");
+    outputs.push(env.cmd(&["errors", "show", &id]).run());
+    outputs.push(env.cmd(&["-vv", "replay", "--errors"]).code(2).run());
+    for ran in &outputs {
+        for (stream, text) in [("stdout", &ran.stdout), ("stderr", &ran.stderr)] {
+            assert!(
+                !text.contains(['\u{1b}', '\u{7}', '\u{9b}']),
+                "a raw control character on {stream}:\n{text}"
+            );
+        }
+    }
+    assert!(
+        outputs[0]
+            .stdout
+            .contains(r"the file's next key 'next-\u{1b}[31mred\u{9b}1m'")
+    );
+    assert!(
+        outputs[2]
+            .stdout
+            .contains(r"T-\u{1b}]0;owned\u{7}\u{1b}[2J")
+    );
+    assert!(
+        outputs[4]
+            .stdout
+            .contains(r"ticket: T-\u{1b}]0;owned\u{7}\u{1b}[2J")
+    );
+}

@@ -19,7 +19,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use batch::{Batch, StoredRow};
-pub use operator::{SkipEntry, StatusFigures};
+pub use operator::{SkipEntry, StatusFigures, SyncErrorDetail, SyncErrorEntry};
 
 use crate::error::Error;
 use crate::report::Counters;
