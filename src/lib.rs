@@ -12,7 +12,7 @@
 //! - [`feedback`]: the mapping and contact rules, pure functions;
 //! - [`store`]: the SQLite store, its schema and the one transaction per batch;
 //! - [`report`]: counters, the summary line, the metrics file;
-//! - [`lock`]: the run lock; [`logging`]: stderr logs;
+//! - [`lock`]: the run lock; [`logging`]: stderr logs; [`manual`]: completions and man page;
 //! - [`error`] and [`exit`]: failures and the exit codes they map to;
 //! - [`timestamp`] and [`ticket_number`]: the two value types every layer shares.
 
@@ -22,6 +22,7 @@ pub mod exit;
 pub mod feedback;
 pub mod lock;
 pub mod logging;
+pub mod manual;
 pub mod operator;
 pub mod replay;
 pub mod report;
@@ -110,5 +111,7 @@ fn dispatch(cli: &cli::Cli, started: Instant) -> Output {
         Command::Skip(command) => Output::of(command.name(), operator::skip(global, command)),
         Command::Cursor(command) => Output::of(command.name(), operator::cursor(global, command)),
         Command::Errors(command) => Output::of(command.name(), operator::errors(global, command)),
+        Command::Completions { shell } => Output::of("completions", manual::completions(*shell)),
+        Command::Man => Output::of("man", manual::man_page()),
     }
 }

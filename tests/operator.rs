@@ -1711,3 +1711,92 @@ fn server_text_with_terminal_escapes_never_reaches_the_terminal_raw() {
             .contains(r"ticket: T-\u{1b}]0;owned\u{7}\u{1b}[2J")
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// completions and man
+// ---------------------------------------------------------------------------------------------
+
+/// The subcommands every completion script and the man page must name.
+const SUBCOMMANDS: [&str; 8] = [
+    "sync",
+    "replay",
+    "status",
+    "skip",
+    "cursor",
+    "errors",
+    "completions",
+    "man",
+];
+
+#[test]
+fn completions_are_printed_for_every_shell_and_name_every_subcommand() {
+    let env = Env::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let script = env.cmd(&["completions", shell]).stderr_empty().run().stdout;
+        assert!(script.contains("tixngo-feedback"), "{shell}:\n{script}");
+        for name in SUBCOMMANDS.iter().chain(&["dismiss", "store", "api-url"]) {
+            assert!(script.contains(name), "{shell} lacks {name}");
+        }
+    }
+    env.cmd(&["completions", "tcsh"])
+        .code(64)
+        .stderr_has("tcsh")
+        .run();
+    assert!(
+        !support::exists(&env.store()),
+        "no store for a completion script"
+    );
+}
+
+#[test]
+fn the_man_page_is_roff_naming_every_command_and_option_and_man_renders_it() {
+    let env = Env::new();
+    let page = env.cmd(&["man"]).stderr_empty().run().stdout;
+    assert!(page.contains(".TH tixngo-feedback 1"), "{page}");
+    for name in SUBCOMMANDS {
+        assert!(
+            page.contains(&format!(
+                ".SH \"TIXNGO\\-FEEDBACK {}\"",
+                name.to_uppercase()
+            )),
+            "no section for {name}"
+        );
+    }
+    for option in [
+        "store",
+        "api-url",
+        "max-batches",
+        "dry-run",
+        "reason",
+        "yes",
+    ] {
+        let roff = format!("\\-\\-{}", option.replace('-', "\\-"));
+        assert!(page.contains(&roff), "{roff} missing");
+    }
+    assert!(
+        page.contains("EXIT STATUS") && page.contains("78"),
+        "exit codes"
+    );
+    assert!(!support::exists(&env.store()), "no store for the man page");
+
+    let file = env.write("tixngo-feedback.1", page.as_bytes(), 0o644);
+    let rendered = match Command::new("man")
+        .arg("-l")
+        .arg(&file)
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .env("LC_ALL", "C")
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            eprintln!("SKIPPED: man is not installed here, the page was not rendered");
+            return;
+        }
+        Err(e) => panic!("man: {e}"),
+    };
+    let text = String::from_utf8_lossy(&rendered.stdout);
+    assert!(rendered.status.success(), "man -l failed: {rendered:?}");
+    assert!(text.contains("TIXNGO-FEEDBACK ERRORS DISMISS"), "{text}");
+    assert!(text.contains("--api-url <URL>"), "{text}");
+}
