@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::lock::RunLock;
 use crate::report::{count, escape, quoted};
 use crate::store::{Store, SyncErrorDetail, SyncErrorEntry};
-use crate::sync::lock_path;
+use crate::sync::{lock_path, take_lock};
 use crate::timestamp::Timestamp;
 
 /// How many runs and error tickets `status` shows.
@@ -202,7 +202,7 @@ pub fn skip(global: &GlobalArgs, command: &SkipCommand) -> Shown {
         }
         SkipCommand::Add { numbers, reason } => {
             let numbers = flatten_numbers(numbers);
-            let _lock = RunLock::acquire(&lock_path(global))?;
+            let _lock = take_lock(global)?;
             let mut store = Store::open(&global.store)?;
             let added = store.add_skips(&numbers, reason.as_deref())?;
             let total = store.skip_list()?.len();
@@ -217,7 +217,7 @@ pub fn skip(global: &GlobalArgs, command: &SkipCommand) -> Shown {
         }
         SkipCommand::Remove { numbers } => {
             let numbers = flatten_numbers(numbers);
-            let _lock = RunLock::acquire(&lock_path(global))?;
+            let _lock = take_lock(global)?;
             let mut store = Store::open(&global.store)?;
             let removed = store.remove_skips(&numbers)?;
             let total = store.skip_list()?.len();
@@ -260,7 +260,7 @@ pub fn cursor(global: &GlobalArgs, command: &CursorCommand) -> Shown {
             "`{name}` moves where the next sync starts: add --yes to confirm"
         )));
     }
-    let _lock = RunLock::acquire(&lock_path(global))?;
+    let _lock = take_lock(global)?;
     let before = Store::open(&global.store)?.set_pagination_key(name, key)?;
     Ok((
         format!(
@@ -305,7 +305,7 @@ pub fn errors(global: &GlobalArgs, command: &ErrorsCommand) -> Shown {
             Ok((human, json!({ "sync_error": detail })))
         }
         ErrorsCommand::Dismiss { ids, reason } => {
-            let _lock = RunLock::acquire(&lock_path(global))?;
+            let _lock = take_lock(global)?;
             Store::open(&global.store)?.dismiss_errors(ids, reason)?;
             let listed = ids
                 .iter()

@@ -13,10 +13,9 @@ use serde_json::value::RawValue;
 use crate::cli::{GlobalArgs, ReplayArgs};
 use crate::error::Error;
 use crate::exit::ExitCode;
-use crate::lock::RunLock;
 use crate::report::{Replayed, Summary};
 use crate::sync::{
-    self, Incoming, MappingOptions, apply_page, lock_path, open_store, record_failure,
+    self, Incoming, MappingOptions, apply_page, open_store, record_failure, take_lock,
 };
 use crate::timestamp::Timestamp;
 use crate::tixngo::wire::{self, PageTicket};
@@ -51,7 +50,7 @@ fn replay(
         // The file is decoded on another thread from now on: its first tickets are mapped while
         // the rest is still being decoded.
         let streamed = file.as_deref().map(|body| TicketStream::start(scope, body));
-        let _lock = RunLock::acquire(&lock_path(global))?;
+        let _lock = take_lock(global)?;
         let mut store = open_store(&global.store, mapping.dry_run)?;
         let started_at = Timestamp::now().to_string();
         mapping.skip.extend(store.skip_list()?);

@@ -20,7 +20,7 @@ use crate::exit::ExitCode;
 use crate::feedback::contacts::{self, ContactPlan, ContactRef};
 use crate::feedback::{Merge, TicketRecord, is_stale, merge};
 use crate::lock::{self, RunLock};
-use crate::report::{Counters, Summary, count, escape};
+use crate::report::{Counters, Summary, count, escape, quoted};
 use crate::store::{Batch, RunRecord, Store};
 use crate::timestamp::Timestamp;
 use crate::tixngo::client::{ApiKey, ApiUrl, Client};
@@ -99,7 +99,7 @@ fn sync(
         api_key(args.api_key_file.as_deref())?,
         args.max_response_mb * 1024 * 1024,
     );
-    let _lock = RunLock::acquire(&lock_path(global))?;
+    let _lock = take_lock(global)?;
     let mut store = open_store(&global.store, mapping.dry_run)?;
     let started_at = Timestamp::now().to_string();
     let keys = match &args.pagination_key {
@@ -176,11 +176,29 @@ fn sync(
 
 /// Opens the store for a run that writes, or a private scratch copy of it for a dry run.
 pub fn open_store(path: &Path, dry_run: bool) -> Result<Store, Error> {
-    if dry_run {
+    let store = if dry_run {
         Store::open_scratch(path)
     } else {
         Store::open(path)
-    }
+    }?;
+    log::info!(
+        "store {} opened{}",
+        path.display(),
+        if dry_run {
+            " (dry run: a scratch copy)"
+        } else {
+            ""
+        }
+    );
+    Ok(store)
+}
+
+/// Takes the run lock of the store (SPEC §5).
+pub fn take_lock(global: &GlobalArgs) -> Result<RunLock, Error> {
+    let path = lock_path(global);
+    let lock = RunLock::acquire(&path)?;
+    log::info!("lock {} taken", path.display());
+    Ok(lock)
 }
 
 /// Reads the API key from the key file (refused when others can read it) or `TIXNGO_API_KEY`.
@@ -235,8 +253,19 @@ fn fetch(
     batch_size: u32,
     deadline: Instant,
 ) -> Result<Fetched, Error> {
+    log::info!(
+        "fetching up to {} from key {}",
+        count(batch_size, "ticket"),
+        quoted(key)
+    );
+    let asked = Instant::now();
     let body = client.fetch(key, batch_size, deadline)?;
     let decoded = wire::read_mappable_page(&body);
+    log::info!(
+        "page received: {} bytes in {} ms",
+        body.len(),
+        asked.elapsed().as_millis()
+    );
     Ok(Fetched { body, decoded })
 }
 
@@ -290,6 +319,11 @@ fn apply_fetched(
         None => wire::read_page(&fetched.body).map_err(Error::BadData)?,
     };
     let fetched = page.tickets.len();
+    log::info!(
+        "page read: {}, next key {}",
+        count(fetched as u64, "ticket"),
+        quoted(page.next_page_key.as_deref())
+    );
     let next_key = page
         .next_page_key
         .clone()
@@ -395,6 +429,9 @@ pub fn apply_page<'p>(
                 unresolved.extend(number.map(Cow::into_owned));
             }
             settled => {
+                if let Some(number) = &number {
+                    log::debug!("ticket {number}: {}", settled.name());
+                }
                 match settled {
                     Outcome::Skipped => counters.skipped += 1,
                     Outcome::Stale => counters.stale += 1,
@@ -446,6 +483,23 @@ pub fn apply_page<'p>(
         ExitCode::Success
     };
     batch.finish(&counters, key_after, save_key, exit.code())?;
+    log::info!(
+        "batch {}: {} stored, {} unchanged, {} skipped, {} stale, {} failed{}",
+        if mapping.dry_run {
+            "written to the scratch copy"
+        } else {
+            "committed"
+        },
+        counters.stored,
+        counters.unchanged,
+        counters.skipped,
+        counters.stale,
+        counters.failed,
+        match (save_key, key_after) {
+            (true, key) => format!("; key {} saved", quoted(key)),
+            (false, _) => String::new(),
+        }
+    );
     Ok(counters)
 }
 
@@ -485,6 +539,19 @@ enum Outcome<'p> {
         raw: &'p RawValue,
         reason: &'p str,
     },
+}
+
+impl Outcome<'_> {
+    /// The decision as `-vv` logs it.
+    fn name(&self) -> &'static str {
+        match self {
+            Outcome::Skipped => "skipped (on the skip list)",
+            Outcome::Stale => "stale (older than the stored state), left alone",
+            Outcome::Stored => "stored",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Failed { .. } => "cannot be mapped",
+        }
+    }
 }
 
 fn describe_failure(number: Option<&str>, reason: &str) -> String {

@@ -1800,3 +1800,81 @@ fn the_man_page_is_roff_naming_every_command_and_option_and_man_renders_it() {
     assert!(text.contains("TIXNGO-FEEDBACK ERRORS DISMISS"), "{text}");
     assert!(text.contains("--api-url <URL>"), "{text}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// logs
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn verbose_logs_a_line_per_step_and_very_verbose_a_decision_per_ticket_without_personal_data() {
+    let feed = Feed::from_events(vec![
+        owned("T-1", "ana@example.org", "2026-03-01T10:00:00Z"),
+        owned("T-2", "ben@example.org", "2026-03-01T10:01:00Z"),
+        unmappable("T-3"),
+    ]);
+    let sim = Simulator::start(feed, API_KEY);
+    let personal = ["ana@example.org", "ben@example.org", "Zoë", "Müller"];
+
+    let env = Env::new();
+    let verbose = env.sync(&sim).arg("-v").code(2).run();
+    for step in [
+        "lock ",
+        " taken",
+        "store ",
+        " opened",
+        "fetching up to 1000 tickets from key ''",
+        "page received: ",
+        "page read: 3 tickets, next key '",
+        "batch committed: 2 stored, 0 unchanged, 0 skipped, 0 stale, 1 failed; key '",
+    ] {
+        assert!(
+            verbose.stderr.contains(step),
+            "{step:?} missing from\n{}",
+            verbose.stderr
+        );
+    }
+    assert!(
+        !verbose.stderr.contains("ticket T-1: stored"),
+        "{}",
+        verbose.stderr
+    );
+
+    let env = Env::new();
+    let very = env.sync(&sim).arg("-vv").code(2).run();
+    for decision in [
+        "ticket T-1: stored",
+        "ticket T-2: stored",
+        "ticket T-3 cannot be mapped",
+    ] {
+        assert!(
+            very.stderr.contains(decision),
+            "{decision:?} missing from\n{}",
+            very.stderr
+        );
+    }
+    let again = env
+        .sync(&sim)
+        .args(&["-vv", "--pagination-key", ""])
+        .code(2)
+        .run();
+    assert!(
+        again.stderr.contains("ticket T-1: unchanged"),
+        "{}",
+        again.stderr
+    );
+
+    for ran in [&verbose, &very, &again] {
+        for data in personal {
+            assert!(
+                !ran.stderr.contains(data),
+                "{data} in the log:\n{}",
+                ran.stderr
+            );
+            assert!(
+                !ran.stdout.contains(data),
+                "{data} on stdout:\n{}",
+                ran.stdout
+            );
+        }
+    }
+}
