@@ -1646,6 +1646,30 @@ fn errors_dismiss_keeps_the_errors_resolved_with_the_reason_all_or_none() {
 }
 
 #[test]
+fn replay_errors_as_a_dry_run_never_says_the_errors_were_recorded() {
+    let env = store_with_errors();
+    let before = env.counts();
+    let ran = env
+        .cmd(&["replay", "--errors", "--dry-run"])
+        .code(2)
+        .stdout_has("replay --errors (dry run): 3 fetched, 0 stored")
+        .stdout_has("the stored key was not touched")
+        .stderr_has("would be recorded in sync_error (dry run: nothing was written)")
+        .stderr_has("3 tickets could not be mapped (dry run: nothing was recorded)")
+        .run();
+    assert!(!ran.stderr.contains("were recorded"), "{}", ran.stderr);
+    assert!(!ran.stdout.contains("caught up"), "{}", ran.stdout);
+    assert_eq!(env.counts(), before);
+    let real = env.cmd(&["replay", "--errors"]).code(2).run();
+    assert!(
+        real.stderr
+            .contains("3 tickets still cannot be mapped and stay in sync_error"),
+        "{}",
+        real.stderr
+    );
+}
+
+#[test]
 fn errors_dismiss_takes_the_lock_and_the_readers_need_a_store() {
     let env = store_with_errors();
     let ids = unresolved_ids(&env);
