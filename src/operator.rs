@@ -305,6 +305,10 @@ pub fn errors(global: &GlobalArgs, command: &ErrorsCommand) -> Shown {
             Ok((human, json!({ "sync_error": detail })))
         }
         ErrorsCommand::Dismiss { ids, reason } => {
+            // Nothing to dismiss in a store that does not exist: never create one for it.
+            if !global.store.exists() {
+                return Err(Error::store(&global.store, "does not exist"));
+            }
             let _lock = take_lock(global)?;
             Store::open(&global.store)?.dismiss_errors(ids, reason)?;
             let listed = ids

@@ -1683,7 +1683,11 @@ fn errors_dismiss_takes_the_lock_and_the_readers_need_a_store() {
     assert_eq!(unresolved_ids(&env), ids);
 
     let empty = Env::new();
-    for args in [&["errors", "list"][..], &["errors", "show", "1"]] {
+    for args in [
+        &["errors", "list"][..],
+        &["errors", "show", "1"],
+        &["errors", "dismiss", "1", "--reason", "x"],
+    ] {
         empty.cmd(args).code(74).stderr_has("does not exist").run();
     }
     assert!(!support::exists(&empty.store()));
