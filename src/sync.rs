@@ -20,7 +20,7 @@ use crate::exit::ExitCode;
 use crate::feedback::contacts::{self, ContactPlan, ContactRef};
 use crate::feedback::{Merge, TicketRecord, is_stale, merge};
 use crate::lock::{self, RunLock};
-use crate::report::{Counters, Summary, count, escape, quoted};
+use crate::report::{Counters, Summary, count, quoted};
 use crate::store::{Batch, RunRecord, Store};
 use crate::timestamp::Timestamp;
 use crate::tixngo::client::{ApiKey, ApiUrl, Client};
@@ -495,9 +495,10 @@ pub fn apply_page<'p>(
         counters.skipped,
         counters.stale,
         counters.failed,
-        match (save_key, key_after) {
-            (true, key) => format!("; key {} saved", quoted(key)),
-            (false, _) => String::new(),
+        if save_key {
+            format!("; key {} saved", quoted(key_after))
+        } else {
+            String::new()
         }
     );
     Ok(counters)
@@ -520,9 +521,8 @@ impl RuleWarnings {
     fn log(&self) {
         for (warning, (tickets, first)) in &self.0 {
             log::warn!(
-                "{}: {warning} (first: ticket {})",
-                count(*tickets, "ticket"),
-                escape(first)
+                "{}: {warning} (first: ticket {first})",
+                count(*tickets, "ticket")
             );
         }
     }
