@@ -453,27 +453,28 @@ pub fn apply_page<'p>(
         let ratio = counters.failed as f64 / counters.fetched as f64;
         if mapping.stop_on_error {
             return Err(Error::BatchRejected(format!(
-                "{first} (--stop-on-error; {} of {} tickets cannot be mapped)",
-                counters.failed, counters.fetched
+                "{first} (--stop-on-error; {} of {} cannot be mapped)",
+                counters.failed,
+                count(counters.fetched, "ticket")
             )));
         }
         if ratio > mapping.max_failed_ratio {
             return Err(Error::BatchRejected(format!(
-                "{} of {} tickets ({:.1}%) cannot be mapped, over --max-failed-ratio {}; first: {first}",
+                "{} of {} ({:.1}%) cannot be mapped, over --max-failed-ratio {}; first: {first}",
                 counters.failed,
-                counters.fetched,
+                count(counters.fetched, "ticket"),
                 ratio * 100.0,
                 mapping.max_failed_ratio
             )));
         }
         log::warn!(
-            "{} of {} cannot be mapped and {}; first: {first}",
+            "{} of {} cannot be mapped; {}; first: {first}",
             counters.failed,
             count(counters.fetched, "ticket"),
             if mapping.dry_run {
                 "would be recorded in sync_error (dry run: nothing was written)"
             } else {
-                "were recorded in sync_error"
+                "recorded in sync_error"
             }
         );
     }

@@ -1906,3 +1906,23 @@ fn verbose_logs_a_line_per_step_and_very_verbose_a_decision_per_ticket_without_p
         }
     }
 }
+
+#[test]
+fn counts_in_messages_agree_with_their_number() {
+    let env = Env::new();
+    let body = json!({ "result": [unmappable("T-3")] }).to_string();
+    let file = env.write("one.json", body.as_bytes(), 0o600);
+    env.cmd(&["replay", "--stop-on-error", file.to_str().unwrap()])
+        .code(65)
+        .stderr_has("(--stop-on-error; 1 of 1 ticket cannot be mapped)")
+        .run();
+    env.cmd(&["replay", file.to_str().unwrap()])
+        .code(2)
+        .stderr_has("1 of 1 ticket cannot be mapped; recorded in sync_error; first: ticket T-3")
+        .stderr_has("tixngo-feedback: 1 ticket could not be mapped (recorded in sync_error)")
+        .run();
+    env.cmd(&["status"])
+        .stdout_has("skip list: 0 tickets")
+        .stdout_has("last 2 runs (newest first):")
+        .run();
+}
