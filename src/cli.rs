@@ -16,7 +16,8 @@ use crate::tixngo::wire::PaginationKey;
     name = "tixngo-feedback",
     version,
     about = "Retrieve mobile-ticket changes from TIXNGO into the S-360 store (the feedback interface)",
-    long_about = None
+    long_about = None,
+    after_help = top_level_help()
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -58,17 +59,84 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Fetch one batch from the TIXNGO diff endpoint, store it, advance the key (the cron job)
+    #[command(after_help = examples(&[
+        "tixngo-feedback --store /var/lib/tixngo-feedback/acme.db sync \\\n      --api-url https://api.tixngo.io/organizer/tickets --api-key-file /etc/tixngo-feedback/acme.key",
+        "tixngo-feedback --store acme.db sync --pagination-key '' --max-batches 50 --dry-run",
+    ]))]
     Sync(SyncArgs),
     /// Process a saved diff response as if TIXNGO had returned it, or re-process the sync errors
+    #[command(after_help = examples(&[
+        "tixngo-feedback --store acme.db replay response.json",
+        "tixngo-feedback --store acme.db replay --errors --dry-run",
+    ]))]
     Replay(ReplayArgs),
     /// Show the key, the lock, the last runs, the skip list, the sync errors and the counts
+    #[command(after_help = examples(&[
+        "tixngo-feedback --store acme.db status",
+        "tixngo-feedback --store acme.db status --json",
+    ]))]
     Status,
     /// The persisted skip list (S-360 "Skip Ticket Tax Numbers")
-    #[command(subcommand)]
+    #[command(subcommand, after_help = examples(&[
+        "tixngo-feedback --store acme.db skip add 2026000042 --reason \"bad holder data\"",
+        "tixngo-feedback --store acme.db skip list",
+    ]))]
     Skip(SkipCommand),
     /// Show or move the stored pagination key
-    #[command(subcommand)]
+    #[command(subcommand, after_help = examples(&[
+        "tixngo-feedback --store acme.db cursor show",
+        "tixngo-feedback --store acme.db cursor reset --yes",
+    ]))]
     Cursor(CursorCommand),
+    /// Triage the sync errors: tickets that could not be mapped
+    #[command(subcommand, after_help = examples(&[
+        "tixngo-feedback --store acme.db errors list",
+        "tixngo-feedback --store acme.db errors dismiss 12 13 --reason \"cancelled in S-360\"",
+    ]))]
+    Errors(ErrorsCommand),
+    /// Print a shell completion script, generated from this command line
+    #[command(after_help = examples(&[
+        "tixngo-feedback completions bash > /usr/share/bash-completion/completions/tixngo-feedback",
+        "tixngo-feedback completions zsh > /usr/local/share/zsh/site-functions/_tixngo-feedback",
+    ]))]
+    Completions {
+        /// The shell
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from this command line
+    #[command(after_help = examples(&[
+        "tixngo-feedback man > /usr/local/share/man/man1/tixngo-feedback.1",
+        "tixngo-feedback man | man -l -",
+    ]))]
+    Man,
+}
+
+/// An "Examples:" block for a command's help.
+fn examples(lines: &[&str]) -> String {
+    let mut text = "Examples:".to_owned();
+    for line in lines {
+        text.push_str("\n  ");
+        text.push_str(line);
+    }
+    text
+}
+
+/// The end of the top-level help: the exit codes, from [`ExitCode::ALL`], and where to start.
+fn top_level_help() -> String {
+    let mut text = "Exit codes:".to_owned();
+    for code in ExitCode::ALL {
+        text.push_str(&format!("\n  {:>3}  {}", code.code(), code.meaning()));
+    }
+    text.push_str("\n\n");
+    text.push_str(&examples(&[
+        "tixngo-feedback --store acme.db sync --api-url https://api.tixngo.io/organizer/tickets --api-key-file acme.key",
+        "tixngo-feedback --store acme.db status",
+    ]));
+    text.push_str(
+        "\n\nEach command's --help shows its own examples; `man tixngo-feedback` has them all.",
+    );
+    text
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +160,9 @@ pub struct ReplayArgs {
 #[derive(Debug, Subcommand)]
 pub enum SkipCommand {
     /// Add ticket numbers to the skip list
+    #[command(after_help = examples(&[
+        "tixngo-feedback skip add 2026000042,2026000043 --reason \"bad holder data, ticket #123\"",
+    ]))]
     Add {
         /// Ticket numbers (also comma separated)
         #[arg(value_name = "NUMBERS", required = true, value_parser = parse_skip)]
@@ -101,21 +172,26 @@ pub enum SkipCommand {
         reason: Option<String>,
     },
     /// Remove ticket numbers from the skip list
+    #[command(after_help = examples(&["tixngo-feedback skip remove 2026000042"]))]
     Remove {
         /// Ticket numbers (also comma separated)
         #[arg(value_name = "NUMBERS", required = true, value_parser = parse_skip)]
         numbers: Vec<SkipList>,
     },
     /// List the skip list
+    #[command(after_help = examples(&["tixngo-feedback skip list --json"]))]
     List,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum CursorCommand {
     /// Show the stored pagination key
+    #[command(after_help = examples(&["tixngo-feedback cursor show"]))]
     Show,
     /// Set the stored pagination key (the next sync starts from KEY)
+    #[command(after_help = examples(&["tixngo-feedback cursor set 'pk1.3e8.5d2c0a11' --yes"]))]
     Set {
+        /// The key the next sync starts from, as `status --json` shows a run's key_before or key_after
         #[arg(value_name = "KEY", value_parser = parse_pagination_key)]
         key: String,
         /// Confirm the change
@@ -123,11 +199,56 @@ pub enum CursorCommand {
         yes: bool,
     },
     /// Empty the stored key: the next sync starts from the beginning of the feed
+    #[command(after_help = examples(&["tixngo-feedback cursor reset --yes"]))]
     Reset {
         /// Confirm the change
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ErrorsCommand {
+    /// List the unresolved sync errors: id, ticket number, when first seen, reason
+    #[command(after_help = examples(&["tixngo-feedback errors list", "tixngo-feedback errors list --json"]))]
+    List,
+    /// Print one sync error's reason and raw payload (personal data: for the operator's eyes)
+    #[command(after_help = examples(&["tixngo-feedback errors show 12"]))]
+    Show {
+        /// The error's id, as `errors list` shows it
+        #[arg(value_name = "ID")]
+        id: i64,
+    },
+    /// Mark sync errors resolved by hand; they are kept, with the reason
+    #[command(after_help = examples(&[
+        "tixngo-feedback errors dismiss 12 13 --reason \"duplicates of tickets cancelled in S-360\"",
+    ]))]
+    Dismiss {
+        /// The errors' ids, as `errors list` shows them
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<i64>,
+        /// Why they need no further work (kept on each error)
+        #[arg(long, value_name = "TEXT", required = true, value_parser = parse_reason)]
+        reason: String,
+    },
+}
+
+impl ErrorsCommand {
+    /// The command as `--json` names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ErrorsCommand::List => "errors list",
+            ErrorsCommand::Show { .. } => "errors show",
+            ErrorsCommand::Dismiss { .. } => "errors dismiss",
+        }
+    }
+}
+
+fn parse_reason(text: &str) -> Result<String, String> {
+    match text.trim() {
+        "" => Err("the reason must not be empty".to_owned()),
+        reason => Ok(reason.to_owned()),
+    }
 }
 
 impl SkipCommand {
@@ -360,6 +481,43 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_top_level_help_lists_every_exit_code() {
+        let help = Cli::command().render_help().to_string();
+        let codes = help
+            .split_once("Exit codes:")
+            .unwrap_or_else(|| panic!("no exit codes in\n{help}"))
+            .1;
+        for code in ExitCode::ALL {
+            let line = format!("{:>3}  {}", code.code(), code.meaning());
+            assert!(codes.contains(&line), "{line:?} missing from\n{help}");
+        }
+    }
+
+    #[test]
+    fn every_command_shows_examples_and_every_argument_says_what_it_is() {
+        fn check(command: &clap::Command, path: &str) {
+            let path = format!("{path} {}", command.get_name());
+            if command.get_name() == "help" {
+                return; // clap's own
+            }
+            let after = command.get_after_help().map(ToString::to_string);
+            assert!(
+                after.is_some_and(|text| text.contains("Examples:\n  tixngo-feedback ")),
+                "{path} has no examples"
+            );
+            for arg in command.get_arguments() {
+                assert!(arg.get_help().is_some(), "{path} {}: no help", arg.get_id());
+            }
+            for subcommand in command.get_subcommands() {
+                check(subcommand, &path);
+            }
+        }
+        let mut command = Cli::command();
+        command.build();
+        check(&command, "");
     }
 
     fn usage(args: &[&str]) -> String {

@@ -58,6 +58,24 @@ impl ExitCode {
         }
     }
 
+    /// What the code means to an operator, as `--help` lists it.
+    pub const fn meaning(self) -> &'static str {
+        match self {
+            ExitCode::Success => "success, including \"nothing new\"",
+            ExitCode::Partial => "partial: committed, but some tickets wait in sync_error",
+            ExitCode::Usage => "usage: a bad flag or value, a missing --yes",
+            ExitCode::DataErr => {
+                "bad data: not a diff document, too large, or too many bad tickets"
+            }
+            ExitCode::Unavailable => "TIXNGO unavailable: connection, timeout, 5xx",
+            ExitCode::Software => "internal error (a bug: please report it)",
+            ExitCode::IoErr => "the store cannot be opened, read or written",
+            ExitCode::TempFail => "try later: another run holds the lock, or TIXNGO answered 429",
+            ExitCode::NoPerm => "TIXNGO rejected the API key",
+            ExitCode::Config => "configuration: URL, API key, key file, redirect, 4xx, newer store",
+        }
+    }
+
     /// Whether the run counts as a success for monitoring (`last_success_timestamp`).
     pub const fn is_success(self) -> bool {
         matches!(self, ExitCode::Success)
@@ -86,6 +104,27 @@ mod tests {
         codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), ExitCode::ALL.len());
+    }
+
+    #[test]
+    fn all_holds_every_variant() {
+        // The match fails to compile when a variant is added, and the test then fails until
+        // `ALL` (from which `--help` lists the codes) holds it at that place.
+        let position = |code: ExitCode| match code {
+            ExitCode::Success => 0,
+            ExitCode::Partial => 1,
+            ExitCode::Usage => 2,
+            ExitCode::DataErr => 3,
+            ExitCode::Unavailable => 4,
+            ExitCode::Software => 5,
+            ExitCode::IoErr => 6,
+            ExitCode::TempFail => 7,
+            ExitCode::NoPerm => 8,
+            ExitCode::Config => 9,
+        };
+        for (index, code) in ExitCode::ALL.into_iter().enumerate() {
+            assert_eq!(position(code), index, "{code:?}");
+        }
     }
 
     #[test]

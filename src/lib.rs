@@ -7,12 +7,12 @@
 //! The modules, from the command line down:
 //! - [`cli`]: the command line (clap);
 //! - [`sync`]: one run of the job, batch after batch; [`replay`]: a saved response or the
-//!   sync errors through the same mapping; [`operator`]: `status`, `skip`, `cursor`;
+//!   sync errors through the same mapping; [`operator`]: `status`, `skip`, `cursor`, `errors`;
 //! - [`tixngo`]: the diff endpoint's wire format and HTTP client;
 //! - [`feedback`]: the mapping and contact rules, pure functions;
 //! - [`store`]: the SQLite store, its schema and the one transaction per batch;
 //! - [`report`]: counters, the summary line, the metrics file;
-//! - [`lock`]: the run lock; [`logging`]: stderr logs;
+//! - [`lock`]: the run lock; [`logging`]: stderr logs; [`manual`]: completions and man page;
 //! - [`error`] and [`exit`]: failures and the exit codes they map to;
 //! - [`timestamp`] and [`ticket_number`]: the two value types every layer shares.
 
@@ -22,6 +22,7 @@ pub mod exit;
 pub mod feedback;
 pub mod lock;
 pub mod logging;
+pub mod manual;
 pub mod operator;
 pub mod paths;
 pub mod replay;
@@ -54,7 +55,7 @@ where
         Parsed::Run(cli) => cli,
         Parsed::Printed(code) => return code,
         Parsed::Usage(error) => {
-            say(&format!("error: {error}"));
+            say(&format!("error: {}", report::escape(&error.to_string())));
             return error.exit_code();
         }
     };
@@ -89,9 +90,9 @@ where
     if panicked {
         // The panic hook has printed the line already.
     } else if let Some(error) = &output.error {
-        say(&format!("error: {error}"));
+        say(&format!("error: {}", report::escape(error)));
     } else if let Some(warning) = &output.warning {
-        say(warning);
+        say(&report::escape(warning));
     }
     output.exit_code
 }
@@ -119,5 +120,8 @@ fn dispatch(cli: &cli::Cli, started: Instant) -> Output {
         Command::Status => Output::of("status", operator::status(global)),
         Command::Skip(command) => Output::of(command.name(), operator::skip(global, command)),
         Command::Cursor(command) => Output::of(command.name(), operator::cursor(global, command)),
+        Command::Errors(command) => Output::of(command.name(), operator::errors(global, command)),
+        Command::Completions { shell } => Output::of("completions", manual::completions(*shell)),
+        Command::Man => Output::of("man", manual::man_page()),
     }
 }

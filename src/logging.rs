@@ -2,7 +2,11 @@
 //! warnings; `--quiet` keeps errors only. The HTTP and TLS crates stay capped at `info` whatever
 //! is asked, because their trace output dumps request headers, the API key among them.
 
+use std::borrow::Cow;
+
 use log::{Level, LevelFilter, Log, Metadata, Record};
+
+use crate::report::escape;
 
 /// Crates whose records above `info` are dropped.
 const CAPPED: [&str; 3] = ["ureq", "ureq_proto", "rustls"];
@@ -52,9 +56,24 @@ impl Log for CappedLogger {
         !is_capped(metadata.target(), metadata.level()) && self.0.enabled(metadata)
     }
 
+    /// Every line goes through [`escape`]: log lines quote server text (reasons, keys, ticket
+    /// numbers), which must never reach the terminal raw.
     fn log(&self, record: &Record<'_>) {
-        if self.enabled(record.metadata()) {
-            self.0.log(record);
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let text = record.args().to_string();
+        match escape(&text) {
+            Cow::Borrowed(_) => self.0.log(record),
+            Cow::Owned(escaped) => self.0.log(
+                &Record::builder()
+                    .args(format_args!("{escaped}"))
+                    .metadata(record.metadata().clone())
+                    .module_path(record.module_path())
+                    .file(record.file())
+                    .line(record.line())
+                    .build(),
+            ),
         }
     }
 

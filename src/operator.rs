@@ -1,13 +1,13 @@
-//! The operator commands that are not a batch: `status`, `skip`, `cursor` (SPEC §2).
+//! The operator commands that are not a batch: `status`, `skip`, `cursor`, `errors` (SPEC §2).
 //! Each returns its human text and its JSON object; [`crate::report::Output::of`] prints them.
 
 use serde_json::{Value, json};
 
-use crate::cli::{CursorCommand, GlobalArgs, SkipCommand, flatten_numbers};
+use crate::cli::{CursorCommand, ErrorsCommand, GlobalArgs, SkipCommand, flatten_numbers};
 use crate::error::Error;
 use crate::lock::RunLock;
-use crate::report::quoted;
-use crate::store::Store;
+use crate::report::{count, escape, quoted};
+use crate::store::{Store, SyncErrorDetail, SyncErrorEntry};
 use crate::sync::{lock_path, lock_store};
 use crate::timestamp::Timestamp;
 
@@ -37,23 +37,27 @@ pub fn status(global: &GlobalArgs) -> Shown {
             (true, None) => "lock: held".to_owned(),
             (false, _) => "lock: free".to_owned(),
         },
-        format!("skip list: {} tickets", figures.skip_count),
+        format!("skip list: {}", count(figures.skip_count, "ticket")),
         if figures.unresolved_errors == 0 {
             "unresolved sync errors: 0".to_owned()
         } else {
             format!(
                 "unresolved sync errors: {} (first: {})",
                 figures.unresolved_errors,
-                figures.unresolved_error_tickets.join(", ")
+                figures
+                    .unresolved_error_tickets
+                    .iter()
+                    .map(|number| escape(number))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         },
         format!(
             "tickets: {}, contacts: {}",
             figures.tickets, figures.contacts
         ),
-        format!("last {} runs:", figures.runs.len()),
     ];
-    lines.extend(figures.runs.iter().map(describe_run));
+    lines.extend(runs_table(&figures.runs));
     let mut json = serde_json::to_value(&figures).map_err(|e| Error::Internal(e.to_string()))?;
     json["store"] = json!(global.store.display().to_string());
     json["lock_held"] = json!(lock.held);
@@ -61,10 +65,68 @@ pub fn status(global: &GlobalArgs) -> Shown {
     Ok((lines.join("\n"), json))
 }
 
-/// One `sync_run` row as a line of `status`.
-fn describe_run(run: &serde_json::Map<String, Value>) -> String {
+/// The width `status` keeps its lines to, so that the run table reads in a terminal or a mail.
+const WIDTH: usize = 100;
+
+/// The characters of a key `status` shows; `status --json` and `cursor show` give it whole.
+const KEY_SHOWN: usize = 32;
+
+/// The counters of the run table: `sync_run` column and heading.
+const RUN_COUNTERS: [(&str, &str); 6] = [
+    ("fetched", "fetched"),
+    ("stored", "stored"),
+    ("unchanged", "unchngd"),
+    ("skipped", "skipped"),
+    ("stale", "stale"),
+    ("failed", "failed"),
+];
+
+/// The start of a run table line, the columns every run has.
+fn run_columns(started: &str, command: &str, exit: &str) -> String {
+    format!("  {started:19}  {command:12}  {exit:>4}")
+}
+
+/// The `sync_run` rows as `status` shows them: a row of figures per batch (keys, contacts and
+/// error on the lines below it), and a cursor move as the move it was.
+fn runs_table(runs: &[serde_json::Map<String, Value>]) -> Vec<String> {
+    let mut lines = vec![format!(
+        "last {} (newest first):",
+        count(runs.len() as u64, "run")
+    )];
+    if !runs.is_empty() {
+        let mut heading = run_columns("started (UTC)", "command", "exit");
+        for (_, title) in RUN_COUNTERS {
+            heading.push_str(&format!(" {title:>7}"));
+        }
+        lines.push(format!("{heading} {:>9}", "time"));
+    }
+    for run in runs {
+        lines.extend(describe_run(run));
+    }
+    lines
+}
+
+/// One `sync_run` row as lines of `status`, none wider than [`WIDTH`].
+fn describe_run(run: &serde_json::Map<String, Value>) -> Vec<String> {
     let text = |name: &str| run.get(name).and_then(Value::as_str);
     let number = |name: &str| run.get(name).and_then(Value::as_i64).unwrap_or(0);
+    let started = shown_time(text("started_at"));
+    let command = text("command").unwrap_or("?");
+    let exit = run
+        .get("exit_code")
+        .and_then(Value::as_i64)
+        .map_or("?".to_owned(), |c| c.to_string());
+    let keys = format!(
+        "{} -> {}",
+        quoted(text("key_before").map(short_key).as_deref()),
+        quoted(text("key_after").map(short_key).as_deref())
+    );
+    if command.starts_with("cursor ") {
+        return vec![fit(format!(
+            "{}  {keys}",
+            run_columns(&started, command, &exit)
+        ))];
+    }
     let duration = match (
         text("started_at").and_then(Timestamp::parse_rfc3339),
         text("finished_at").and_then(Timestamp::parse_rfc3339),
@@ -72,29 +134,47 @@ fn describe_run(run: &serde_json::Map<String, Value>) -> String {
         (Some(start), Some(end)) => format!("{} ms", end.millis_since(start)),
         _ => "unfinished".to_owned(),
     };
-    format!(
-        "  {} {} exit {}: {} fetched, {} stored, {} unchanged, {} skipped, {} stale, {} failed; \
-         contacts +{} ~{}; distributions +{} ~{}; key {} -> {}; {}{}",
-        text("started_at").unwrap_or("?"),
-        text("command").unwrap_or("?"),
-        run.get("exit_code")
-            .and_then(Value::as_i64)
-            .map_or("?".to_owned(), |c| c.to_string()),
-        number("fetched"),
-        number("stored"),
-        number("unchanged"),
-        number("skipped"),
-        number("stale"),
-        number("failed"),
-        number("contacts_created"),
-        number("contacts_updated"),
-        number("distributions_created"),
-        number("distributions_updated"),
-        quoted(text("key_before")),
-        quoted(text("key_after")),
-        duration,
-        text("error").map(|e| format!("; {e}")).unwrap_or_default(),
-    )
+    let mut row = run_columns(&started, command, &exit);
+    for (name, _) in RUN_COUNTERS {
+        row.push_str(&format!(" {:>7}", number(name)));
+    }
+    row.push_str(&format!(" {duration:>9}"));
+    let mut detail = format!("      key {keys}");
+    for (what, created, updated) in [
+        ("contacts", "contacts_created", "contacts_updated"),
+        (
+            "distributions",
+            "distributions_created",
+            "distributions_updated",
+        ),
+    ] {
+        if number(created) + number(updated) > 0 {
+            detail.push_str(&format!(
+                "; {what} +{} ~{}",
+                number(created),
+                number(updated)
+            ));
+        }
+    }
+    let mut lines = vec![fit(row), fit(detail)];
+    lines.extend(text("error").map(|e| fit(format!("      error: {}", escape(e)))));
+    lines
+}
+
+/// A key cut to [`KEY_SHOWN`] characters, marked when cut.
+fn short_key(key: &str) -> String {
+    match key.char_indices().nth(KEY_SHOWN) {
+        Some((end, _)) => format!("{}…", &key[..end]),
+        None => key.to_owned(),
+    }
+}
+
+/// A line cut to [`WIDTH`] characters, marked when cut.
+fn fit(line: String) -> String {
+    match line.char_indices().nth(WIDTH - 1) {
+        Some((end, _)) if line.chars().count() > WIDTH => format!("{}…", &line[..end]),
+        _ => line,
+    }
 }
 
 /// `skip add|remove|list`.
@@ -110,9 +190,9 @@ pub fn skip(global: &GlobalArgs, command: &SkipCommand) -> Shown {
                     .map(|e| {
                         format!(
                             "{}\t{}\t{}",
-                            e.ticket_number,
+                            escape(&e.ticket_number),
                             e.added_at,
-                            e.reason.as_deref().unwrap_or("")
+                            escape(e.reason.as_deref().unwrap_or(""))
                         )
                     })
                     .collect::<Vec<_>>()
@@ -129,7 +209,8 @@ pub fn skip(global: &GlobalArgs, command: &SkipCommand) -> Shown {
             let listed = numbers.len() - added;
             Ok((
                 format!(
-                    "skip: {added} added, {listed} already listed; {total} tickets on the skip list"
+                    "skip: {added} added, {listed} already listed; {} on the skip list",
+                    count(total as u64, "ticket")
                 ),
                 json!({ "added": added, "already_listed": listed, "skip_count": total }),
             ))
@@ -143,7 +224,8 @@ pub fn skip(global: &GlobalArgs, command: &SkipCommand) -> Shown {
             let missing = numbers.len() - removed;
             Ok((
                 format!(
-                    "skip: {removed} removed, {missing} not listed; {total} tickets on the skip list"
+                    "skip: {removed} removed, {missing} not listed; {} on the skip list",
+                    count(total as u64, "ticket")
                 ),
                 json!({ "removed": removed, "not_listed": missing, "skip_count": total }),
             ))
@@ -188,4 +270,98 @@ pub fn cursor(global: &GlobalArgs, command: &CursorCommand) -> Shown {
         ),
         json!({ "key_before": before, "key_after": key }),
     ))
+}
+
+/// `errors list|show|dismiss`: triage of the tickets that could not be mapped. Dismissed errors
+/// are kept, resolved with the operator's reason, never deleted.
+pub fn errors(global: &GlobalArgs, command: &ErrorsCommand) -> Shown {
+    match command {
+        ErrorsCommand::List => {
+            let entries = Store::open_read_only(&global.store)?.unresolved_errors()?;
+            let mut lines = vec![format!(
+                "{}:",
+                count(entries.len() as u64, "unresolved sync error")
+            )];
+            if !entries.is_empty() {
+                lines.push(error_row("id", "ticket", "first seen (UTC)", "reason"));
+            }
+            lines.extend(entries.iter().map(|entry| {
+                error_row(
+                    &entry.id.to_string(),
+                    &short_key(&escape(error_ticket(entry))),
+                    &shown_time(entry.first_seen_at.as_deref()),
+                    &escape(&entry.reason),
+                )
+            }));
+            Ok((lines.join("\n"), json!({ "errors": entries })))
+        }
+        ErrorsCommand::Show { id } => {
+            let detail = Store::open_read_only(&global.store)?
+                .sync_error(*id)?
+                .ok_or_else(|| {
+                    Error::Usage(format!("there is no sync error {id} (see `errors list`)"))
+                })?;
+            let human = describe_error(&detail);
+            Ok((human, json!({ "sync_error": detail })))
+        }
+        ErrorsCommand::Dismiss { ids, reason } => {
+            // Nothing to dismiss in a store that does not exist: never create one for it.
+            if !global.store.exists() {
+                return Err(Error::store(&global.store, "does not exist"));
+            }
+            let _lock = lock_store(global, false)?;
+            Store::open(&global.store)?.dismiss_errors(ids, reason)?;
+            let listed = ids
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            Ok((
+                format!(
+                    "errors dismiss: {} dismissed ({listed}), kept in sync_error with the reason",
+                    count(ids.len() as u64, "error")
+                ),
+                json!({ "dismissed": ids, "reason": reason }),
+            ))
+        }
+    }
+}
+
+/// The ticket number of an error, or what stands for a ticket without a readable one.
+fn error_ticket(entry: &SyncErrorEntry) -> &str {
+    entry.ticket_number.as_deref().unwrap_or("unreadable")
+}
+
+/// A line of `errors list`, cut to [`WIDTH`].
+fn error_row(id: &str, ticket: &str, first_seen: &str, reason: &str) -> String {
+    fit(format!("{id:>6}  {ticket:<33}  {first_seen:19}  {reason}"))
+}
+
+/// A stored time as the tables show it: to the second, without the `T`.
+fn shown_time(at: Option<&str>) -> String {
+    at.map_or("?".to_owned(), |t| {
+        t.get(..19).unwrap_or(t).replace('T', " ")
+    })
+}
+
+/// `errors show`: every field, then the payload line by line, each escaped.
+fn describe_error(detail: &SyncErrorDetail) -> String {
+    let entry = &detail.entry;
+    let state = match (&detail.resolved_at, &detail.resolution) {
+        (None, _) => "unresolved".to_owned(),
+        (Some(at), Some(why)) => format!("dismissed at {at}: {}", escape(why)),
+        (Some(at), None) => format!("resolved at {at}"),
+    };
+    let mut lines = vec![
+        format!("sync error {}: {state}", entry.id),
+        format!("ticket: {}", escape(error_ticket(entry))),
+        format!(
+            "first seen: {}",
+            entry.first_seen_at.as_deref().unwrap_or("unknown")
+        ),
+        format!("reason: {}", escape(&entry.reason)),
+        "payload:".to_owned(),
+    ];
+    lines.extend(detail.payload.lines().map(|line| escape(line).into_owned()));
+    lines.join("\n")
 }

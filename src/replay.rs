@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use crate::cli::{GlobalArgs, ReplayArgs};
 use crate::error::Error;
 use crate::exit::ExitCode;
-use crate::report::Summary;
+use crate::report::{Replayed, Summary};
 use crate::sync::{
     self, Incoming, MappingOptions, apply_page, lock_store, open_store, record_failure,
 };
@@ -38,6 +38,10 @@ fn replay(
 ) -> Result<ExitCode, Error> {
     let mut mapping = MappingOptions::from_args(&args.mapping)?;
     summary.dry_run = mapping.dry_run;
+    summary.replayed = Some(match &args.file {
+        Some(_) => Replayed::File { next_key: None },
+        None => Replayed::Errors,
+    });
     let file = match &args.file {
         Some(path) => Some(read_input(path)?),
         None => None,
@@ -53,8 +57,11 @@ fn replay(
         let applied = match streamed {
             Some(mut stream) => {
                 let tickets = stream.by_ref().map(|ticket| ticket.map(Incoming::from));
-                apply_page(&mut store, "replay", tickets, None, None, false, &mapping)
-                    .map_err(|error| stream.document_error().unwrap_or(error))
+                let applied =
+                    apply_page(&mut store, "replay", tickets, None, None, false, &mapping);
+                let next_key = stream.next_key.take();
+                summary.replayed = Some(Replayed::File { next_key });
+                applied.map_err(|error| stream.document_error().unwrap_or(error))
             }
             None => {
                 let payloads = error_payloads(&store)?;
@@ -100,6 +107,8 @@ struct TicketStream<'a> {
     receiver: mpsc::Receiver<Streamed<'a>>,
     chunk: std::vec::IntoIter<PageTicket<'a>>,
     ended: bool,
+    /// The file's `nextPageKey`, once the document was read to its end: shown, never used.
+    next_key: Option<String>,
 }
 
 impl<'a> TicketStream<'a> {
@@ -129,6 +138,7 @@ impl<'a> TicketStream<'a> {
             receiver,
             chunk: Vec::new().into_iter(),
             ended: false,
+            next_key: None,
         }
     }
 }
@@ -164,6 +174,7 @@ impl<'a> Iterator for TicketStream<'a> {
                             "the file's pagination key is ignored: replay never reads nor moves the stored key"
                         );
                     }
+                    self.next_key = next_page_key;
                     None
                 }
                 Ok(Streamed::End(Err(reason))) => Some(Err(Error::BadData(reason))),
@@ -224,6 +235,7 @@ mod tests {
             receiver,
             chunk: Vec::new().into_iter(),
             ended: false,
+            next_key: None,
         }
     }
 

@@ -21,7 +21,7 @@ use crate::exit::ExitCode;
 use crate::feedback::contacts::{self, ContactPlan, ContactRef};
 use crate::feedback::{Merge, TicketRecord, is_stale, merge};
 use crate::lock::{self, RunLock};
-use crate::report::{Counters, Summary};
+use crate::report::{Counters, Summary, count, quoted};
 use crate::store::{Batch, RunRecord, Store};
 use crate::timestamp::Timestamp;
 use crate::tixngo::client::{ApiKey, ApiUrl, Client, Connection};
@@ -175,11 +175,21 @@ fn sync(
 /// Opens the store for a run that writes, or a private scratch copy of it for a dry run. No wait
 /// for another program's lock on the store outlasts `deadline`.
 pub fn open_store(path: &Path, dry_run: bool, deadline: Option<Instant>) -> Result<Store, Error> {
-    if dry_run {
+    let store = if dry_run {
         Store::open_scratch(path)
     } else {
         Store::open_until(path, deadline)
-    }
+    }?;
+    log::info!(
+        "store {} opened{}",
+        path.display(),
+        if dry_run {
+            " (dry run: a scratch copy)"
+        } else {
+            ""
+        }
+    );
+    Ok(store)
 }
 
 /// Takes the run lock of the store, once the store's path is known to be usable: a run refused
@@ -187,7 +197,10 @@ pub fn open_store(path: &Path, dry_run: bool, deadline: Option<Instant>) -> Resu
 /// safe: another run may have it open).
 pub fn lock_store(global: &GlobalArgs, read_only: bool) -> Result<RunLock, Error> {
     crate::store::check_path(&global.store, read_only)?;
-    RunLock::acquire(&lock_path(global))
+    let path = lock_path(global);
+    let lock = RunLock::acquire(&path)?;
+    log::info!("lock {} taken", path.display());
+    Ok(lock)
 }
 
 /// Reads the API key from the key file (SPEC §7) or `TIXNGO_API_KEY`.
@@ -283,8 +296,19 @@ fn fetch(
     batch_size: u32,
     deadline: Instant,
 ) -> Result<Fetched, Error> {
+    log::info!(
+        "fetching up to {} from key {}",
+        count(batch_size, "ticket"),
+        quoted(key)
+    );
+    let asked = Instant::now();
     let body = client.fetch(key, batch_size, deadline)?;
     let decoded = wire::read_mappable_page(&body);
+    log::info!(
+        "page received: {} bytes in {} ms",
+        body.len(),
+        asked.elapsed().as_millis()
+    );
     Ok(Fetched { body, decoded })
 }
 
@@ -338,6 +362,11 @@ fn apply_fetched(
         None => wire::read_page(&fetched.body).map_err(Error::BadData)?,
     };
     let fetched = page.tickets.len();
+    log::info!(
+        "page read: {}, next key {}",
+        count(fetched as u64, "ticket"),
+        quoted(page.next_page_key.as_deref())
+    );
     let next_key = page
         .next_page_key
         .clone()
@@ -443,6 +472,9 @@ pub fn apply_page<'p>(
                 unresolved.extend(number.map(Cow::into_owned));
             }
             settled => {
+                if let Some(number) = &number {
+                    log::debug!("ticket {number}: {}", settled.name());
+                }
                 match settled {
                     Outcome::Skipped => counters.skipped += 1,
                     Outcome::Stale => counters.stale += 1,
@@ -464,23 +496,29 @@ pub fn apply_page<'p>(
         let ratio = counters.failed as f64 / counters.fetched as f64;
         if mapping.stop_on_error {
             return Err(Error::BatchRejected(format!(
-                "{first} (--stop-on-error; {} of {} tickets cannot be mapped)",
-                counters.failed, counters.fetched
+                "{first} (--stop-on-error; {} of {} cannot be mapped)",
+                counters.failed,
+                count(counters.fetched, "ticket")
             )));
         }
         if ratio > mapping.max_failed_ratio {
             return Err(Error::BatchRejected(format!(
-                "{} of {} tickets ({:.1}%) cannot be mapped, over --max-failed-ratio {}; first: {first}",
+                "{} of {} ({:.1}%) cannot be mapped, over --max-failed-ratio {}; first: {first}",
                 counters.failed,
-                counters.fetched,
+                count(counters.fetched, "ticket"),
                 ratio * 100.0,
                 mapping.max_failed_ratio
             )));
         }
         log::warn!(
-            "{} of {} tickets cannot be mapped and were recorded in sync_error; first: {first}",
+            "{} of {} cannot be mapped; {}; first: {first}",
             counters.failed,
-            counters.fetched
+            count(counters.fetched, "ticket"),
+            if mapping.dry_run {
+                "would be recorded in sync_error (dry run: nothing was written)"
+            } else {
+                "recorded in sync_error"
+            }
         );
     }
     let exit = if counters.failed > 0 {
@@ -489,6 +527,24 @@ pub fn apply_page<'p>(
         ExitCode::Success
     };
     batch.finish(&counters, key_after, save_key, exit.code())?;
+    log::info!(
+        "batch {}: {} stored, {} unchanged, {} skipped, {} stale, {} failed{}",
+        if mapping.dry_run {
+            "written to the scratch copy"
+        } else {
+            "committed"
+        },
+        counters.stored,
+        counters.unchanged,
+        counters.skipped,
+        counters.stale,
+        counters.failed,
+        if save_key {
+            format!("; key {} saved", quoted(key_after))
+        } else {
+            String::new()
+        }
+    );
     Ok(counters)
 }
 
@@ -507,8 +563,11 @@ impl RuleWarnings {
     }
 
     fn log(&self) {
-        for (warning, (count, first)) in &self.0 {
-            log::warn!("{count} tickets: {warning} (first: ticket {first})");
+        for (warning, (tickets, first)) in &self.0 {
+            log::warn!(
+                "{}: {warning} (first: ticket {first})",
+                count(*tickets, "ticket")
+            );
         }
     }
 }
@@ -524,6 +583,19 @@ enum Outcome<'p> {
         raw: &'p RawValue,
         reason: &'p str,
     },
+}
+
+impl Outcome<'_> {
+    /// The decision as `-vv` logs it.
+    fn name(&self) -> &'static str {
+        match self {
+            Outcome::Skipped => "skipped (on the skip list)",
+            Outcome::Stale => "stale (older than the stored state), left alone",
+            Outcome::Stored => "stored",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Failed { .. } => "cannot be mapped",
+        }
+    }
 }
 
 fn describe_failure(number: Option<&str>, reason: &str) -> String {

@@ -832,12 +832,62 @@ fn status_shows_the_key_the_runs_the_skip_list_the_errors_and_the_counts() {
         "skip list: 2 tickets".to_owned(),
         "unresolved sync errors: 1 (first: T-3)".to_owned(),
         "tickets: 2, contacts: 2".to_owned(),
-        "last 10 runs:".to_owned(),
-        "cursor set exit 0: 0 fetched".to_owned(),
+        "last 10 runs (newest first):".to_owned(),
+        format!("0  '{}' -> '{key}'", Feed::page_key(10)),
     ] {
         assert!(human.contains(&line), "{line:?} missing from\n{human}");
     }
-    assert_eq!(human.lines().count(), 7 + 10, "{human}");
+    assert_eq!(human.lines().count(), 6 + 2 + 10, "{human}");
+}
+
+#[test]
+fn status_shows_runs_as_a_table_within_100_columns_and_cursor_moves_as_moves() {
+    let feed = Feed::from_events(vec![
+        owned("T-1", "ana@example.org", "2026-03-01T10:00:00Z"),
+        unmappable("T-3"),
+    ]);
+    let sim = Simulator::start(feed, API_KEY);
+    let env = Env::new();
+    env.sync(&sim).code(2).run();
+    let synced_key = env.stored_key().unwrap();
+    let long_key = "k".repeat(300);
+    env.cmd(&["cursor", "set", &long_key, "--yes"]).run();
+    env.cmd(&["skip", "add", "S-1"])
+        .stdout_has("1 ticket on the skip list")
+        .run();
+
+    let human = env.cmd(&["status"]).stderr_empty().run().stdout;
+    // The live key is shown whole (an operator copies it); every other line fits.
+    for line in human.lines().filter(|l| !l.starts_with("pagination key: ")) {
+        assert!(
+            line.chars().count() <= 100,
+            "wider than 100 columns: {line:?}"
+        );
+    }
+    for needle in [
+        "skip list: 1 ticket\n",
+        "last 2 runs (newest first):",
+        "started (UTC)",
+        &format!(
+            "cursor set       0  '{synced_key}' -> '{}…'",
+            "k".repeat(32)
+        ),
+        &format!("      key '' -> '{synced_key}'; contacts +1 ~0"),
+    ] {
+        assert!(human.contains(needle), "{needle:?} missing from\n{human}");
+    }
+    let sync_row = human
+        .lines()
+        .find(|line| line.contains("  sync  "))
+        .unwrap_or_else(|| panic!("no sync row in\n{human}"));
+    let figures: Vec<&str> = sync_row.split_whitespace().skip(3).collect();
+    // exit, fetched, stored, unchanged, skipped, stale, failed
+    assert_eq!(
+        figures[..7],
+        ["2", "2", "1", "0", "0", "0", "1"],
+        "{sync_row}"
+    );
+    assert!(!human.contains("cursor set       0       0"), "{human}");
 }
 
 #[test]
@@ -1435,4 +1485,457 @@ fn the_metrics_file_is_rewritten_after_success_failure_and_refusal() {
         metrics["tixngo_feedback_last_success_timestamp_seconds"],
         succeeded_at
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// errors
+// ---------------------------------------------------------------------------------------------
+
+/// A store holding three unresolved sync errors: T-3, T-4 and one without a readable number.
+fn store_with_errors() -> Env {
+    let feed = Feed::from_events(vec![
+        owned("T-1", "ana@example.org", "2026-03-01T10:00:00Z"),
+        unmappable("T-3"),
+        unmappable("T-4"),
+        json!({ "taxNumber": 42, "status": "DOWNLOADED" }),
+    ]);
+    let sim = Simulator::start(feed, API_KEY);
+    let env = Env::new();
+    env.sync(&sim).code(2).run();
+    env
+}
+
+/// The ids of the unresolved sync errors, oldest first.
+fn unresolved_ids(env: &Env) -> Vec<String> {
+    env.rows("SELECT id FROM sync_error WHERE resolved_at IS NULL ORDER BY id")
+        .into_iter()
+        .map(|row| row[0].clone())
+        .collect()
+}
+
+#[test]
+fn errors_list_and_show_name_every_unresolved_error_even_without_a_ticket_number() {
+    let env = store_with_errors();
+    let ids = unresolved_ids(&env);
+    assert_eq!(ids.len(), 3);
+
+    let human = env.cmd(&["errors", "list"]).stderr_empty().run().stdout;
+    assert!(human.starts_with("3 unresolved sync errors:\n"), "{human}");
+    for (id, ticket) in ids.iter().zip(["T-3", "T-4", "unreadable"]) {
+        let row = human
+            .lines()
+            .skip(2)
+            .find(|line| line.split_whitespace().next() == Some(id.as_str()))
+            .unwrap_or_else(|| panic!("no row for error {id} in\n{human}"));
+        assert!(row.contains(ticket), "{row}");
+        assert!(row.contains(" 20"), "first seen: {row}");
+    }
+    let listed = env.cmd(&["errors", "list"]).json();
+    assert_eq!(listed["command"], "errors list");
+    assert_eq!(listed["exit_code"], 0);
+    assert_eq!(listed["error"], Value::Null);
+    let errors = listed["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 3);
+    assert_eq!(errors[2]["ticket_number"], Value::Null);
+    assert!(errors[0]["first_seen_at"].as_str().unwrap().ends_with('Z'));
+
+    let shown = env
+        .cmd(&["errors", "show", &ids[2]])
+        .stderr_empty()
+        .stdout_has(&format!("sync error {}: unresolved", ids[2]))
+        .stdout_has("ticket: unreadable")
+        .stdout_has(r#""taxNumber":42"#)
+        .run();
+    assert!(shown.stdout.contains("payload:"), "{}", shown.stdout);
+    let json = env.cmd(&["errors", "show", &ids[0]]).json();
+    assert_eq!(json["command"], "errors show");
+    assert_eq!(json["sync_error"]["ticket_number"], "T-3");
+    assert_eq!(
+        json["sync_error"]["payload"].as_str(),
+        env.text(&format!(
+            "SELECT payload FROM sync_error WHERE id = {}",
+            ids[0]
+        ))
+        .as_deref()
+    );
+
+    let missing = env
+        .cmd(&["errors", "show", "999"])
+        .code(64)
+        .stderr_has("there is no sync error 999")
+        .json();
+    assert_eq!(missing["command"], "errors show");
+    assert_eq!(missing["exit_code"], 64);
+    assert!(missing["error"].as_str().unwrap().contains("999"));
+}
+
+#[test]
+fn errors_dismiss_keeps_the_errors_resolved_with_the_reason_all_or_none() {
+    let env = store_with_errors();
+    let ids = unresolved_ids(&env);
+    let before = env.counts();
+
+    // A missing id among good ones: nothing is dismissed.
+    env.cmd(&["errors", "dismiss", &ids[0], "999", "--reason", "x"])
+        .code(64)
+        .stderr_has("there is no sync error 999")
+        .run();
+    env.cmd(&["errors", "dismiss", &ids[0]])
+        .code(64)
+        .stderr_has("--reason")
+        .run();
+    env.cmd(&["errors", "dismiss", &ids[0], "--reason", " "])
+        .code(64)
+        .stderr_has("must not be empty")
+        .run();
+    assert_eq!(unresolved_ids(&env), ids);
+
+    let dismissed = env
+        .cmd(&[
+            "errors",
+            "dismiss",
+            &ids[0],
+            &ids[2],
+            "--reason",
+            "duplicate of a ticket cancelled in S-360",
+        ])
+        .stderr_empty()
+        .json();
+    assert_eq!(dismissed["command"], "errors dismiss");
+    assert_eq!(dismissed["exit_code"], 0);
+    assert_eq!(dismissed["error"], Value::Null);
+    assert_eq!(unresolved_ids(&env), [ids[1].clone()]);
+    assert_eq!(env.counts(), before, "kept, never deleted");
+    assert_eq!(
+        env.rows(&format!(
+            "SELECT resolution, resolved_at IS NOT NULL FROM sync_error WHERE id IN ({}, {}) ORDER BY id",
+            ids[0], ids[2]
+        )),
+        [
+            ["duplicate of a ticket cancelled in S-360", "1"],
+            ["duplicate of a ticket cancelled in S-360", "1"]
+        ]
+    );
+    env.cmd(&["errors", "show", &ids[0]])
+        .stdout_has("dismissed at ")
+        .stdout_has(": duplicate of a ticket cancelled in S-360")
+        .run();
+    env.cmd(&["status"])
+        .stdout_has("unresolved sync errors: 1 (first: T-4)")
+        .run();
+
+    let again = env
+        .cmd(&["errors", "dismiss", &ids[0], "--reason", "again"])
+        .code(64)
+        .json();
+    assert!(
+        again["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("sync error {} was already resolved", ids[0])),
+        "{again}"
+    );
+    assert_eq!(
+        env.text(&format!(
+            "SELECT resolution FROM sync_error WHERE id = {}",
+            ids[0]
+        ))
+        .as_deref(),
+        Some("duplicate of a ticket cancelled in S-360")
+    );
+}
+
+#[test]
+fn replay_errors_as_a_dry_run_never_says_the_errors_were_recorded() {
+    let env = store_with_errors();
+    let before = env.counts();
+    let ran = env
+        .cmd(&["replay", "--errors", "--dry-run"])
+        .code(2)
+        .stdout_has("replay --errors (dry run): 3 fetched, 0 stored")
+        .stdout_has("the stored key was not touched")
+        .stderr_has("would be recorded in sync_error (dry run: nothing was written)")
+        .stderr_has("3 tickets could not be mapped (dry run: nothing was recorded)")
+        .run();
+    assert!(!ran.stderr.contains("were recorded"), "{}", ran.stderr);
+    assert!(!ran.stdout.contains("caught up"), "{}", ran.stdout);
+    assert_eq!(env.counts(), before);
+    let real = env.cmd(&["replay", "--errors"]).code(2).run();
+    assert!(
+        real.stderr
+            .contains("3 tickets still cannot be mapped and stay in sync_error"),
+        "{}",
+        real.stderr
+    );
+}
+
+#[test]
+fn errors_dismiss_takes_the_lock_and_the_readers_need_a_store() {
+    let env = store_with_errors();
+    let ids = unresolved_ids(&env);
+    {
+        let _holder = LockHolder::hold(&env);
+        env.cmd(&["errors", "dismiss", &ids[0], "--reason", "x"])
+            .code(75)
+            .stderr_has("try again")
+            .run();
+    }
+    assert_eq!(unresolved_ids(&env), ids);
+
+    let empty = Env::new();
+    for args in [
+        &["errors", "list"][..],
+        &["errors", "show", "1"],
+        &["errors", "dismiss", "1", "--reason", "x"],
+    ] {
+        empty.cmd(args).code(74).stderr_has("does not exist").run();
+    }
+    assert!(!support::exists(&empty.store()));
+}
+
+#[test]
+fn server_text_with_terminal_escapes_never_reaches_the_terminal_raw() {
+    let ticket_number = "T-\u{1b}]0;owned\u{7}\u{1b}[2J";
+    let body = json!({
+        "pagination": { "nextPageKey": "next-plain" },
+        "result": [
+            { "taxNumber": ticket_number, "status": "DOWNLOADED", "lastUpdated": "2026-03-01T10:00:00Z" },
+            { "taxNumber": "T-1", "status": "DOWNLOADED", "lastUpdated": "2026-03-01T10:00:00Z" },
+        ],
+    })
+    .to_string();
+    let env = Env::new();
+    let file = env.write("page.json", body.as_bytes(), 0o600);
+    let file = file.to_str().unwrap();
+    // A key with control characters makes the document bad data (65), as from TIXNGO; the
+    // refusal names the byte, never the key's raw text.
+    let bad_key = json!({
+        "pagination": { "nextPageKey": "next-\u{1b}[31mred\u{9b}1m" },
+        "result": [],
+    })
+    .to_string();
+    let bad_key = env.write("bad-key.json", bad_key.as_bytes(), 0o600);
+    let mut outputs = vec![env.cmd(&["-vv", "replay", file]).code(2).run()];
+    outputs.push(env.cmd(&["-vv", "replay", "--dry-run", file]).code(2).run());
+    outputs.push(
+        env.cmd(&["-vv", "replay", bad_key.to_str().unwrap()])
+            .code(65)
+            .run(),
+    );
+    outputs.push(env.cmd(&["status"]).run());
+    outputs.push(env.cmd(&["errors", "list"]).run());
+    let id = unresolved_ids(&env).pop().expect("the bad ticket's error");
+    outputs.push(env.cmd(&["errors", "show", &id]).run());
+    outputs.push(env.cmd(&["-vv", "replay", "--errors"]).code(2).run());
+    for ran in &outputs {
+        for (stream, text) in [("stdout", &ran.stdout), ("stderr", &ran.stderr)] {
+            assert!(
+                !text.contains(['\u{1b}', '\u{7}', '\u{9b}']),
+                "a raw control character on {stream}:\n{text}"
+            );
+        }
+    }
+    assert!(
+        outputs[0]
+            .stdout
+            .contains("the file's next key 'next-plain'")
+    );
+    assert!(outputs[2].stderr.contains("not printable ASCII"));
+    assert!(
+        outputs[3]
+            .stdout
+            .contains(r"T-\u{1b}]0;owned\u{7}\u{1b}[2J")
+    );
+    assert!(
+        outputs[5]
+            .stdout
+            .contains(r"ticket: T-\u{1b}]0;owned\u{7}\u{1b}[2J")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// completions and man
+// ---------------------------------------------------------------------------------------------
+
+/// The subcommands every completion script and the man page must name.
+const SUBCOMMANDS: [&str; 8] = [
+    "sync",
+    "replay",
+    "status",
+    "skip",
+    "cursor",
+    "errors",
+    "completions",
+    "man",
+];
+
+#[test]
+fn completions_are_printed_for_every_shell_and_name_every_subcommand() {
+    let env = Env::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let script = env.cmd(&["completions", shell]).stderr_empty().run().stdout;
+        assert!(script.contains("tixngo-feedback"), "{shell}:\n{script}");
+        for name in SUBCOMMANDS.iter().chain(&["dismiss", "store", "api-url"]) {
+            assert!(script.contains(name), "{shell} lacks {name}");
+        }
+    }
+    env.cmd(&["completions", "tcsh"])
+        .code(64)
+        .stderr_has("tcsh")
+        .run();
+    assert!(
+        !support::exists(&env.store()),
+        "no store for a completion script"
+    );
+}
+
+#[test]
+fn the_man_page_is_roff_naming_every_command_and_option_and_man_renders_it() {
+    let env = Env::new();
+    let page = env.cmd(&["man"]).stderr_empty().run().stdout;
+    assert!(page.contains(".TH tixngo-feedback 1"), "{page}");
+    for name in SUBCOMMANDS {
+        assert!(
+            page.contains(&format!(
+                ".SH \"TIXNGO\\-FEEDBACK {}\"",
+                name.to_uppercase()
+            )),
+            "no section for {name}"
+        );
+    }
+    for option in [
+        "store",
+        "api-url",
+        "max-batches",
+        "dry-run",
+        "reason",
+        "yes",
+    ] {
+        let roff = format!("\\-\\-{}", option.replace('-', "\\-"));
+        assert!(page.contains(&roff), "{roff} missing");
+    }
+    assert!(
+        page.contains("EXIT STATUS") && page.contains("78"),
+        "exit codes"
+    );
+    assert!(!support::exists(&env.store()), "no store for the man page");
+
+    let file = env.write("tixngo-feedback.1", page.as_bytes(), 0o644);
+    let rendered = match Command::new("man")
+        .arg("-l")
+        .arg(&file)
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .env("LC_ALL", "C")
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            eprintln!("SKIPPED: man is not installed here, the page was not rendered");
+            return;
+        }
+        Err(e) => panic!("man: {e}"),
+    };
+    let text = String::from_utf8_lossy(&rendered.stdout);
+    assert!(rendered.status.success(), "man -l failed: {rendered:?}");
+    assert!(text.contains("TIXNGO-FEEDBACK ERRORS DISMISS"), "{text}");
+    assert!(text.contains("--api-url <URL>"), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// logs
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn verbose_logs_a_line_per_step_and_very_verbose_a_decision_per_ticket_without_personal_data() {
+    let feed = Feed::from_events(vec![
+        owned("T-1", "ana@example.org", "2026-03-01T10:00:00Z"),
+        owned("T-2", "ben@example.org", "2026-03-01T10:01:00Z"),
+        unmappable("T-3"),
+    ]);
+    let sim = Simulator::start(feed, API_KEY);
+    let personal = ["ana@example.org", "ben@example.org", "Zoë", "Müller"];
+
+    let env = Env::new();
+    let verbose = env.sync(&sim).arg("-v").code(2).run();
+    for step in [
+        "lock ",
+        " taken",
+        "store ",
+        " opened",
+        "fetching up to 1000 tickets from key ''",
+        "page received: ",
+        "page read: 3 tickets, next key '",
+        "batch committed: 2 stored, 0 unchanged, 0 skipped, 0 stale, 1 failed; key '",
+    ] {
+        assert!(
+            verbose.stderr.contains(step),
+            "{step:?} missing from\n{}",
+            verbose.stderr
+        );
+    }
+    assert!(
+        !verbose.stderr.contains("ticket T-1: stored"),
+        "{}",
+        verbose.stderr
+    );
+
+    let env = Env::new();
+    let very = env.sync(&sim).arg("-vv").code(2).run();
+    for decision in [
+        "ticket T-1: stored",
+        "ticket T-2: stored",
+        "ticket T-3 cannot be mapped",
+    ] {
+        assert!(
+            very.stderr.contains(decision),
+            "{decision:?} missing from\n{}",
+            very.stderr
+        );
+    }
+    let again = env
+        .sync(&sim)
+        .args(&["-vv", "--pagination-key", ""])
+        .code(2)
+        .run();
+    assert!(
+        again.stderr.contains("ticket T-1: unchanged"),
+        "{}",
+        again.stderr
+    );
+
+    for ran in [&verbose, &very, &again] {
+        for data in personal {
+            assert!(
+                !ran.stderr.contains(data),
+                "{data} in the log:\n{}",
+                ran.stderr
+            );
+            assert!(
+                !ran.stdout.contains(data),
+                "{data} on stdout:\n{}",
+                ran.stdout
+            );
+        }
+    }
+}
+
+#[test]
+fn counts_in_messages_agree_with_their_number() {
+    let env = Env::new();
+    let body = json!({ "result": [unmappable("T-3")] }).to_string();
+    let file = env.write("one.json", body.as_bytes(), 0o600);
+    env.cmd(&["replay", "--stop-on-error", file.to_str().unwrap()])
+        .code(65)
+        .stderr_has("(--stop-on-error; 1 of 1 ticket cannot be mapped)")
+        .run();
+    env.cmd(&["replay", file.to_str().unwrap()])
+        .code(2)
+        .stderr_has("1 of 1 ticket cannot be mapped; recorded in sync_error; first: ticket T-3")
+        .stderr_has("tixngo-feedback: 1 ticket could not be mapped (recorded in sync_error)")
+        .run();
+    env.cmd(&["status"])
+        .stdout_has("skip list: 0 tickets")
+        .stdout_has("last 2 runs (newest first):")
+        .run();
 }

@@ -369,8 +369,9 @@ fn offset_of(key: Option<&str>) -> usize {
 }
 
 /// Columns that hold times (or a run's id): they differ between any two runs.
-const NOT_COMPARED: [&str; 9] = [
+const NOT_COMPARED: [&str; 10] = [
     "run_id",
+    "first_seen_at",
     "first_synced_at",
     "last_synced_at",
     "created_at",

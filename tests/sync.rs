@@ -323,7 +323,7 @@ fn a_ticket_without_a_number_is_recorded_and_the_rest_committed_exit_2() {
         .sync(&sim)
         .args(&["--batch-size", "20"])
         .code(2)
-        .stderr_has("tixngo-feedback: 1 tickets could not be mapped and wait in sync_error")
+        .stderr_has("tixngo-feedback: 1 ticket could not be mapped (recorded in sync_error)")
         .run();
     assert!(
         !ran.stderr.contains("tixngo-feedback: error:"),
@@ -380,7 +380,7 @@ fn a_bad_ticket_waits_in_sync_error_until_a_later_run_stores_it() {
         .sync(&sim)
         .args(&["--batch-size", "3"])
         .code(2)
-        .stderr_has("1 tickets could not be mapped")
+        .stderr_has("1 ticket could not be mapped")
         .json();
     assert_eq!(
         (&partial["fetched"], &partial["stored"], &partial["failed"]),
@@ -1427,7 +1427,7 @@ fn quiet_prints_nothing_on_success_even_after_a_retry_but_prints_failures() {
     quiet("--quiet")
         .code(2)
         .stdout_empty()
-        .stderr_has("1 tickets could not be mapped")
+        .stderr_has("1 ticket could not be mapped")
         .run();
 
     sim.push_fault(Fault::Status(403), 1);

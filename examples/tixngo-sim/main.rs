@@ -2,12 +2,13 @@
 //! and manual testing:
 //!
 //! ```text
-//! cargo run --release --example tixngo-sim -- [--port P] [--seed S] [--tickets N]
-//!     [--api-key K] [--fault SPEC]...
+//! cargo run --release --example tixngo-sim -- [--port P] [--url-file PATH] [--seed S]
+//!     [--tickets N] [--api-key K] [--fault SPEC]...
 //! ```
 //!
-//! The first line on stdout is the interface URL (`http://127.0.0.1:PORT/organizer/tickets`), so a
-//! script can start it in the background and read where it listens; it then serves until killed.
+//! The first line on stdout is the interface URL (`http://127.0.0.1:PORT/organizer/tickets`), also
+//! written to `--url-file` once it listens, so a script can start it in the background and read
+//! where it listens; it then serves until killed.
 //! See `sim.rs` for the generated organizer and the faults.
 
 #[allow(dead_code)] // the tests use more of the simulator than this program does
@@ -15,18 +16,20 @@
 mod sim;
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use sim::{Fault, Feed, Simulator};
 
 const USAGE: &str = "\
-usage: tixngo-sim [--port P] [--seed S] [--tickets N] [--api-key K] [--fault SPEC]...
+usage: tixngo-sim [--port P] [--url-file PATH] [--seed S] [--tickets N] [--api-key K] [--fault SPEC]...
 
 Serves a generated TIXNGO organizer on GET http://127.0.0.1:P/organizer/tickets/diff and prints
 the interface URL as the first line on stdout.
 
   --port P        port on 127.0.0.1 (default 0: an ephemeral port)
+  --url-file PATH also write the interface URL to PATH once listening (for scripts)
   --seed S        organizer seed (default 1)
   --tickets N     distinct tickets (default 20000; about 3 events each)
   --api-key K     the expected x-api-key header (default demo-key)
@@ -41,6 +44,7 @@ e.g. --fault 503*2 --fault 429:1 --fault slow:1500";
 
 struct Options {
     port: u16,
+    url_file: Option<PathBuf>,
     seed: u64,
     tickets: usize,
     api_key: String,
@@ -81,6 +85,12 @@ fn main() -> ExitCode {
     {
         return ExitCode::FAILURE;
     }
+    if let Some(path) = &options.url_file
+        && let Err(error) = write_url(path, &simulator.url())
+    {
+        eprintln!("tixngo-sim: cannot write {}: {error}", path.display());
+        return ExitCode::FAILURE;
+    }
     eprintln!(
         "tixngo-sim: {events} events for {} tickets (seed {}); x-api-key: {}; Ctrl-C to stop",
         options.tickets, options.seed, options.api_key
@@ -90,10 +100,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes the URL whole or not at all (a temporary file renamed), so that a script waiting for
+/// the file never reads half of it.
+fn write_url(path: &Path, url: &str) -> std::io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    std::fs::write(&temporary, format!("{url}\n"))?;
+    std::fs::rename(&temporary, path)
+}
+
 /// `Ok(None)` for `--help`.
 fn parse_arguments(arguments: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
     let mut options = Options {
         port: 0,
+        url_file: None,
         seed: 1,
         tickets: 20_000,
         api_key: "demo-key".to_owned(),
@@ -119,6 +139,7 @@ fn parse_arguments(arguments: impl Iterator<Item = String>) -> Result<Option<Opt
         };
         match flag.as_str() {
             "--port" => options.port = parse_number(&flag, &value()?)?,
+            "--url-file" => options.url_file = Some(PathBuf::from(value()?)),
             "--seed" => options.seed = parse_number(&flag, &value()?)?,
             "--tickets" => options.tickets = parse_number(&flag, &value()?)?,
             "--api-key" => options.api_key = value()?,

@@ -3,6 +3,8 @@
 
 pub mod metrics;
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::exit::ExitCode;
@@ -129,6 +131,19 @@ pub struct Summary {
     pub duration_ms: u64,
     pub exit_code: u8,
     pub error: Option<String>,
+    /// What a replay processed; `None` for a sync. Human output only: the JSON fields stay those
+    /// of SPEC §6.
+    #[serde(skip)]
+    pub replayed: Option<Replayed>,
+}
+
+/// The input of a `replay`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Replayed {
+    /// A saved response, with the next key it held (shown, never used).
+    File { next_key: Option<String> },
+    /// The raw payloads of the unresolved sync errors (`--errors`).
+    Errors,
 }
 
 impl Summary {
@@ -143,13 +158,24 @@ impl Summary {
             human: self.to_human(),
             json: self.to_json(),
             error: self.error.clone(),
-            warning: (exit_code == ExitCode::Partial).then(|| {
-                format!(
-                    "{} tickets could not be mapped and wait in sync_error: see `tixngo-feedback status`, \
-                     then fix and `replay --errors`, or `skip add` them",
-                    self.counters.failed
-                )
-            }),
+            warning: (exit_code == ExitCode::Partial).then(|| self.partial_warning()),
+        }
+    }
+
+    /// The stderr line of a partial run: what became of the tickets that could not be mapped.
+    fn partial_warning(&self) -> String {
+        let failed = count(self.counters.failed, "ticket");
+        if self.dry_run {
+            format!("{failed} could not be mapped (dry run: nothing was recorded)")
+        } else if self.replayed == Some(Replayed::Errors) {
+            format!(
+                "{failed} still cannot be mapped and stay in sync_error: see `tixngo-feedback errors list`"
+            )
+        } else {
+            format!(
+                "{failed} could not be mapped (recorded in sync_error): see `tixngo-feedback errors list`, \
+                 then fix and `replay --errors`, or `skip add` or `errors dismiss`"
+            )
         }
     }
 
@@ -161,12 +187,35 @@ impl Summary {
 
     /// The human line.
     pub fn to_human(&self) -> String {
+        let dry_run = if self.dry_run { " (dry run)" } else { "" };
+        match &self.replayed {
+            None => self.sync_line(),
+            Some(Replayed::File { next_key }) => format!(
+                "replay{dry_run}: {}; {}; {} ms",
+                self.counters_text(),
+                match next_key {
+                    Some(key) => format!(
+                        "the file's next key {} was not used: the stored key was not touched",
+                        quoted(Some(key))
+                    ),
+                    None => "the file has no next key; the stored key was not touched".to_owned(),
+                },
+                self.duration_ms
+            ),
+            Some(Replayed::Errors) => format!(
+                "replay --errors{dry_run}: {}; the stored key was not touched; {} ms",
+                self.counters_text(),
+                self.duration_ms
+            ),
+        }
+    }
+
+    /// The counters as the human lines show them.
+    fn counters_text(&self) -> String {
         let c = &self.counters;
         format!(
-            "{}{}: {} fetched, {} stored, {} unchanged, {} skipped, {} stale, {} failed; contacts +{} ~{}; \
-             distributions +{} ~{}; key {} -> {}{}; caught up: {}; {} ms",
-            self.command,
-            if self.dry_run { " (dry run)" } else { "" },
+            "{} fetched, {} stored, {} unchanged, {} skipped, {} stale, {} failed; contacts +{} ~{}; \
+             distributions +{} ~{}",
             c.fetched,
             c.stored,
             c.unchanged,
@@ -177,6 +226,16 @@ impl Summary {
             c.contacts_updated,
             c.distributions_created,
             c.distributions_updated,
+        )
+    }
+
+    /// The line of a sync (SPEC §6).
+    fn sync_line(&self) -> String {
+        format!(
+            "{}{}: {}; key {} -> {}{}; caught up: {}; {} ms",
+            self.command,
+            if self.dry_run { " (dry run)" } else { "" },
+            self.counters_text(),
             quoted(self.pagination_key_before.as_deref()),
             quoted(self.next_pagination_key.as_deref()),
             if self.key_saved { "" } else { " (not saved)" },
@@ -188,7 +247,39 @@ impl Summary {
 
 /// A key as the human summary shows it: quoted, control characters escaped, `''` for none.
 pub fn quoted(key: Option<&str>) -> String {
-    format!("'{}'", key.unwrap_or_default().escape_debug())
+    format!("'{}'", escape(key.unwrap_or_default()))
+}
+
+/// Text from TIXNGO, a replayed file or the store (ticket numbers, keys, reasons, payloads) as
+/// human output shows it: control characters (ESC, CR, BEL, C1 …) and the bidirectional overrides
+/// escaped, so that data can never move the cursor, recolour or rewrite the operator's terminal.
+/// The one escaping of human output: the summary, `status`, `errors`, `skip list`, log and error
+/// lines all go through it.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+/// "1 ticket", "2 tickets": a count with its noun (regular plurals only).
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 #[cfg(test)]
@@ -279,6 +370,65 @@ mod tests {
         for (name, value) in Counters::NAMES.iter().zip(counters.values()) {
             assert_eq!(json[name], value, "{name}");
         }
+    }
+
+    #[test]
+    fn escape_neutralizes_terminal_control_and_keeps_the_rest() {
+        assert_eq!(escape("T-1 é ü 票"), "T-1 é ü 票");
+        assert!(matches!(escape("plain"), Cow::Borrowed(_)));
+        assert_eq!(escape("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(escape("x\ry\nz\u{7}"), "x\\ry\\nz\\u{7}");
+        assert_eq!(escape("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(escape("abc\u{202e}def"), "abc\\u{202e}def");
+        assert_eq!(quoted(Some("k\u{1b}]0;x\u{7}")), "'k\\u{1b}]0;x\\u{7}'");
+    }
+
+    #[test]
+    fn counts_agree_with_their_number() {
+        assert_eq!(count(0u64, "ticket"), "0 tickets");
+        assert_eq!(count(1u64, "ticket"), "1 ticket");
+        assert_eq!(count(2u64, "run"), "2 runs");
+    }
+
+    #[test]
+    fn replay_lines_say_what_the_file_held_and_that_the_stored_key_stayed() {
+        let mut s = summary();
+        s.command = "replay";
+        s.replayed = Some(Replayed::File {
+            next_key: Some("next\u{1b}".into()),
+        });
+        let line = s.to_human();
+        assert!(
+            line.starts_with("replay: 1000 fetched, 996 stored"),
+            "{line}"
+        );
+        assert!(
+            line.contains(
+                "the file's next key 'next\\u{1b}' was not used: the stored key was not touched"
+            ),
+            "{line}"
+        );
+        assert!(
+            !line.contains("caught up") && !line.contains("key '' -> ''"),
+            "{line}"
+        );
+        s.replayed = Some(Replayed::File { next_key: None });
+        assert!(s.to_human().contains("the file has no next key"));
+        s.replayed = Some(Replayed::Errors);
+        s.dry_run = true;
+        let line = s.to_human();
+        assert!(line.starts_with("replay --errors (dry run): "), "{line}");
+        let warning = s.output().warning.unwrap();
+        assert_eq!(
+            warning,
+            "1 ticket could not be mapped (dry run: nothing was recorded)"
+        );
+        s.dry_run = false;
+        let warning = s.output().warning.unwrap();
+        assert!(
+            warning.starts_with("1 ticket still cannot be mapped"),
+            "{warning}"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 pub use access::check_path;
 pub use batch::{Batch, StoredRow};
-pub use operator::{SkipEntry, StatusFigures};
+pub use operator::{SkipEntry, StatusFigures, SyncErrorDetail, SyncErrorEntry};
 
 use crate::error::Error;
 use crate::report::Counters;

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use rusqlite::types::ValueRef;
-use rusqlite::{TransactionBehavior, params};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -17,6 +17,28 @@ pub struct SkipEntry {
     pub ticket_number: String,
     pub reason: Option<String>,
     pub added_at: String,
+}
+
+/// An unresolved sync error as `errors list` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SyncErrorEntry {
+    pub id: i64,
+    /// `None`: the ticket had no readable number.
+    pub ticket_number: Option<String>,
+    pub reason: String,
+    pub first_seen_at: Option<String>,
+}
+
+/// One sync error whole, as `errors show` prints it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SyncErrorDetail {
+    #[serde(flatten)]
+    pub entry: SyncErrorEntry,
+    /// The ticket's raw JSON, as TIXNGO sent it.
+    pub payload: String,
+    pub resolved_at: Option<String>,
+    /// The operator's reason, for an error dismissed by hand.
+    pub resolution: Option<String>,
 }
 
 /// What `status` shows, read in one read transaction so the figures agree with each other.
@@ -177,6 +199,79 @@ impl Store {
         Ok(payloads)
     }
 
+    /// The unresolved sync errors, oldest first.
+    pub fn unresolved_errors(&self) -> Result<Vec<SyncErrorEntry>, Error> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT id, ticket_number, reason, first_seen_at FROM sync_error
+                 WHERE resolved_at IS NULL ORDER BY id",
+            )
+            .in_store(&self.path)?;
+        let entries = statement
+            .query_map([], error_entry)
+            .and_then(|rows| rows.collect())
+            .in_store(&self.path)?;
+        Ok(entries)
+    }
+
+    /// One sync error, resolved or not; `None` when there is no such id.
+    pub fn sync_error(&self, id: i64) -> Result<Option<SyncErrorDetail>, Error> {
+        self.conn
+            .query_row(
+                "SELECT id, ticket_number, reason, first_seen_at, payload, resolved_at, resolution
+                 FROM sync_error WHERE id = ?1",
+                [id],
+                |row| {
+                    Ok(SyncErrorDetail {
+                        entry: error_entry(row)?,
+                        payload: row.get(4)?,
+                        resolved_at: row.get(5)?,
+                        resolution: row.get(6)?,
+                    })
+                },
+            )
+            .optional()
+            .in_store(&self.path)
+    }
+
+    /// Marks unresolved sync errors resolved with the operator's reason, all or none: an id
+    /// that does not exist or is already resolved is a usage error naming it, and nothing changes.
+    pub fn dismiss_errors(&mut self, ids: &[i64], reason: &str) -> Result<(), Error> {
+        let now = Timestamp::now().to_string();
+        self.in_transaction(|tx, path| {
+            for &id in ids {
+                let resolved_at: Option<Option<String>> = tx
+                    .query_row(
+                        "SELECT resolved_at FROM sync_error WHERE id = ?1",
+                        [id],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .in_store(path)?;
+                match resolved_at {
+                    None => {
+                        return Err(Error::Usage(format!(
+                            "there is no sync error {id} (see `errors list`); nothing was dismissed"
+                        )));
+                    }
+                    Some(Some(at)) => {
+                        return Err(Error::Usage(format!(
+                            "sync error {id} was already resolved at {at}; nothing was dismissed"
+                        )));
+                    }
+                    Some(None) => {}
+                }
+                tx.execute(
+                    "UPDATE sync_error SET resolved_at = ?1, resolution = ?2 WHERE id = ?3",
+                    params![now, reason, id],
+                )
+                .in_store(path)?;
+            }
+            Ok(())
+        })
+    }
+
     fn in_transaction<T>(
         &mut self,
         work: impl FnOnce(&rusqlite::Transaction<'_>, &Path) -> Result<T, Error>,
@@ -189,6 +284,16 @@ impl Store {
         tx.commit().in_store(&self.path)?;
         Ok(result)
     }
+}
+
+/// A sync error's first four columns: id, ticket number, reason, first seen.
+fn error_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<SyncErrorEntry> {
+    Ok(SyncErrorEntry {
+        id: row.get(0)?,
+        ticket_number: row.get(1)?,
+        reason: row.get(2)?,
+        first_seen_at: row.get(3)?,
+    })
 }
 
 /// The stored key and when it was saved, on a connection or inside a transaction.

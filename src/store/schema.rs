@@ -5,7 +5,7 @@
 //! beyond those is nullable, has a default or is generated, and `contact.email_key` (the look-up
 //! key) is generated from `email` alone.
 
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2_ERROR_TRIAGE];
 
 const V1: &str = r#"
 CREATE TABLE contact (
@@ -139,4 +139,17 @@ CREATE TABLE sync_error (
     resolved_at   TEXT
 );
 CREATE INDEX sync_error_unresolved ON sync_error (ticket_number) WHERE resolved_at IS NULL;
+"#;
+
+/// `errors dismiss` keeps its reason on the error (`resolution`, NULL when a later run resolved
+/// it), and `errors list` shows when an error was first seen: `run_id` moves to the latest run
+/// that failed the ticket again. Older errors take their run's start as the nearest known time.
+const V2_ERROR_TRIAGE: &str = r#"
+ALTER TABLE sync_error ADD COLUMN resolution TEXT;
+ALTER TABLE sync_error ADD COLUMN first_seen_at TEXT;
+UPDATE sync_error SET first_seen_at = (SELECT started_at FROM sync_run WHERE sync_run.id = sync_error.run_id);
+CREATE TRIGGER sync_error_first_seen AFTER INSERT ON sync_error WHEN NEW.first_seen_at IS NULL
+BEGIN
+    UPDATE sync_error SET first_seen_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = NEW.id;
+END;
 "#;
