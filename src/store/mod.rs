@@ -6,6 +6,7 @@
 //! when dropped. That is what makes a crash at any point leave the store as it was.
 
 mod batch;
+mod feed;
 mod operator;
 mod schema;
 
@@ -19,6 +20,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use batch::{Batch, StoredRow};
+pub use feed::FeedState;
 pub use operator::{SkipEntry, StatusFigures};
 
 use crate::error::Error;
