@@ -19,7 +19,14 @@ Rust toolchain, python3 and curl; nothing else.
 5. Against the job scripted in Python (bench/reference_feedback.py: json + sqlite3, one
    transaction, the same tables and rules): the same file replayed into a fresh store, schema
    creation included, process start to exit, for 1 000 and 50 000 tickets.
+6. Match day (`python3 bench/bench.py matchday` runs only these rows): the simulator's match day
+   (`--match-day`), 150 000 activations and controls over three hours compressed 60 times (3 min),
+   a run every compressed five minutes (5 s), once with one batch per run and once with `--drain`.
+   The lag of a run is its end minus the newest change the store held before it started: how old
+   the oldest change S-360 could still be missing was when the run delivered it. Then, on the
+   backlog the one-batch schedule left, one drained run: the tickets per second it sustains.
 """
+import calendar
 import json
 import os
 import sqlite3
@@ -38,6 +45,9 @@ REFERENCE = os.path.join(ROOT, "bench", "reference_feedback.py")
 API_KEY = "bench-key"
 CRON_RUNS = int(os.environ.get("BENCH_CRON_RUNS", "31"))
 BACKFILL_TICKETS = int(os.environ.get("BENCH_BACKFILL_TICKETS", "58000"))  # about 200 000 events
+MATCH_CHANGES = int(os.environ.get("BENCH_MATCH_CHANGES", "150000"))
+MATCH_COMPRESSION = int(os.environ.get("BENCH_MATCH_COMPRESSION", "60"))
+MATCH_HOURS, MATCH_PERIOD_MINUTES = 3, 5
 
 
 def build():
@@ -48,10 +58,10 @@ def build():
 class Simulator:
     """The bundled simulator in its own process, serving a generated organizer."""
 
-    def __init__(self, tickets, seed=1):
+    def __init__(self, tickets, seed=1, extra=()):
         self.process = subprocess.Popen(
-            [SIMULATOR, "--tickets", str(tickets), "--seed", str(seed), "--api-key", API_KEY],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            [SIMULATOR, "--tickets", str(tickets), "--seed", str(seed), "--api-key", API_KEY,
+             *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.url = self.process.stdout.readline().strip()
 
     def page_url(self, key, limit):
@@ -175,13 +185,80 @@ def replay_race(work, tickets, repeats):
     return statistics.median(ours), statistics.median(python)
 
 
+def newest_stored(store):
+    """The newest change the store holds (Unix seconds), from the runs' feed position."""
+    if not os.path.exists(store):
+        return None
+    with sqlite3.connect(store) as db:
+        newest = db.execute("SELECT max(newest_change_at) FROM sync_run").fetchone()[0]
+    return newest and calendar.timegm(time.strptime(newest[:19], "%Y-%m-%dT%H:%M:%S")) \
+        + float(newest[19:23])
+
+
+def match_day_schedule(work, name, extra):
+    """Runs the job every compressed period against a compressed match day; returns the runs'
+    (lag, caught up, metric lag, seconds) and the store and simulator, still serving."""
+    window = MATCH_HOURS * 3600 / MATCH_COMPRESSION
+    period = MATCH_PERIOD_MINUTES * 60 / MATCH_COMPRESSION
+    simulator = Simulator(tickets=0, extra=["--match-day", "%d:%d" % (MATCH_CHANGES, window)])
+    day_start = time.time()
+    store = os.path.join(work, name + ".db")
+    runs = []
+    for run in range(1, int(window / period) + 1):
+        time.sleep(max(0.0, day_start + run * period - time.time()))
+        before = newest_stored(store) or day_start
+        seconds, _, out = timed([BINARY, "--store", store, "--json", "sync", "--api-url",
+                                 simulator.url, "--batch-size", "1000", *extra], env_with_key())
+        summary = json.loads(out)
+        runs.append((time.time() - before, summary["caught_up"],
+                     summary["feed_lag_seconds"] or 0.0, seconds))
+    return runs, store, simulator
+
+
+def match_day(work):
+    """Figure 6: the largest lag with one batch per run and with --drain; a drain's tickets/s."""
+    drained, _, simulator = match_day_schedule(work, "drained", ["--drain"])
+    simulator.close()
+    single, store, simulator = match_day_schedule(work, "single", [])
+    try:
+        seconds, _, out = timed([BINARY, "--store", store, "--json", "sync", "--api-url",
+                                 simulator.url, "--batch-size", "1000", "--drain",
+                                 "--timeout", "3600"], env_with_key())
+    finally:
+        simulator.close()
+    backlog = json.loads(out)["fetched"]
+    return single, drained, backlog, seconds
+
+
+def print_match_day(single, drained, backlog, seconds):
+    period = MATCH_PERIOD_MINUTES * 60 / MATCH_COMPRESSION
+    day = "%d changes in %d h / %d, a run every %.1f s" % (
+        MATCH_CHANGES, MATCH_HOURS, MATCH_COMPRESSION, period)
+    for label, runs in (("one batch per run", single), ("--drain", drained)):
+        lag = max(r[0] for r in runs)
+        print("| 6. match day (%s), %s | largest lag %.1f s = %.1f periods; %d of %d runs caught "
+              "up; largest feed_lag_seconds %.1f s; longest run %.2f s | lag <= one period + the "
+              "run's time |" % (day, label, lag, lag / period, sum(r[1] for r in runs), len(runs),
+                                max(r[2] for r in runs), max(r[3] for r in runs)))
+    print("| 6b. one drained run on the one-batch schedule's backlog | %d tickets in %.2f s = "
+          "%.0f tickets/s | |" % (backlog, seconds, backlog / seconds))
+
+
 def main():
     build()
+    if sys.argv[1:] == ["matchday"]:
+        with tempfile.TemporaryDirectory() as work:
+            figures = match_day(work)
+        print("| figure | measured | target |")
+        print("|---|---|---|")
+        print_match_day(*figures)
+        return
     with tempfile.TemporaryDirectory() as work:
         ours, floor = cron_runs(work)
         fetched, seconds, rss, size, stored_tickets, ceiling = backfill(work)
         small = replay_race(work, 1000, 11)
         large = replay_race(work, 50000, 3)
+        matchday = match_day(work)
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
                          capture_output=True, text=True).stdout.strip()
     print("machine: %s, %d cores" % (cpu, os.cpu_count()))
@@ -199,6 +276,7 @@ def main():
           % (small[0] * 1e3, small[1] * 1e3, small[1] / small[0]))
     print("| 5b. replay 50 000 tickets, fresh store | %.2f s; Python %.2f s: %.1fx | >= 5x |"
           % (large[0], large[1], large[1] / large[0]))
+    print_match_day(*matchday)
 
 
 if __name__ == "__main__":

@@ -306,8 +306,14 @@ pub struct SyncArgs {
     pub pagination_key: Option<String>,
 
     /// Fetch up to N batches, each committed on its own, stopping early once caught up
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = value_parser!(u32).range(1..))]
-    pub max_batches: u32,
+    /// [default: 1; with --drain: no limit]
+    #[arg(long, value_name = "N", value_parser = value_parser!(u32).range(1..))]
+    pub max_batches: Option<u32>,
+
+    /// Batch after batch until caught up, or until the deadline leaves too little time for
+    /// another batch [env: TIXNGO_DRAIN=on|off]
+    #[arg(long, env = "TIXNGO_DRAIN", hide_env = true, value_parser = parse_drain)]
+    pub drain: bool,
 
     /// Deadline in seconds for the whole process, every batch and retry included
     #[arg(
@@ -396,6 +402,16 @@ fn parse_pagination_key(text: &str) -> Result<String, String> {
     PaginationKey::new(text.to_owned())
         .map(PaginationKey::into_string)
         .map_err(|why| format!("the pagination key {why}"))
+}
+
+/// `--drain` (its implicit `true`) or `TIXNGO_DRAIN`, whose values are those of the other
+/// switches: on/off, true/false, 1/0.
+fn parse_drain(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        _ => Err("TIXNGO_DRAIN takes on/off, true/false or 1/0".to_owned()),
+    }
 }
 
 fn parse_ratio(text: &str) -> Result<f64, String> {

@@ -110,7 +110,8 @@ fn dispatch(cli: &cli::Cli, started: Instant) -> Output {
         Command::Sync(args) => {
             let summary = sync::run(global, args, started);
             if let (Some(path), false) = (&args.metrics_file, summary.dry_run)
-                && let Err(e) = report::metrics::write(path, &summary, timestamp::Timestamp::now())
+                && let metrics = report::metrics::with_feed_carried_over(path, &summary)
+                && let Err(e) = report::metrics::write(path, &metrics, timestamp::Timestamp::now())
             {
                 log::error!("cannot write the metrics file {}: {e}", path.display());
             }

@@ -7,7 +7,7 @@ use crate::cli::{CursorCommand, ErrorsCommand, GlobalArgs, SkipCommand, flatten_
 use crate::error::Error;
 use crate::lock::RunLock;
 use crate::report::{count, escape, quoted};
-use crate::store::{Store, SyncErrorDetail, SyncErrorEntry};
+use crate::store::{FeedState, Store, SyncErrorDetail, SyncErrorEntry};
 use crate::sync::{lock_path, lock_store};
 use crate::timestamp::Timestamp;
 
@@ -22,6 +22,7 @@ pub fn status(global: &GlobalArgs) -> Shown {
     let mut store = Store::open_read_only(&global.store)?;
     let lock = RunLock::probe(&lock_path(global))?;
     let figures = store.status(STATUS_RUNS, STATUS_ERROR_TICKETS)?;
+    let feed = store.feed_state()?;
     let mut lines = vec![
         format!("store: {}", global.store.display()),
         format!(
@@ -32,6 +33,7 @@ pub fn status(global: &GlobalArgs) -> Shown {
                 .as_deref()
                 .unwrap_or("never")
         ),
+        describe_feed(feed.as_ref()),
         match (lock.held, lock.pid) {
             (true, Some(pid)) => format!("lock: held by pid {pid}"),
             (true, None) => "lock: held".to_owned(),
@@ -59,6 +61,10 @@ pub fn status(global: &GlobalArgs) -> Shown {
     ];
     lines.extend(runs_table(&figures.runs));
     let mut json = serde_json::to_value(&figures).map_err(|e| Error::Internal(e.to_string()))?;
+    json["caught_up"] = json!(feed.as_ref().map(|f| f.caught_up));
+    json["feed_lag_seconds"] = json!(feed.as_ref().and_then(|f| f.feed_lag_seconds));
+    json["runs_behind"] = json!(feed.as_ref().map(|f| f.runs_behind));
+    json["feed_checked_at"] = json!(feed.and_then(|f| f.checked_at));
     json["store"] = json!(global.store.display().to_string());
     json["lock_held"] = json!(lock.held);
     json["lock_pid"] = json!(lock.pid);
@@ -104,6 +110,23 @@ fn runs_table(runs: &[serde_json::Map<String, Value>]) -> Vec<String> {
         lines.extend(describe_run(run));
     }
     lines
+}
+
+/// Where the latest sync that moved the live key left the feed, as a line of `status`.
+fn describe_feed(feed: Option<&FeedState>) -> String {
+    let Some(feed) = feed else {
+        return "feed: no sync has moved the live key yet".to_owned();
+    };
+    let at = feed.checked_at.as_deref().unwrap_or("?");
+    match (feed.caught_up, feed.feed_lag_seconds) {
+        (true, _) => format!("feed: caught up at {at}"),
+        (false, lag) => format!(
+            "feed: behind{} at {at}, {} run{} in a row",
+            lag.map(|lag| format!(" by {lag:.0} s")).unwrap_or_default(),
+            feed.runs_behind,
+            if feed.runs_behind == 1 { "" } else { "s" }
+        ),
+    }
 }
 
 /// One `sync_run` row as lines of `status`, none wider than [`WIDTH`].

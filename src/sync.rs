@@ -22,7 +22,7 @@ use crate::feedback::contacts::{self, ContactPlan, ContactRef};
 use crate::feedback::{Merge, TicketRecord, is_stale, merge};
 use crate::lock::{self, RunLock};
 use crate::report::{Counters, Summary, count, quoted};
-use crate::store::{Batch, RunRecord, Store};
+use crate::store::{Batch, FeedState, RunRecord, Store};
 use crate::timestamp::Timestamp;
 use crate::tixngo::client::{ApiKey, ApiUrl, Client, Connection};
 use crate::tixngo::dump::Dumps;
@@ -35,7 +35,27 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs, started: Instant) -> Summary {
         ..Summary::default()
     };
     let result = sync(global, args, started, &mut summary);
-    finish(summary, result, started)
+    let mut summary = finish(summary, result, started);
+    if summary.batches > 0
+        && let Some(error) = &mut summary.error
+    {
+        *error = after_committed_batches(error, summary.batches);
+    }
+    summary
+}
+
+/// The error line of a run that failed after committing batches. The error's own text says that
+/// the key is unchanged, which is true of the failed batch only: the key moved with the batches
+/// before it (SPEC §4.7).
+fn after_committed_batches(message: &str, committed: u64) -> String {
+    let kept = format!("the key stays where batch {committed} left it");
+    let message = message
+        .replace(
+            "nothing was written, the key is unchanged",
+            &format!("nothing of it was written, {kept}"),
+        )
+        .replace("the key is unchanged", &kept);
+    format!("batch {}: {message}", committed + 1)
 }
 
 /// Completes a summary with the run's outcome.
@@ -113,63 +133,181 @@ fn sync(
     mapping.skip.extend(store.skip_list()?);
     summary.pagination_key_before.clone_from(&keys.start);
     summary.next_pagination_key.clone_from(&keys.start);
+    let job = Job {
+        args,
+        client: Arc::new(client),
+        mapping,
+        keys,
+        started_at,
+        deadline,
+    };
+    run_batches(&job, &mut store, summary)
+}
 
-    let mut key = keys.start.clone();
-    let mut partial = false;
-    let client = Arc::new(client);
+/// What every batch of a run shares.
+struct Job<'a> {
+    args: &'a SyncArgs,
+    client: Arc<Client>,
+    mapping: MappingOptions,
+    keys: KeyPolicy,
+    started_at: String,
+    deadline: Instant,
+}
+
+/// Fetches and commits batch after batch (SPEC §4.7): page k+1 is fetched while batch k commits
+/// and its outcome read only after that commit; the run goes on while it is behind, allowed another
+/// batch and the deadline leaves time for one.
+fn run_batches(job: &Job<'_>, store: &mut Store, summary: &mut Summary) -> Result<ExitCode, Error> {
+    let mut feed = FeedProgress::after(store.feed_state()?.as_ref());
+    let mut pace = Pace::start(job.deadline);
+    let limit = batch_limit(job.args);
+    let mut key = job.keys.start.clone();
     let mut prefetch: Option<Prefetch> = None;
-    for batch_number in 1..=args.max_batches {
-        if batch_number > 1 && Instant::now() >= deadline {
-            log::warn!(
-                "the --timeout deadline was reached after {} batches",
-                batch_number - 1
-            );
-            break;
-        }
+    for batch_number in 1..=limit {
         let fetched = match prefetch.take() {
             Some(next) => next.join(),
-            None => fetch(&client, key.as_deref(), args.batch_size, deadline),
-        };
-        let more = batch_number < args.max_batches;
-        let outcome = fetched.and_then(|fetched| {
-            let next = more.then_some(&mut prefetch);
-            apply_fetched(
-                &client,
-                &mut store,
-                fetched,
+            None => fetch(
+                &job.client,
                 key.as_deref(),
-                args.batch_size,
-                deadline,
-                &mapping,
-                keys.save,
-                next,
-            )
-        });
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                if !mapping.dry_run {
-                    record_failure(&mut store, "sync", &started_at, key.as_deref(), &error);
-                }
-                return Err(error);
-            }
+                job.args.batch_size,
+                job.deadline,
+            ),
         };
-        summary.batches += 1;
-        summary.counters.add(&outcome.counters);
-        summary.key_saved = keys.save;
-        summary.caught_up = outcome.caught_up;
-        partial |= outcome.counters.failed > 0;
-        key.clone_from(&outcome.next_key);
-        summary.next_pagination_key.clone_from(&key);
-        if outcome.caught_up {
+        if let Err(error) = &fetched
+            && batch_number > 1
+            && pace.cut_by(error)
+        {
+            log::warn!("the --timeout deadline cut batch {batch_number} short: not caught up");
+            break;
+        }
+        let next = (batch_number < limit).then_some(&mut prefetch);
+        let outcome = fetched
+            .and_then(|fetched| apply_fetched(job, store, fetched, key.as_deref(), &pace, next))
+            .inspect_err(|error| {
+                if !job.mapping.dry_run {
+                    record_failure(store, "sync", &job.started_at, key.as_deref(), error);
+                }
+            })?;
+        pace.batch_done();
+        feed.batch_done(&outcome, summary);
+        if job.keys.save {
+            store.note_feed_state(&feed.state)?;
+        }
+        summary.key_saved = job.keys.save;
+        key = outcome.next_key;
+        if !outcome.another {
             break;
         }
     }
-    Ok(if partial {
+    Ok(if summary.counters.failed > 0 {
         ExitCode::Partial
     } else {
         ExitCode::Success
     })
+}
+
+/// How many batches a run may fetch: `--max-batches`, bounding `--drain` too; else one, or as
+/// many as the deadline allows with `--drain`.
+fn batch_limit(args: &SyncArgs) -> u32 {
+    args.max_batches
+        .unwrap_or(if args.drain { u32::MAX } else { 1 })
+}
+
+/// The run's time: the deadline, and how long a batch takes, to tell whether another one fits.
+struct Pace {
+    deadline: Instant,
+    last_batch_end: Instant,
+    /// The slowest batch so far, from the end of the one before (or the start of the loop) to its
+    /// commit.
+    slowest: Duration,
+}
+
+/// Another batch starts only when twice the slowest batch so far still fits before the deadline:
+/// a batch may take longer than the ones before (a slower answer, a retry), and a batch cut by
+/// the deadline is a fetch wasted.
+const BATCH_TIME_MARGIN: u32 = 2;
+
+impl Pace {
+    fn start(deadline: Instant) -> Pace {
+        Pace {
+            deadline,
+            last_batch_end: Instant::now(),
+            slowest: Duration::ZERO,
+        }
+    }
+
+    fn batch_done(&mut self) {
+        let now = Instant::now();
+        self.slowest = self.slowest.max(now - self.last_batch_end);
+        self.last_batch_end = now;
+    }
+
+    /// Whether the deadline leaves time for another batch; the one in progress counts as done.
+    fn room_for_another(&self) -> bool {
+        let now = Instant::now();
+        let expected = self.slowest.max(now - self.last_batch_end) * BATCH_TIME_MARGIN;
+        now + expected < self.deadline
+    }
+
+    /// Whether a fetch failed because the deadline came first (SPEC §4.7): TIXNGO was slow or kept
+    /// failing, and the time ran out. After committed batches that ends the run as a success.
+    fn cut_by(&self, error: &Error) -> bool {
+        matches!(error, Error::Unavailable(_) | Error::RateLimited)
+            && Instant::now() + DEADLINE_SLACK >= self.deadline
+    }
+}
+
+/// A fetch that ends this close to the deadline ended because of it: it had no time left for an
+/// answer or another attempt.
+const DEADLINE_SLACK: Duration = Duration::from_millis(250);
+
+/// Where the run has brought the feed: the summary's `caught_up`, `feed_lag_seconds` and
+/// `runs_behind`, and the state noted on each live batch's `sync_run` row.
+struct FeedProgress {
+    /// Runs that ended behind before this one.
+    runs_behind_before: u64,
+    state: FeedState,
+}
+
+impl FeedProgress {
+    fn after(previous: Option<&FeedState>) -> FeedProgress {
+        FeedProgress {
+            runs_behind_before: previous.map_or(0, |p| p.runs_behind),
+            state: FeedState::default(),
+        }
+    }
+
+    /// Counts a committed batch in the summary, as if the run ended with it.
+    fn batch_done(&mut self, batch: &BatchOutcome, summary: &mut Summary) {
+        let state = &mut self.state;
+        state.caught_up = batch.caught_up;
+        state.newest_change_at = state
+            .newest_change_at
+            .take()
+            .max(batch.newest_change_at.clone());
+        state.runs_behind = if batch.caught_up {
+            0
+        } else {
+            self.runs_behind_before + 1
+        };
+        let now = Timestamp::now();
+        state.feed_lag_seconds = if batch.caught_up {
+            Some(0.0)
+        } else {
+            state
+                .newest_change_at
+                .as_deref()
+                .and_then(Timestamp::parse_rfc3339)
+                .map(|newest| now.millis_since(newest).max(0) as f64 / 1000.0)
+        };
+        state.checked_at = Some(now.to_string());
+        summary.batches += 1;
+        summary.counters.add(&batch.counters);
+        summary.caught_up = batch.caught_up;
+        summary.next_pagination_key.clone_from(&batch.next_key);
+        summary.feed_lag_seconds = state.feed_lag_seconds;
+        summary.runs_behind = Some(state.runs_behind);
+    }
 }
 
 /// Opens the store for a run that writes, or a private scratch copy of it for a dry run. No wait
@@ -264,6 +402,10 @@ pub struct BatchOutcome {
     /// The key the next batch or run starts from.
     pub next_key: Option<String>,
     pub caught_up: bool,
+    /// The newest `lastUpdated` among the batch's tickets (the store's form).
+    pub newest_change_at: Option<String>,
+    /// Whether the run goes on with another batch (whose fetch has started).
+    another: bool,
 }
 
 /// A response body, with its tickets already decoded when they all map (the rule).
@@ -343,20 +485,17 @@ impl Prefetch {
     }
 }
 
-/// Parses a fetched page, starts fetching the next one (when `prefetch` allows it and the feed is
-/// not caught up), and maps and commits this one.
-#[allow(clippy::too_many_arguments)]
+/// Parses a fetched page, starts fetching the next one when the run goes on (not caught up,
+/// `prefetch` given for a batch the run allows, and time for it), and maps and commits this one.
 fn apply_fetched(
-    client: &Arc<Client>,
+    job: &Job<'_>,
     store: &mut Store,
     fetched: Fetched,
     key: Option<&str>,
-    batch_size: u32,
-    deadline: Instant,
-    mapping: &MappingOptions,
-    save_key: bool,
+    pace: &Pace,
     prefetch: Option<&mut Option<Prefetch>>,
 ) -> Result<BatchOutcome, Error> {
+    let batch_size = job.args.batch_size;
     let page = match fetched.decoded {
         Some(page) => page,
         None => wire::read_page(&fetched.body).map_err(Error::BadData)?,
@@ -374,11 +513,14 @@ fn apply_fetched(
     let caught_up = fetched < batch_size as usize
         || page.next_page_key.is_none()
         || page.next_page_key.as_deref() == key;
+    let newest_change_at = newest_change(&page.tickets);
+    let mut another = false;
     if let Some(slot) = prefetch
         && !caught_up
-        && Instant::now() < deadline
+        && pace.room_for_another()
     {
-        *slot = Prefetch::start(client, next_key.clone(), batch_size, deadline);
+        *slot = Prefetch::start(&job.client, next_key.clone(), batch_size, job.deadline);
+        another = true;
     }
     let counters = apply_page(
         store,
@@ -386,14 +528,28 @@ fn apply_fetched(
         page.tickets.into_iter().map(|ticket| Ok(ticket.into())),
         key,
         next_key.as_deref(),
-        save_key,
-        mapping,
+        job.keys.save,
+        &job.mapping,
     )?;
     Ok(BatchOutcome {
         counters,
         next_key,
         caught_up,
+        newest_change_at,
+        another,
     })
+}
+
+/// The newest `lastUpdated` of a page's tickets, in the store's form.
+fn newest_change(tickets: &[PageTicket<'_>]) -> Option<String> {
+    tickets
+        .iter()
+        .filter_map(|ticket| match ticket {
+            PageTicket::Mapped(ticket) => ticket.last_updated,
+            PageTicket::Unmappable { .. } => None,
+        })
+        .max()
+        .map(|newest| newest.to_string())
 }
 
 /// A ticket for [`apply_page`].
@@ -781,6 +937,24 @@ pub fn lock_path(global: &GlobalArgs) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_after_committed_batches_never_says_the_key_is_unchanged() {
+        for error in [
+            Error::Unavailable("HTTP 503".into()),
+            Error::RateLimited,
+            Error::BadData("not JSON".into()),
+            Error::BatchRejected("ticket T-1 cannot be mapped".into()),
+        ] {
+            let message = after_committed_batches(&error.to_string(), 2);
+            assert!(message.starts_with("batch 3: "), "{message}");
+            assert!(!message.contains("unchanged"), "{message}");
+            assert!(
+                message.contains("the key stays where batch 2 left it"),
+                "{message}"
+            );
+        }
+    }
 
     #[test]
     fn a_plan_naming_a_contact_it_did_not_create_is_a_bug_exit_70() {

@@ -23,7 +23,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_tixngo-feedback");
 const COUNTERS: &[&str] = support::SUMMARY_FIELDS.split_at(3).1.split_at(10).0;
 
 /// The columns of `sync_run` (SPEC §4.3): these around the counters.
-const SYNC_RUN_OTHER_COLUMNS: [&str; 8] = [
+const SYNC_RUN_OTHER_COLUMNS: [&str; 12] = [
     "id",
     "command",
     "started_at",
@@ -32,10 +32,14 @@ const SYNC_RUN_OTHER_COLUMNS: [&str; 8] = [
     "key_after",
     "exit_code",
     "error",
+    "caught_up",
+    "newest_change_at",
+    "feed_lag_seconds",
+    "runs_behind",
 ];
 
 /// The fields of `status --json` (SPEC §2).
-const STATUS_FIELDS: [&str; 11] = [
+const STATUS_FIELDS: [&str; 15] = [
     "store",
     "pagination_key",
     "pagination_key_saved_at",
@@ -47,6 +51,10 @@ const STATUS_FIELDS: [&str; 11] = [
     "unresolved_error_tickets",
     "tickets",
     "contacts",
+    "caught_up",
+    "feed_lag_seconds",
+    "runs_behind",
+    "feed_checked_at",
 ];
 
 /// What every operator command's JSON line adds around its own fields.
@@ -828,6 +836,7 @@ fn status_shows_the_key_the_runs_the_skip_list_the_errors_and_the_counts() {
     for line in [
         format!("store: {}", env.store().display()),
         format!("pagination key: '{key}' (saved "),
+        "feed: caught up at ".to_owned(),
         "lock: free".to_owned(),
         "skip list: 2 tickets".to_owned(),
         "unresolved sync errors: 1 (first: T-3)".to_owned(),
@@ -837,7 +846,7 @@ fn status_shows_the_key_the_runs_the_skip_list_the_errors_and_the_counts() {
     ] {
         assert!(human.contains(&line), "{line:?} missing from\n{human}");
     }
-    assert_eq!(human.lines().count(), 6 + 2 + 10, "{human}");
+    assert_eq!(human.lines().count(), 7 + 2 + 10, "{human}");
 }
 
 #[test]

@@ -24,6 +24,7 @@ use sim::{Fault, Feed, Simulator};
 
 const USAGE: &str = "\
 usage: tixngo-sim [--port P] [--url-file PATH] [--seed S] [--tickets N] [--api-key K] [--fault SPEC]...
+                  [--match-day CHANGES:SECONDS]
 
 Serves a generated TIXNGO organizer on GET http://127.0.0.1:P/organizer/tickets/diff and prints
 the interface URL as the first line on stdout.
@@ -34,6 +35,10 @@ the interface URL as the first line on stdout.
   --tickets N     distinct tickets (default 20000; about 3 events each)
   --api-key K     the expected x-api-key header (default demo-key)
   --fault SPEC    queue a fault for the next diff requests (repeatable, applied in order)
+  --match-day CHANGES:SECONDS
+                  instead of the organizer, a match day compressed into SECONDS from start:
+                  CHANGES activations and controls of one event's tickets, each served from the
+                  moment its lastUpdated says (a feed that grows while it is read)
 
 SPEC is KIND[:ARG][*TIMES]; TIMES defaults to 1, `*inf` means every request:
   429[:RETRY_AFTER]   500, 503, 400, … (any status)   redirect:URL   slow:MILLIS
@@ -49,6 +54,8 @@ struct Options {
     tickets: usize,
     api_key: String,
     faults: Vec<(Fault, usize)>,
+    /// `--match-day CHANGES:SECONDS`.
+    match_day: Option<(usize, Duration)>,
 }
 
 fn main() -> ExitCode {
@@ -63,7 +70,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let feed = Feed::generate(options.seed, options.tickets);
+    let feed = match options.match_day {
+        Some((changes, window)) => Feed::match_day(options.seed, changes, window),
+        None => Feed::generate(options.seed, options.tickets),
+    };
     let events = feed.len();
     let simulator = match Simulator::start_on(options.port, feed, &options.api_key) {
         Ok(simulator) => simulator,
@@ -118,6 +128,7 @@ fn parse_arguments(arguments: impl Iterator<Item = String>) -> Result<Option<Opt
         tickets: 20_000,
         api_key: "demo-key".to_owned(),
         faults: Vec::new(),
+        match_day: None,
     };
     let mut arguments = arguments.peekable();
     while let Some(argument) = arguments.next() {
@@ -144,6 +155,7 @@ fn parse_arguments(arguments: impl Iterator<Item = String>) -> Result<Option<Opt
             "--tickets" => options.tickets = parse_number(&flag, &value()?)?,
             "--api-key" => options.api_key = value()?,
             "--fault" => options.faults.push(parse_fault(&value()?)?),
+            "--match-day" => options.match_day = Some(parse_match_day(&value()?)?),
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
@@ -153,6 +165,18 @@ fn parse_arguments(arguments: impl Iterator<Item = String>) -> Result<Option<Opt
 fn parse_number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, String> {
     text.parse()
         .map_err(|_| format!("{flag}: {text:?} is not a valid number"))
+}
+
+/// `CHANGES:SECONDS` → the match day's changes and its (compressed) window.
+fn parse_match_day(spec: &str) -> Result<(usize, Duration), String> {
+    let (changes, seconds) = spec
+        .split_once(':')
+        .ok_or_else(|| format!("--match-day: expected CHANGES:SECONDS, got {spec:?}"))?;
+    let seconds: u64 = parse_number("--match-day", seconds)?;
+    Ok((
+        parse_number("--match-day", changes)?,
+        Duration::from_secs(seconds.max(1)),
+    ))
 }
 
 /// `KIND[:ARG][*TIMES]` → the fault and how many diff requests it applies to.

@@ -13,6 +13,8 @@ use crate::timestamp::Timestamp;
 
 const PREFIX: &str = "tixngo_feedback";
 const LAST_SUCCESS: &str = "tixngo_feedback_last_success_timestamp_seconds";
+const FEED_LAG: &str = "tixngo_feedback_feed_lag_seconds";
+const RUNS_BEHIND: &str = "tixngo_feedback_runs_behind";
 
 /// Writes the metrics of a finished run. The last success time is carried over from the previous
 /// file when this run did not succeed.
@@ -69,10 +71,28 @@ fn create_temporary(path: &Path) -> std::io::Result<(PathBuf, fs::File)> {
 }
 
 fn previous_last_success(path: &Path) -> Option<f64> {
+    previous_value(path, LAST_SUCCESS)
+}
+
+/// A sample of the previous metrics file, when it has one.
+fn previous_value(path: &Path, name: &str) -> Option<f64> {
     let text = fs::read_to_string(path).ok()?;
     text.lines()
-        .find_map(|line| line.strip_prefix(LAST_SUCCESS)?.strip_prefix(' '))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())
+}
+
+/// The summary with the feed's lag and the runs behind carried over from the previous metrics
+/// file when this run committed no batch and so learnt nothing new about the feed (a failure, a
+/// refused run): the gauges keep saying where the feed stood, and the alert on a growing lag does
+/// not reset because of a run that could not look.
+pub fn with_feed_carried_over(path: &Path, summary: &Summary) -> Summary {
+    let mut summary = summary.clone();
+    if summary.runs_behind.is_none() {
+        summary.feed_lag_seconds = previous_value(path, FEED_LAG);
+        summary.runs_behind = previous_value(path, RUNS_BEHIND).map(|runs| runs as u64);
+    }
+    summary
 }
 
 /// The file's text.
@@ -138,6 +158,22 @@ pub fn render(summary: &Summary, finished: Timestamp, last_success: f64) -> Stri
         "Batches committed by the last run.",
         &[("", summary.batches as f64)],
     );
+    gauge(
+        "last_caught_up",
+        "1 if the last run ended caught up with the TIXNGO feed, else 0.",
+        &[("", f64::from(u8::from(summary.caught_up)))],
+    );
+    gauge(
+        "feed_lag_seconds",
+        "How far behind the feed the store is: the end of the last run that committed a batch \
+         minus the newest change it stored; 0 when it caught up.",
+        &[("", summary.feed_lag_seconds.unwrap_or(0.0))],
+    );
+    gauge(
+        "runs_behind",
+        "Consecutive runs that ended behind the feed.",
+        &[("", summary.runs_behind.unwrap_or(0) as f64)],
+    );
     out
 }
 
@@ -151,6 +187,8 @@ mod tests {
             batches: 2,
             exit_code,
             duration_ms: 1500,
+            feed_lag_seconds: Some(312.5),
+            runs_behind: Some(3),
             ..Summary::default()
         };
         s.counters.stored = 7;
@@ -174,6 +212,10 @@ mod tests {
             "tixngo_feedback_last_tickets{outcome=\"stored\"} 7\n",
             "tixngo_feedback_last_tickets{outcome=\"failed\"} 0\n",
             "tixngo_feedback_last_batches 2\n",
+            "# TYPE tixngo_feedback_last_caught_up gauge",
+            "tixngo_feedback_last_caught_up 0\n",
+            "tixngo_feedback_feed_lag_seconds 312.5\n",
+            "tixngo_feedback_runs_behind 3\n",
         ] {
             assert!(text.contains(needle), "{needle:?} missing from\n{text}");
         }
@@ -202,5 +244,32 @@ mod tests {
         );
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "the temporary file is gone");
+    }
+
+    #[test]
+    fn a_run_that_learnt_nothing_of_the_feed_keeps_the_previous_lag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.prom");
+        let finished = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+        write(&path, &summary(0), finished).unwrap();
+        let refused = Summary {
+            command: "sync",
+            exit_code: 75,
+            ..Summary::default()
+        };
+        let carried = with_feed_carried_over(&path, &refused);
+        assert_eq!(carried.feed_lag_seconds, Some(312.5));
+        assert_eq!(carried.runs_behind, Some(3));
+        let caught_up = Summary {
+            caught_up: true,
+            feed_lag_seconds: Some(0.0),
+            runs_behind: Some(0),
+            ..refused
+        };
+        let kept = with_feed_carried_over(&path, &caught_up);
+        assert_eq!(
+            (kept.feed_lag_seconds, kept.runs_behind),
+            (Some(0.0), Some(0))
+        );
     }
 }

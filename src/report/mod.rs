@@ -128,6 +128,12 @@ pub struct Summary {
     pub next_pagination_key: Option<String>,
     pub key_saved: bool,
     pub caught_up: bool,
+    /// The run's end minus the newest `lastUpdated` it stored when it did not catch up, 0 when it
+    /// did; `None` when it committed no batch (or no dated ticket).
+    pub feed_lag_seconds: Option<f64>,
+    /// Consecutive runs that ended behind the feed, this one included; `None` when it committed
+    /// no batch.
+    pub runs_behind: Option<u64>,
     pub duration_ms: u64,
     pub exit_code: u8,
     pub error: Option<String>,
@@ -354,6 +360,8 @@ mod tests {
             "next_pagination_key",
             "key_saved",
             "caught_up",
+            "feed_lag_seconds",
+            "runs_behind",
             "duration_ms",
             "exit_code",
             "error",

@@ -7,6 +7,7 @@
 
 mod access;
 mod batch;
+mod feed;
 mod operator;
 mod schema;
 
@@ -22,6 +23,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 pub use access::check_path;
 pub use batch::{Batch, StoredRow};
+pub use feed::FeedState;
 pub use operator::{SkipEntry, StatusFigures, SyncErrorDetail, SyncErrorEntry};
 
 use crate::error::Error;

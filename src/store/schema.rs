@@ -5,7 +5,7 @@
 //! beyond those is nullable, has a default or is generated, and `contact.email_key` (the look-up
 //! key) is generated from `email` alone.
 
-pub const MIGRATIONS: &[&str] = &[V1, V2_ERROR_TRIAGE];
+pub const MIGRATIONS: &[&str] = &[V1, V2_ERROR_TRIAGE, V3_FEED_POSITION];
 
 const V1: &str = r#"
 CREATE TABLE contact (
@@ -152,4 +152,15 @@ CREATE TRIGGER sync_error_first_seen AFTER INSERT ON sync_error WHEN NEW.first_s
 BEGIN
     UPDATE sync_error SET first_seen_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = NEW.id;
 END;
+"#;
+
+/// Where each batch of a live sync left the feed, for `status` and the metrics: whether it caught
+/// up, the newest `lastUpdated` it stored, how far behind the feed it ended and how many runs in
+/// a row have ended behind. NULL on rows older than this migration, on failed runs and on runs
+/// that do not move the live key.
+const V3_FEED_POSITION: &str = r#"
+ALTER TABLE sync_run ADD COLUMN caught_up INTEGER CHECK (caught_up IN (0, 1));
+ALTER TABLE sync_run ADD COLUMN newest_change_at TEXT;
+ALTER TABLE sync_run ADD COLUMN feed_lag_seconds REAL;
+ALTER TABLE sync_run ADD COLUMN runs_behind INTEGER;
 "#;

@@ -59,7 +59,8 @@ pub const API_KEY: &str = "test-key-3f9c1e";
 
 /// Environment variables of the product (and the proxies) that must not leak into a test run
 /// from the machine's environment.
-const SCRUBBED: [&str; 23] = [
+const SCRUBBED: [&str; 24] = [
+    "TIXNGO_DRAIN",
     "TIXNGO_FEEDBACK_STORE",
     "TIXNGO_FEEDBACK_LOCK",
     "TIXNGO_API_URL",
