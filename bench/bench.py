@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Speed and memory figures of tixngo-feedback, rerunnable by anyone:
 
-    python3 bench/bench.py            # builds the release binary and the simulator first
+    python3 bench/bench.py            # builds the shipped (dist profile) binary and the simulator first
 
 It prints one table. Every figure comes from the same run on the same machine, so compare the
 ratios (ours vs curl, ours vs Python), not the absolute milliseconds across machines. Needs the
@@ -38,9 +38,9 @@ import time
 import urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.path.join(ROOT, "target", "release", "tixngo-feedback")
-SIMULATOR = os.path.join(ROOT, "target", "release", "examples", "tixngo-sim")
-STORE_FLOOR = os.path.join(ROOT, "target", "release", "examples", "store-floor")
+BINARY = os.path.join(ROOT, "target", "dist", "tixngo-feedback")
+SIMULATOR = os.path.join(ROOT, "target", "dist", "examples", "tixngo-sim")
+STORE_FLOOR = os.path.join(ROOT, "target", "dist", "examples", "store-floor")
 REFERENCE = os.path.join(ROOT, "bench", "reference_feedback.py")
 API_KEY = "bench-key"
 CRON_RUNS = int(os.environ.get("BENCH_CRON_RUNS", "31"))
@@ -51,7 +51,7 @@ MATCH_HOURS, MATCH_PERIOD_MINUTES = 3, 5
 
 
 def build():
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "tixngo-feedback",
+    subprocess.run(["cargo", "build", "--profile", "dist", "--quiet", "--bin", "tixngo-feedback",
                     "--example", "tixngo-sim", "--example", "store-floor"], cwd=ROOT, check=True)
 
 
