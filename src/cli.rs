@@ -370,7 +370,7 @@ pub struct MappingArgs {
     #[arg(long, value_name = "NUMBERS", value_parser = parse_skip)]
     pub skip: Option<SkipList>,
 
-    /// A ticket that cannot be mapped fails the whole batch (nothing written, key unchanged)
+    /// A ticket that cannot be mapped fails the whole batch (nothing written, pagination key unchanged)
     #[arg(long)]
     pub stop_on_error: bool,
 

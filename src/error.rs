@@ -52,18 +52,18 @@ pub enum Error {
     },
 
     /// TIXNGO could not be reached, or kept failing until the deadline.
-    #[error("TIXNGO unavailable: {0}; the key is unchanged, the next run retries")]
+    #[error("TIXNGO unavailable: {0}; {KEY_UNCHANGED}, the next run retries")]
     Unavailable(String),
 
     /// TIXNGO answered 429 until the deadline.
     #[error(
-        "TIXNGO kept answering 429 Too Many Requests until the deadline; the key is unchanged, try again later"
+        "TIXNGO kept answering 429 Too Many Requests until the deadline; {KEY_UNCHANGED}, try again later"
     )]
     RateLimited,
 
     /// TIXNGO refused the API key.
     #[error(
-        "TIXNGO rejected the API key (HTTP {status}): check TIXNGO_API_KEY or the key file of this organizer"
+        "TIXNGO rejected the API key (HTTP {status}): check the API key of this organizer (--api-key-file / TIXNGO_API_KEY)"
     )]
     Unauthorized { status: u16 },
 
@@ -85,17 +85,22 @@ pub enum Error {
     },
 
     /// A complete response or file that is not a valid diff document.
-    #[error("bad data: {0}; nothing was written, the key is unchanged")]
+    #[error("bad data: {0}; nothing was written, {KEY_UNCHANGED}")]
     BadData(String),
 
     /// A batch rolled back because of tickets that cannot be mapped.
-    #[error("{0}; the batch was rolled back and the key is unchanged")]
+    #[error("{0}; the batch was rolled back and {KEY_UNCHANGED}")]
     BatchRejected(String),
 
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// What the messages of a failed fetch or batch say of the pagination key (never "the key": the
+/// API key is a key too). A run that failed after committed batches says instead where the key
+/// stays (`sync::after_committed_batches`).
+pub const KEY_UNCHANGED: &str = "the pagination key is unchanged";
 
 fn holder(pid: Option<u32>) -> String {
     pid.map_or_else(|| "holder unknown".to_owned(), |pid| format!("pid {pid}"))
@@ -186,8 +191,17 @@ mod tests {
             (Error::BatchRejected("r".into()), 65),
             (Error::Internal("i".into()), 70),
         ];
-        for (error, code) in cases {
-            assert_eq!(error.exit_code().code(), code, "{error:?}");
+        for (error, code) in &cases {
+            assert_eq!(error.exit_code().code(), *code, "{error:?}");
+        }
+        // "the key" alone is ambiguous to an operator: the API key, or the pagination key?
+        for (error, _) in &cases {
+            let text = error.to_string();
+            let bare = text
+                .replace("pagination key", "")
+                .replace("API key", "")
+                .contains(" key");
+            assert!(!bare, "a message that names no kind of key: {text}");
         }
     }
 

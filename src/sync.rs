@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 
 use crate::cli::{GlobalArgs, MappingArgs, SyncArgs};
-use crate::error::Error;
+use crate::error::{Error, KEY_UNCHANGED};
 use crate::exit::ExitCode;
 use crate::feedback::contacts::{self, ContactPlan, ContactRef};
 use crate::feedback::{Merge, TicketRecord, is_stale, merge};
@@ -45,16 +45,16 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs, started: Instant) -> Summary {
 }
 
 /// The error line of a run that failed after committing batches. The error's own text says that
-/// the key is unchanged, which is true of the failed batch only: the key moved with the batches
-/// before it (SPEC §4.7).
+/// the pagination key is unchanged, which is true of the failed batch only: the key moved with the
+/// batches before it (SPEC §4.7).
 fn after_committed_batches(message: &str, committed: u64) -> String {
-    let kept = format!("the key stays where batch {committed} left it");
+    let kept = format!("the pagination key stays where batch {committed} left it");
     let message = message
         .replace(
-            "nothing was written, the key is unchanged",
+            &format!("nothing was written, {KEY_UNCHANGED}"),
             &format!("nothing of it was written, {kept}"),
         )
-        .replace("the key is unchanged", &kept);
+        .replace(KEY_UNCHANGED, &kept);
     format!("batch {}: {message}", committed + 1)
 }
 
@@ -950,7 +950,7 @@ mod tests {
             assert!(message.starts_with("batch 3: "), "{message}");
             assert!(!message.contains("unchanged"), "{message}");
             assert!(
-                message.contains("the key stays where batch 2 left it"),
+                message.contains("the pagination key stays where batch 2 left it"),
                 "{message}"
             );
         }

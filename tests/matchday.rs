@@ -254,7 +254,7 @@ fn a_failure_after_a_committed_batch_says_where_the_key_stays() {
         .args(&["--batch-size", "20", "--max-batches", "3"])
         .code(65)
         .stderr_has("batch 2: bad data")
-        .stderr_has("the key stays where batch 1 left it")
+        .stderr_has("the pagination key stays where batch 1 left it")
         .run();
     assert!(!ran.stderr.contains("unchanged"), "{}", ran.stderr);
     assert_eq!(env.stored_key(), Some(Feed::page_key(20)));

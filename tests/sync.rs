@@ -719,7 +719,7 @@ fn a_refused_connection_is_retried_until_the_deadline_then_69() {
         "host and port named: {error}"
     );
     assert!(
-        error.contains("the key is unchanged, the next run retries"),
+        error.contains("the pagination key is unchanged, the next run retries"),
         "{error}"
     );
     assert_failure_recorded(&env, &before, 69, "cannot reach TIXNGO");
@@ -811,7 +811,7 @@ fn stop_on_error_rolls_the_batch_back_exit_65() {
     assert!(error.contains("ticket R-1 cannot be mapped"), "{error}");
     assert!(error.contains("--stop-on-error"), "{error}");
     assert!(
-        error.contains("the batch was rolled back and the key is unchanged"),
+        error.contains("the batch was rolled back and the pagination key is unchanged"),
         "{error}"
     );
     assert_failure_recorded(&env, &before, 65, "ticket R-1 cannot be mapped");
