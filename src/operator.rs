@@ -51,14 +51,39 @@ pub fn status(global: &GlobalArgs) -> Shown {
             "tickets: {}, contacts: {}",
             figures.tickets, figures.contacts
         ),
-        format!("last {} runs:", figures.runs.len()),
     ];
+    let unknown_fields = last_unknown_fields(&figures.runs);
+    lines.push(format!(
+        "ticket fields the mapping does not read (last sync or replay): {}",
+        if unknown_fields.is_empty() {
+            "none".to_owned()
+        } else {
+            unknown_fields.join(", ").escape_debug().to_string()
+        }
+    ));
+    lines.push(format!("last {} runs:", figures.runs.len()));
     lines.extend(figures.runs.iter().map(describe_run));
     let mut json = serde_json::to_value(&figures).map_err(|e| Error::Internal(e.to_string()))?;
+    json["unknown_fields"] = json!(unknown_fields);
     json["store"] = json!(global.store.display().to_string());
     json["lock_held"] = json!(lock.held);
     json["lock_pid"] = json!(lock.pid);
     Ok((lines.join("\n"), json))
+}
+
+/// The ticket fields that the latest `sync` or `replay` run (newest first in `runs`) found and the
+/// mapping does not read: what TIXNGO actually sends beyond what is expected.
+fn last_unknown_fields(runs: &[serde_json::Map<String, Value>]) -> Vec<String> {
+    runs.iter()
+        .find(|run| {
+            matches!(
+                run.get("command").and_then(Value::as_str),
+                Some("sync" | "replay")
+            )
+        })
+        .and_then(|run| run.get("unknown_fields")?.as_str())
+        .and_then(|names| serde_json::from_str(names).ok())
+        .unwrap_or_default()
 }
 
 /// One `sync_run` row as a line of `status`.

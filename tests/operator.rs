@@ -23,7 +23,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_tixngo-feedback");
 const COUNTERS: &[&str] = support::SUMMARY_FIELDS.split_at(3).1.split_at(10).0;
 
 /// The columns of `sync_run` (SPEC §4.3): these around the counters.
-const SYNC_RUN_OTHER_COLUMNS: [&str; 8] = [
+const SYNC_RUN_OTHER_COLUMNS: [&str; 9] = [
     "id",
     "command",
     "started_at",
@@ -32,10 +32,11 @@ const SYNC_RUN_OTHER_COLUMNS: [&str; 8] = [
     "key_after",
     "exit_code",
     "error",
+    "unknown_fields",
 ];
 
 /// The fields of `status --json` (SPEC §2).
-const STATUS_FIELDS: [&str; 11] = [
+const STATUS_FIELDS: [&str; 12] = [
     "store",
     "pagination_key",
     "pagination_key_saved_at",
@@ -47,6 +48,7 @@ const STATUS_FIELDS: [&str; 11] = [
     "unresolved_error_tickets",
     "tickets",
     "contacts",
+    "unknown_fields",
 ];
 
 /// What every operator command's JSON line adds around its own fields.
@@ -834,10 +836,11 @@ fn status_shows_the_key_the_runs_the_skip_list_the_errors_and_the_counts() {
         "tickets: 2, contacts: 2".to_owned(),
         "last 10 runs:".to_owned(),
         "cursor set exit 0: 0 fetched".to_owned(),
+        "ticket fields the mapping does not read (last sync or replay): none".to_owned(),
     ] {
         assert!(human.contains(&line), "{line:?} missing from\n{human}");
     }
-    assert_eq!(human.lines().count(), 7 + 10, "{human}");
+    assert_eq!(human.lines().count(), 8 + 10, "{human}");
 }
 
 #[test]

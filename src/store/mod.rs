@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-pub use batch::{Batch, StoredRow};
+pub use batch::{Batch, LineWritten, StoredRow};
 pub use operator::{SkipEntry, StatusFigures};
 
 use crate::error::Error;

@@ -5,7 +5,7 @@
 //! beyond those is nullable, has a default or is generated, and `contact.email_key` (the look-up
 //! key) is generated from `email` alone.
 
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 const V1: &str = r#"
 CREATE TABLE contact (
@@ -139,4 +139,30 @@ CREATE TABLE sync_error (
     resolved_at   TEXT
 );
 CREATE INDEX sync_error_unresolved ON sync_error (ticket_number) WHERE resolved_at IS NULL;
+"#;
+
+/// The holder's birth place, birth region and country code (S-360's beneficiary fields); the
+/// columns of S-360's distribution history that say who wrote a line, in which state the ticket
+/// was and when TIXNGO changed it (filled for the lines written before, from what the store
+/// knows of them); and the ticket fields a batch held that the mapping does not read.
+const V2: &str = r#"
+ALTER TABLE ticket ADD COLUMN holder_birth_place TEXT;
+ALTER TABLE ticket ADD COLUMN holder_birth_region TEXT;
+ALTER TABLE ticket ADD COLUMN holder_country_code TEXT;
+
+ALTER TABLE distribution ADD COLUMN operator_login TEXT;
+ALTER TABLE distribution ADD COLUMN ticket_state TEXT;
+ALTER TABLE distribution ADD COLUMN date_time TEXT;
+UPDATE distribution SET
+    operator_login = 'TIXNGO_FEEDBACK',
+    ticket_state = coalesce(
+        (SELECT t.s360_state FROM ticket t WHERE t.ticket_number = distribution.ticket_number),
+        'PRINTED'),
+    date_time = coalesce(
+        (SELECT max(h.tixngo_updated_at) FROM ticket_history h
+         WHERE h.ticket_number = distribution.ticket_number AND h.run_id = distribution.run_id),
+        created_at);
+
+-- A JSON array of names, NULL when the batch held none.
+ALTER TABLE sync_run ADD COLUMN unknown_fields TEXT;
 "#;

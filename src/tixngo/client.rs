@@ -93,9 +93,10 @@ impl ApiUrl {
         })
     }
 
-    /// The diff request for a key (`None` or empty: the start of the feed).
-    fn diff_url(&self, key: Option<&str>, limit: u32) -> String {
-        let mut url = format!("{}/{DIFF_PATH}?{LIMIT_PARAM}={limit}", self.base);
+    /// The diff request for a key (`None` or empty: the start of the feed), at `path` (which
+    /// starts with `/`) under the API URL.
+    fn diff_url(&self, path: &str, key: Option<&str>, limit: u32) -> String {
+        let mut url = format!("{}{path}?{LIMIT_PARAM}={limit}", self.base);
         if let Some(key) = key.filter(|k| !k.is_empty()) {
             url.push_str(&format!("&{PAGINATION_KEY_PARAM}={}", percent_encode(key)));
         }
@@ -142,6 +143,9 @@ pub struct Client {
     url: ApiUrl,
     api_key: ApiKey,
     max_body_bytes: u64,
+    /// The diff endpoint's path and the API key's header (the real contract is not public).
+    diff_path: String,
+    api_key_header: String,
 }
 
 /// How one attempt failed.
@@ -176,6 +180,17 @@ impl Client {
             url,
             api_key,
             max_body_bytes,
+            diff_path: format!("/{DIFF_PATH}"),
+            api_key_header: API_KEY_HEADER.to_owned(),
+        }
+    }
+
+    /// The same client for another diff path (starting with `/`) and API key header.
+    pub fn with_endpoint(self, diff_path: &str, api_key_header: &str) -> Client {
+        Client {
+            diff_path: diff_path.to_owned(),
+            api_key_header: api_key_header.to_owned(),
+            ..self
         }
     }
 
@@ -187,7 +202,7 @@ impl Client {
         limit: u32,
         deadline: Instant,
     ) -> Result<Vec<u8>, Error> {
-        let url = self.url.diff_url(key, limit);
+        let url = self.url.diff_url(&self.diff_path, key, limit);
         let mut retries = 0u32;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -217,7 +232,7 @@ impl Client {
         let mut response = self
             .agent
             .get(url)
-            .header(API_KEY_HEADER, &self.api_key.0)
+            .header(&self.api_key_header, &self.api_key.0)
             .config()
             .timeout_global(Some(timeout))
             .build()
@@ -358,16 +373,20 @@ mod tests {
     fn diff_url_omits_an_empty_key_and_encodes_the_key() {
         let url = ApiUrl::parse("https://x.io/organizer/tickets/").unwrap();
         assert_eq!(
-            url.diff_url(None, 1000),
+            url.diff_url("/diff", None, 1000),
             "https://x.io/organizer/tickets/diff?limit=1000"
         );
         assert_eq!(
-            url.diff_url(Some(""), 5),
+            url.diff_url("/diff", Some(""), 5),
             "https://x.io/organizer/tickets/diff?limit=5"
         );
         assert_eq!(
-            url.diff_url(Some("a b/c+d=é&"), 5),
+            url.diff_url("/diff", Some("a b/c+d=é&"), 5),
             "https://x.io/organizer/tickets/diff?limit=5&paginationKey=a%20b%2Fc%2Bd%3D%C3%A9%26"
+        );
+        assert_eq!(
+            url.diff_url("/v2/changes", None, 5),
+            "https://x.io/organizer/tickets/v2/changes?limit=5"
         );
     }
 
