@@ -329,11 +329,28 @@ fn batches_without_timestamps_owner_e_mails_or_any_mapped_field_are_warned_about
             .contains("1 of 1 batches: no ticket has any field the mapping reads")
     );
     assert!(ran.stderr.contains("spectatorDetails"));
+    // Tickets injected and not yet downloaded have no owner: the normal state, no warning.
+    let injected = |number: &str| {
+        let mut event = ticket(number, "INJECTED", "2026-03-01T08:00:00Z");
+        event["barcode"] = json!("0001");
+        event
+    };
+    let sim4 = Simulator::start(
+        Feed::from_events(vec![injected("T7"), injected("T8")]),
+        API_KEY,
+    );
+    Env::new()
+        .sync(&sim4)
+        .args(&["--batch-size", "1", "--max-batches", "10"])
+        .stderr_empty()
+        .run();
     let ownerless = ticket("T6", "DOWNLOADED", "2026-03-01T08:00:00Z");
     let sim3 = Simulator::start(Feed::from_events(vec![ownerless]), API_KEY);
     Env::new()
         .sync(&sim3)
-        .stderr_has("no ticket has an owner e-mail (looked for spectatorDetails.email)")
+        .stderr_has(
+            "no ticket a spectator holds has an owner e-mail (looked for spectatorDetails.email)",
+        )
         .run();
 }
 

@@ -14,6 +14,8 @@ use super::status;
 const TIMESTAMP_FIELDS: &str = "lastUpdated, lastUpdate";
 /// The field the contact rules key owners on.
 const OWNER_EMAIL_FIELD: &str = "spectatorDetails.email";
+/// Statuses of a ticket that no spectator holds (yet, or any more): no owner is expected.
+const WITHOUT_OWNER: [&str; 4] = ["INJECTED", "NOT_DOWNLOADED", "DELETION_PENDING", "DELETED"];
 /// The fields the mapping reads beyond the ticket number and the status.
 const MAPPED_FIELDS: &str = "ticketId, barcode, eventId, lastUpdated, lastUpdate, spectatorDetails, \
      holder, assignee, previousOwner, initialOwner, transfer, attributes";
@@ -23,6 +25,8 @@ const MAPPED_FIELDS: &str = "ticketId, barcode, eventId, lastUpdated, lastUpdate
 pub struct BatchSentinel {
     tickets: u64,
     timestamps: bool,
+    /// Some ticket is in a status that a spectator's wallet holds.
+    owners_expected: bool,
     owner_emails: bool,
     mapped_fields: bool,
     unknown_statuses: BTreeMap<String, u64>,
@@ -35,6 +39,8 @@ impl BatchSentinel {
     pub fn observe(&mut self, ticket: &Ticket) {
         self.tickets += 1;
         self.timestamps |= ticket.last_updated.is_some();
+        self.owners_expected |= status::is_documented(&ticket.status)
+            && !WITHOUT_OWNER.contains(&ticket.status.as_str());
         self.owner_emails |= ticket.owner.as_ref().is_some_and(|o| o.email.is_some());
         self.mapped_fields |= reads_beyond_number_and_status(ticket);
         if !status::is_documented(&ticket.status) {
@@ -86,8 +92,9 @@ fn reads_beyond_number_and_status(ticket: &Ticket) -> bool {
 pub struct RunNotes {
     /// Warnings by text: how many tickets, and the first ticket number.
     warnings: BTreeMap<&'static str, (u64, String)>,
-    /// Batches (with tickets) in which no ticket had a timestamp, an owner e-mail, or any field
-    /// the mapping reads beyond number and status.
+    /// Batches (with tickets) in which no ticket had a timestamp, no ticket had an owner e-mail
+    /// although some were downloaded (a ticket injected and not yet downloaded has no owner), or
+    /// no ticket had any field the mapping reads beyond number and status.
     without_timestamp: u64,
     without_owner_email: u64,
     without_mapped_fields: u64,
@@ -127,7 +134,7 @@ impl RunNotes {
         }
         self.batches += 1;
         self.without_timestamp += u64::from(!batch.timestamps);
-        self.without_owner_email += u64::from(!batch.owner_emails);
+        self.without_owner_email += u64::from(batch.owners_expected && !batch.owner_emails);
         self.without_mapped_fields += u64::from(!batch.mapped_fields);
         for (status, count) in batch.unknown_statuses {
             *self.unknown_statuses.entry(status).or_default() += count;
@@ -185,7 +192,7 @@ impl RunNotes {
             }
             if self.without_owner_email > 0 {
                 lines.push(format!(
-                    "{}: no ticket has an owner e-mail (looked for {OWNER_EMAIL_FIELD}): no \
+                    "{}: no ticket a spectator holds has an owner e-mail (looked for {OWNER_EMAIL_FIELD}): no \
                      cultural contact could be seeded or moved",
                     of_batches(self.without_owner_email)
                 ));
@@ -281,7 +288,7 @@ mod tests {
     fn batches_without_timestamps_or_owner_emails_are_named_with_the_fields_looked_for() {
         let mut untimed = ticket("DOWNLOADED");
         untimed.last_updated = None;
-        let mut ownerless = ticket("INJECTED");
+        let mut ownerless = ticket("DOWNLOADED");
         ownerless.owner = None;
         ownerless.last_updated = None;
         ownerless.barcode = Some("123".into());
@@ -293,8 +300,26 @@ mod tests {
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].starts_with("2 of 3 batches: no ticket has a timestamp"));
         assert!(warnings[0].contains("lastUpdated, lastUpdate"));
-        assert!(warnings[1].starts_with("1 of 3 batches: no ticket has an owner e-mail"));
+        assert!(
+            warnings[1]
+                .starts_with("1 of 3 batches: no ticket a spectator holds has an owner e-mail")
+        );
         assert!(warnings[1].contains("spectatorDetails.email"));
+    }
+
+    #[test]
+    fn a_batch_of_tickets_not_yet_downloaded_is_expected_to_have_no_owner() {
+        let mut injected = ticket("INJECTED");
+        injected.owner = None;
+        let mut deleted = ticket("DELETED");
+        deleted.owner = None;
+        let mut notes = RunNotes::default();
+        notes.add_batch(batch(&[injected.clone(), deleted, injected.clone()]));
+        assert_eq!(notes.warnings(), Vec::<String>::new());
+        let mut downloaded = injected;
+        downloaded.status = "DOWNLOADED".into();
+        notes.add_batch(batch(&[downloaded]));
+        assert_eq!(notes.warnings().len(), 1);
     }
 
     #[test]
