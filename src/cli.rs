@@ -9,7 +9,7 @@ use clap::{ArgAction, Args, Parser, Subcommand, value_parser};
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::ticket_number;
-use crate::tixngo::wire::PaginationKey;
+use crate::tixngo::wire::{self, PaginationKey};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -355,6 +355,26 @@ pub struct SyncArgs {
     #[arg(long, env = "TIXNGO_CA_FILE", value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
 
+    /// The diff endpoint under the API URL (TIXNGO does not publish it)
+    #[arg(
+        long,
+        env = "TIXNGO_DIFF_PATH",
+        default_value = wire::DIFF_PATH,
+        value_name = "PATH",
+        value_parser = parse_diff_path
+    )]
+    pub diff_path: String,
+
+    /// The HTTP header that carries the API key
+    #[arg(
+        long,
+        env = "TIXNGO_API_KEY_HEADER",
+        default_value = wire::API_KEY_HEADER,
+        value_name = "NAME",
+        value_parser = parse_header_name
+    )]
+    pub api_key_header: String,
+
     #[command(flatten)]
     pub mapping: MappingArgs,
 }
@@ -387,6 +407,16 @@ pub struct MappingArgs {
     /// Do not create contacts or distribution lines [env: TIXNGO_CONTACTS=on|off]
     #[arg(long)]
     pub no_contacts: bool,
+
+    /// The technical login written on distribution lines (S-360's OPERATOR_LOGIN)
+    #[arg(
+        long,
+        env = "TIXNGO_OPERATOR_LOGIN",
+        default_value = "TIXNGO_FEEDBACK",
+        value_name = "NAME",
+        value_parser = parse_operator_login
+    )]
+    pub operator_login: String,
 }
 
 /// The ticket numbers of `--skip`.
@@ -412,6 +442,42 @@ fn parse_drain(text: &str) -> Result<bool, String> {
         "off" | "false" | "0" => Ok(false),
         _ => Err("TIXNGO_DRAIN takes on/off, true/false or 1/0".to_owned()),
     }
+}
+
+/// A path under the API URL: starts with `/`, holds no query or fragment, and only characters a
+/// URL path may carry as they are.
+fn parse_diff_path(text: &str) -> Result<String, String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "/-._~!$&'()*+,;=:@%".contains(c);
+    if !text.starts_with('/') {
+        return Err("expected a path starting with '/'".to_owned());
+    }
+    if !text.chars().all(allowed) {
+        return Err(
+            "expected a URL path without a query, a fragment, blanks or control characters"
+                .to_owned(),
+        );
+    }
+    Ok(text.to_owned())
+}
+
+/// An HTTP header name: an RFC 9110 token.
+fn parse_header_name(text: &str) -> Result<String, String> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if text.is_empty() || !text.chars().all(token) {
+        return Err(
+            "expected an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)".to_owned(),
+        );
+    }
+    Ok(text.to_owned())
+}
+
+/// The operator login: a short printable text, as S-360 logins are.
+fn parse_operator_login(text: &str) -> Result<String, String> {
+    let login = text.trim();
+    if login.is_empty() || login.len() > 64 || login.chars().any(char::is_control) {
+        return Err("expected 1 to 64 printable characters".to_owned());
+    }
+    Ok(login.to_owned())
 }
 
 fn parse_ratio(text: &str) -> Result<f64, String> {
@@ -573,6 +639,23 @@ mod tests {
             (&["t", "sync", "--skip", " "], "\" \""),
             (&["t", "skip", "add", " "], "empty item"),
             (&["t", "cursor", "set"], "KEY"),
+            (&["t", "sync", "--diff-path", "diff"], "--diff-path"),
+            (
+                &["t", "sync", "--diff-path", "/diff?limit=5"],
+                "--diff-path",
+            ),
+            (&["t", "sync", "--diff-path", "/diff#x"], "--diff-path"),
+            (&["t", "sync", "--diff-path", "/a b"], "--diff-path"),
+            (
+                &["t", "sync", "--api-key-header", "x api key"],
+                "--api-key-header",
+            ),
+            (
+                &["t", "sync", "--api-key-header", "x-key:"],
+                "--api-key-header",
+            ),
+            (&["t", "sync", "--api-key-header", ""], "--api-key-header"),
+            (&["t", "sync", "--operator-login", " "], "--operator-login"),
         ] {
             let message = usage(args);
             assert!(message.contains(needle), "{args:?}: {message}");

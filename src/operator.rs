@@ -59,8 +59,18 @@ pub fn status(global: &GlobalArgs) -> Shown {
             figures.tickets, figures.contacts
         ),
     ];
+    let unknown_fields = last_unknown_fields(&figures.runs);
+    lines.push(format!(
+        "ticket fields the mapping does not read (last sync or replay): {}",
+        if unknown_fields.is_empty() {
+            "none".to_owned()
+        } else {
+            escape(&unknown_fields.join(", ")).into_owned()
+        }
+    ));
     lines.extend(runs_table(&figures.runs));
     let mut json = serde_json::to_value(&figures).map_err(|e| Error::Internal(e.to_string()))?;
+    json["unknown_fields"] = json!(unknown_fields);
     json["caught_up"] = json!(feed.as_ref().map(|f| f.caught_up));
     json["feed_lag_seconds"] = json!(feed.as_ref().and_then(|f| f.feed_lag_seconds));
     json["runs_behind"] = json!(feed.as_ref().map(|f| f.runs_behind));
@@ -127,6 +137,21 @@ fn describe_feed(feed: Option<&FeedState>) -> String {
             if feed.runs_behind == 1 { "" } else { "s" }
         ),
     }
+}
+
+/// The ticket fields that the latest `sync` or `replay` run (newest first in `runs`) found and the
+/// mapping does not read: what TIXNGO actually sends beyond what is expected.
+fn last_unknown_fields(runs: &[serde_json::Map<String, Value>]) -> Vec<String> {
+    runs.iter()
+        .find(|run| {
+            matches!(
+                run.get("command").and_then(Value::as_str),
+                Some("sync" | "replay")
+            )
+        })
+        .and_then(|run| run.get("unknown_fields")?.as_str())
+        .and_then(|names| serde_json::from_str(names).ok())
+        .unwrap_or_default()
 }
 
 /// One `sync_run` row as lines of `status`, none wider than [`WIDTH`].

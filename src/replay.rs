@@ -74,6 +74,7 @@ fn replay(
                 apply_page(&mut store, "replay", tickets, None, None, false, &mapping)
             }
         };
+        mapping.report_notes(summary);
         let counters = applied.inspect_err(|error| {
             if !mapping.dry_run {
                 record_failure(&mut store, "replay", &started_at, None, error);

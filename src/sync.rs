@@ -5,6 +5,7 @@
 //! arguments → configuration → lock → store → fetch → parse → write.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fs;
 use std::io::Read;
@@ -19,10 +20,11 @@ use crate::cli::{GlobalArgs, MappingArgs, SyncArgs};
 use crate::error::{Error, KEY_UNCHANGED};
 use crate::exit::ExitCode;
 use crate::feedback::contacts::{self, ContactPlan, ContactRef};
+use crate::feedback::sentinel::{BatchSentinel, RunNotes};
 use crate::feedback::{Merge, TicketRecord, is_stale, merge};
 use crate::lock::{self, RunLock};
 use crate::report::{Counters, Summary, count, quoted};
-use crate::store::{Batch, FeedState, RunRecord, Store};
+use crate::store::{Batch, FeedState, LineWritten, RunRecord, Store};
 use crate::timestamp::Timestamp;
 use crate::tixngo::client::{ApiKey, ApiUrl, Client, Connection};
 use crate::tixngo::dump::Dumps;
@@ -81,6 +83,10 @@ pub struct MappingOptions {
     pub contacts: bool,
     /// Write to a scratch copy of the store, never to the store itself.
     pub dry_run: bool,
+    /// The technical login written on distribution lines (`--operator-login`).
+    pub operator_login: String,
+    /// What the run's batches found worth saying, told once at the end of the run.
+    pub notes: RefCell<RunNotes>,
 }
 
 impl MappingOptions {
@@ -92,7 +98,19 @@ impl MappingOptions {
             max_failed_ratio: args.max_failed_ratio,
             contacts: args.contacts_enabled()?,
             dry_run: args.dry_run,
+            operator_login: args.operator_login.clone(),
+            notes: RefCell::new(RunNotes::new(args.dry_run)),
         })
+    }
+
+    /// Ends the run's notes: logs their warnings once and puts their findings in the summary.
+    pub fn report_notes(&self, summary: &mut Summary) {
+        let notes = self.notes.take();
+        notes.log();
+        summary
+            .unknown_statuses
+            .clone_from(notes.unknown_statuses());
+        summary.unknown_fields = notes.unknown_fields().to_vec();
     }
 }
 
@@ -141,7 +159,9 @@ fn sync(
         started_at,
         deadline,
     };
-    run_batches(&job, &mut store, summary)
+    let result = run_batches(&job, &mut store, summary);
+    job.mapping.report_notes(summary);
+    result
 }
 
 /// What every batch of a run shares.
@@ -423,6 +443,8 @@ fn client(url: &str, args: &SyncArgs) -> Result<Client, Error> {
             .dump_dir
             .clone()
             .map(|dir| Dumps::new(dir, args.dump_keep as usize)),
+        diff_path: args.diff_path.clone(),
+        api_key_header: args.api_key_header.clone(),
     };
     Client::new(
         ApiUrl::parse(url)?,
@@ -587,7 +609,7 @@ pub fn apply_page<'p>(
     let mut counters = Counters::default();
     let mut unresolved = batch.unresolved_error_tickets()?;
     let mut first_failure: Option<String> = None;
-    let mut warnings = RuleWarnings::default();
+    let mut sentinel = BatchSentinel::default();
     for incoming in tickets {
         let Incoming { ticket, error_id } = incoming?;
         counters.fetched += 1;
@@ -599,13 +621,8 @@ pub fn apply_page<'p>(
                 if mapping.skip.contains(&ticket.ticket_number) {
                     (number, Outcome::Skipped)
                 } else {
-                    let outcome = apply_ticket(
-                        &mut batch,
-                        ticket,
-                        mapping.contacts,
-                        &mut counters,
-                        &mut warnings,
-                    )?;
+                    sentinel.observe(ticket);
+                    let outcome = apply_ticket(&mut batch, ticket, mapping, &mut counters)?;
                     (number, outcome)
                 }
             }
@@ -647,8 +664,7 @@ pub fn apply_page<'p>(
             }
         }
     }
-    warnings.log();
-    if let Some(first) = first_failure {
+    if let Some(first) = &first_failure {
         let ratio = counters.failed as f64 / counters.fetched as f64;
         if mapping.stop_on_error {
             return Err(Error::BatchRejected(format!(
@@ -666,22 +682,15 @@ pub fn apply_page<'p>(
                 mapping.max_failed_ratio
             )));
         }
-        log::warn!(
-            "{} of {} cannot be mapped; {}; first: {first}",
-            counters.failed,
-            count(counters.fetched, "ticket"),
-            if mapping.dry_run {
-                "would be recorded in sync_error (dry run: nothing was written)"
-            } else {
-                "recorded in sync_error"
-            }
-        );
     }
     let exit = if counters.failed > 0 {
         ExitCode::Partial
     } else {
         ExitCode::Success
     };
+    if !sentinel.unknown_fields().is_empty() {
+        batch.record_unknown_fields(sentinel.unknown_fields())?;
+    }
     batch.finish(&counters, key_after, save_key, exit.code())?;
     log::info!(
         "batch {}: {} stored, {} unchanged, {} skipped, {} stale, {} failed{}",
@@ -701,31 +710,10 @@ pub fn apply_page<'p>(
             String::new()
         }
     );
+    let mut notes = mapping.notes.borrow_mut();
+    notes.mapped(counters.fetched, counters.failed, first_failure);
+    notes.add_batch(sentinel);
     Ok(counters)
-}
-
-/// The contact rules' warnings of a batch, logged once per kind (a batch can hold hundreds of
-/// tickets without an e-mail; a line each would flood cron's mail).
-#[derive(Default)]
-struct RuleWarnings(std::collections::BTreeMap<&'static str, (u64, String)>);
-
-impl RuleWarnings {
-    fn note(&mut self, warning: &'static str, ticket_number: &str) {
-        log::debug!("ticket {ticket_number}: {warning}");
-        self.0
-            .entry(warning)
-            .or_insert_with(|| (0, ticket_number.to_owned()))
-            .0 += 1;
-    }
-
-    fn log(&self) {
-        for (warning, (tickets, first)) in &self.0 {
-            log::warn!(
-                "{}: {warning} (first: ticket {first})",
-                count(*tickets, "ticket")
-            );
-        }
-    }
 }
 
 /// What became of one ticket.
@@ -777,19 +765,27 @@ fn fail_ticket(
 fn apply_ticket(
     batch: &mut Batch<'_>,
     ticket: &Ticket,
-    contacts_on: bool,
+    mapping: &MappingOptions,
     counters: &mut Counters,
-    warnings: &mut RuleWarnings,
 ) -> Result<Outcome<'static>, Error> {
     let (row, stored) = batch.ticket(&ticket.ticket_number)?.unzip();
     if is_stale(stored.as_ref(), ticket) {
         return Ok(Outcome::Stale);
     }
     // The contact rules read the row as it was before this ticket; the merge then takes it.
-    let plan = if contacts_on {
+    let plan = if mapping.contacts {
         let plan = contacts::plan(stored.as_ref(), ticket, batch)?;
         if let Some(warning) = plan.warning {
-            warnings.note(warning, &ticket.ticket_number);
+            mapping
+                .notes
+                .borrow_mut()
+                .warn(warning, &ticket.ticket_number);
+        }
+        if stored.is_none() && plan.cultural_contact.is_none() {
+            log::debug!(
+                "ticket {}: no owner e-mail yet: no cultural contact",
+                ticket.ticket_number
+            );
         }
         Some(plan)
     } else {
@@ -812,7 +808,13 @@ fn apply_ticket(
         batch.append_history(&record)?;
     }
     if let Some(plan) = &plan {
-        write_lines(batch, plan, &record, created, counters)?;
+        let changed_at = ticket.last_updated.map(|at| at.store_text());
+        let written = LineWritten {
+            operator_login: &mapping.operator_login,
+            ticket_state: record.s360_state.as_deref(),
+            date_time: changed_at.as_ref().map_or(batch.now(), |at| at.as_str()),
+        };
+        write_lines(batch, plan, &record, created, counters, &written)?;
     }
     Ok(if changed {
         Outcome::Stored
@@ -879,6 +881,7 @@ fn write_lines(
     record: &TicketRecord,
     created: NewContacts,
     counters: &mut Counters,
+    written: &LineWritten<'_>,
 ) -> Result<(), Error> {
     for &(id, status) in &plan.line_updates {
         batch.set_line_status(id, status)?;
@@ -891,6 +894,7 @@ fn write_lines(
             old,
             created.resolve(line.new_contact)?,
             line.status,
+            written,
         )?;
         counters.distributions_created += 1;
     }

@@ -291,7 +291,8 @@ fn stories() -> Vec<Story> {
             cultural: &["T1 -> dan@example.org"],
             lines: &[],
             contacts: &["dan@example.org full"],
-            warning: Some("first-seen ticket without an owner e-mail"),
+            // A ticket not yet downloaded has no owner: the normal state, not a warning.
+            warning: None,
         },
         Story {
             name: "seed then pending: a first-seen PENDING_TRANSFER records the line from the seed",
@@ -451,7 +452,12 @@ fn stories() -> Vec<Story> {
                 ev("T1", "FAILURE_TRANSFER", 4).owner(ANN).to(DAN),
             ],
             cultural: &["T1 -> ann@example.org", "T2 -> carol@example.org"],
-            lines: &["T1: ann@example.org -> bob@example.org PENDING"],
+            // No pending line to Carol, who has a contact: the pending state was missed, and
+            // the failure is recorded as a CANCELLED line (SPEC §4.5); Dan has no contact.
+            lines: &[
+                "T1: ann@example.org -> bob@example.org PENDING",
+                "T1: ann@example.org -> carol@example.org CANCELLED",
+            ],
             contacts: &[
                 "carol@example.org full",
                 "ann@example.org full",
@@ -618,6 +624,58 @@ fn stories() -> Vec<Story> {
             lines: &["T1: ann@example.org -> bob@example.org CONFIRMED"],
             contacts: &["ann@example.org full", "bob@example.org full"],
             warning: None,
+        },
+        Story {
+            name: "failed: a pending state missed between two polls, to a known recipient, is a CANCELLED line",
+            events: vec![
+                ev("T2", "DOWNLOADED", 1).owner(BOB),
+                delivered(),
+                ev("T1", "FAILURE_TRANSFER", 3)
+                    .owner(ANN)
+                    .to(" Bob@Example.org"),
+                ev("T1", "FAILURE_TRANSFER", 4).owner(ANN).to(BOB),
+                ev("T1", "FAILURE", 5).owner(ANN).to(CAROL),
+            ],
+            cultural: &["T1 -> ann@example.org", "T2 -> bob@example.org"],
+            lines: &["T1: ann@example.org -> bob@example.org CANCELLED"],
+            contacts: &["bob@example.org full", "ann@example.org full"],
+            warning: None,
+        },
+        Story {
+            name: "statuses: another case, blanks and the legacy PENDING are the documented ones",
+            events: vec![
+                ev("T1", " downloaded", 1).owner(ANN),
+                ev("T1", "Pending", 2).owner(ANN).to(BOB),
+                ev("T1", "pending_tranfer ", 3).owner(ANN).to(BOB),
+                ev("T1", "transferred", 4).owner(BOB).previous(ANN),
+            ],
+            cultural: &["T1 -> bob@example.org"],
+            lines: &["T1: ann@example.org -> bob@example.org CONFIRMED"],
+            contacts: &["ann@example.org full", "bob@example.org full"],
+            warning: None,
+        },
+        Story {
+            name: "unknown status: stored, warned about once; it settles nothing, an owner change still completes",
+            events: vec![
+                delivered(),
+                pending(BOB, 2),
+                ev("T1", "Suspended", 3).owner(ANN),
+                ev("T2", "suspended", 4).owner(CAROL),
+                ev("T1", "SUSPENDED", 5).owner(CAROL),
+            ],
+            cultural: &["T1 -> carol@example.org", "T2 -> carol@example.org"],
+            lines: &[
+                "T1: ann@example.org -> bob@example.org CANCELLED",
+                "T1: ann@example.org -> carol@example.org CONFIRMED",
+            ],
+            contacts: &[
+                "ann@example.org full",
+                "bob@example.org temporary",
+                "carol@example.org full",
+            ],
+            warning: Some(
+                "statuses outside TIXNGO's documented lists, stored as sent; only an owner change moves a contact for them: SUSPENDED (3)",
+            ),
         },
         Story {
             name: "no e-mail: no contact and no line, a warning; the other rules still apply",

@@ -23,7 +23,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_tixngo-feedback");
 const COUNTERS: &[&str] = support::SUMMARY_FIELDS.split_at(3).1.split_at(10).0;
 
 /// The columns of `sync_run` (SPEC §4.3): these around the counters.
-const SYNC_RUN_OTHER_COLUMNS: [&str; 12] = [
+const SYNC_RUN_OTHER_COLUMNS: [&str; 13] = [
     "id",
     "command",
     "started_at",
@@ -36,10 +36,11 @@ const SYNC_RUN_OTHER_COLUMNS: [&str; 12] = [
     "newest_change_at",
     "feed_lag_seconds",
     "runs_behind",
+    "unknown_fields",
 ];
 
 /// The fields of `status --json` (SPEC §2).
-const STATUS_FIELDS: [&str; 15] = [
+const STATUS_FIELDS: [&str; 16] = [
     "store",
     "pagination_key",
     "pagination_key_saved_at",
@@ -55,6 +56,7 @@ const STATUS_FIELDS: [&str; 15] = [
     "feed_lag_seconds",
     "runs_behind",
     "feed_checked_at",
+    "unknown_fields",
 ];
 
 /// What every operator command's JSON line adds around its own fields.
@@ -842,11 +844,12 @@ fn status_shows_the_key_the_runs_the_skip_list_the_errors_and_the_counts() {
         "unresolved sync errors: 1 (first: T-3)".to_owned(),
         "tickets: 2, contacts: 2".to_owned(),
         "last 10 runs (newest first):".to_owned(),
+        "ticket fields the mapping does not read (last sync or replay): none".to_owned(),
         format!("0  '{}' -> '{key}'", Feed::page_key(10)),
     ] {
         assert!(human.contains(&line), "{line:?} missing from\n{human}");
     }
-    assert_eq!(human.lines().count(), 7 + 2 + 10, "{human}");
+    assert_eq!(human.lines().count(), 8 + 2 + 10, "{human}");
 }
 
 #[test]

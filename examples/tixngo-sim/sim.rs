@@ -9,12 +9,12 @@
 //!
 //! The feed is a change feed: every event is the FULL current state of one ticket at the moment it
 //! changed, and the events of all tickets are interleaved in time order. Each ticket follows one
-//! story, drawn with the shares below (the first ten tickets take the ten stories in order, so any
-//! feed of ten tickets or more holds every story):
+//! story, drawn with the shares below (the first sixteen tickets take the sixteen stories in order,
+//! so any feed of sixteen tickets or more holds every story):
 //!
 //! | share | story | statuses | exercises |
 //! |---|---|---|---|
-//! | 44 % | delivered | `INJECTED` → `DOWNLOADED` (90 %) → `*_ACTIVATED` (60 % of those) → `CONTROLLED` (half of those) | the seed rule, the settled rule with nothing pending, attribute timestamps |
+//! | 38 % | delivered | `INJECTED` → `DOWNLOADED` (90 %) → `*_ACTIVATED` (60 % of those) → `CONTROLLED` (half of those) | the seed rule, the settled rule with nothing pending, attribute timestamps |
 //! | 12 % | assigned | … → `ASSIGNED` (holder set) → `ASSIGNED` to another holder (25 %) or `DOWNLOADED` with `"holder": null` (20 %) → maybe activated | holder columns, the explicit `null` that clears a holder, history on a holder change |
 //! | 10 % | transferred (V3) | … → `PENDING_TRANSFER` (`transfer.recipientEmail` = B, owner still A) → `TRANSFERRED` within the hour (owner B, `previousOwner` A) → maybe activated | pending rule and temporary contact, its upgrade, the `CONFIRMED` line |
 //! | 7 % | transfer failed | … → `PENDING_TRANSFER` → `FAILURE_TRANSFER` (60 %, rejected) or `FAILURE` (organizer time-out, 1 h later), recipient kept → maybe activated | failed rule, `CANCELLED` line, the temporary contact stays |
@@ -23,7 +23,16 @@
 //! | 4 % | chain | A → B → C; each hop is `PENDING_TRANSFER` + `TRANSFERRED`, or (30 % per hop) a straight `TRANSFERRED` | completed rule with and without a pending line, contact chains |
 //! | 6 % | deleted | … → maybe activated → `DELETION_PENDING` → `DELETED` (80 %) | deletion statuses and `deletedAt` |
 //! | 3 % | no owner e-mail | `spectatorDetails` absent, or present without `email`; maybe `ASSIGNED` | no seed, no completed transfer, the warning path |
-//! | 4 % | V4 / unknown statuses | `NOT_DOWNLOADED` → `DOWNLOADED` → `RESALE_PENDING` (unknown to the product) or `NOT_DOWNLOADED` | the open status set |
+//! | 4 % | V4 statuses | `NOT_DOWNLOADED` → `DOWNLOADED` → `DELETED` with `deletionReason: RESALE_PENDING` (a V4 deletion reason, not a status) or `NOT_DOWNLOADED` | V4 statuses, a field the mapping does not read |
+//! | 1 % | re-injected | … → `DELETION_PENDING` → `DELETED` (`deletionReason` `RESOLD` half the time) → `INJECTED` with `deletedAt` and `downloadedAt` back to `null` → `DOWNLOADED` | an explicit `null` milestone clears it |
+//! | 1 % | deactivated | … → activated → `DEACTIVATED` (`activatedAt: null`) → maybe activated, `CONTROLLED`, checked out (`controlledAt: null`) | milestones cleared |
+//! | 1 % | legacy pending | … → `PENDING` (the legacy name, with `transfer.recipientEmail`) → `TRANSFERRED` | the legacy status is a pending transfer |
+//! | 1 % | deleted while pending | … → `PENDING_TRANSFER` → `DELETION_PENDING` → `DELETED` | a deletion settles the pending line |
+//! | 1 % | assigned (V4) | … → `DOWNLOADED` with a `holder` | a V4 assignment, without `ASSIGNED` |
+//! | 1 % | sloppy statuses | `" injected"` → `"Downloaded "` → `"online_activated"` | statuses in another case or with blanks |
+//!
+//! [`Feed::generate_with_unknown_statuses`] gives the same organizer with the "V4 statuses" tickets
+//! ending in `SUSPENDED`, a status TIXNGO does not document (a normal organizer sends none).
 //!
 //! Across all stories:
 //! - spectators come from a shared pool (about three tickets per buyer, plus people who only ever
@@ -94,7 +103,20 @@ impl Feed {
     /// The deterministic organizer described in the module documentation: `tickets` distinct
     /// tickets, about 3.5 events each on average, interleaved in time order.
     pub fn generate(seed: u64, tickets: usize) -> Feed {
-        let organizer = Organizer::new(seed, tickets);
+        Feed::generate_organizer(&Organizer::new(seed, tickets), tickets)
+    }
+
+    /// The same organizer, except that the tickets of the "V4 statuses" story end in
+    /// [`UNKNOWN_STATUS`], a status TIXNGO does not document.
+    pub fn generate_with_unknown_statuses(seed: u64, tickets: usize) -> Feed {
+        let organizer = Organizer {
+            unknown_statuses: true,
+            ..Organizer::new(seed, tickets)
+        };
+        Feed::generate_organizer(&organizer, tickets)
+    }
+
+    fn generate_organizer(organizer: &Organizer, tickets: usize) -> Feed {
         let mut text = String::with_capacity(tickets.saturating_mul(EXPECTED_BYTES_PER_TICKET));
         let mut timeline: Vec<TimelineEntry> = Vec::with_capacity(tickets.saturating_mul(4));
         for index in 0..tickets {
@@ -984,11 +1006,19 @@ enum Story {
     Deleted,
     NoOwnerEmail,
     V4Statuses,
+    Reinjected,
+    Deactivated,
+    LegacyPending,
+    DeletedWhilePending,
+    AssignedV4,
+    SloppyStatuses,
+    /// Only in [`Feed::generate_with_unknown_statuses`]: a normal organizer sends none.
+    UnknownStatus,
 }
 
 /// The stories and their shares in percent (documented in the module header).
-const STORY_MIX: [(Story, u64); 10] = [
-    (Story::Delivered, 44),
+const STORY_MIX: [(Story, u64); 16] = [
+    (Story::Delivered, 38),
     (Story::Assigned, 12),
     (Story::TransferredV3, 10),
     (Story::TransferFailed, 7),
@@ -998,7 +1028,16 @@ const STORY_MIX: [(Story, u64); 10] = [
     (Story::Deleted, 6),
     (Story::NoOwnerEmail, 3),
     (Story::V4Statuses, 4),
+    (Story::Reinjected, 1),
+    (Story::Deactivated, 1),
+    (Story::LegacyPending, 1),
+    (Story::DeletedWhilePending, 1),
+    (Story::AssignedV4, 1),
+    (Story::SloppyStatuses, 1),
 ];
+
+/// A status TIXNGO does not document, for [`Feed::generate_with_unknown_statuses`].
+pub const UNKNOWN_STATUS: &str = "SUSPENDED";
 
 const EVENT_IDS: [&str; 6] = [
     "EV-2026-001",
@@ -1016,8 +1055,10 @@ const ACTIVATIONS: [&str; 4] = [
     "BT_ACTIVATED",
 ];
 
-/// The statuses under which TIXNGO sends `transfer.recipientEmail`.
-const STATUSES_WITH_RECIPIENT: [&str; 3] = ["PENDING_TRANSFER", "FAILURE_TRANSFER", "FAILURE"];
+/// The statuses under which TIXNGO sends `transfer.recipientEmail` (`PENDING` is the legacy name
+/// of `PENDING_TRANSFER`).
+const STATUSES_WITH_RECIPIENT: [&str; 4] =
+    ["PENDING_TRANSFER", "FAILURE_TRANSFER", "FAILURE", "PENDING"];
 
 /// The `attributes` milestones, in the order of [`MILESTONE_NAMES`].
 #[derive(Clone, Copy)]
@@ -1060,6 +1101,8 @@ struct Organizer {
     ticket_id_salt: u64,
     /// Added to every tax number's permuted index, so that seeds differ in their numbers.
     tax_number_shift: u64,
+    /// The V4-statuses story ends in [`UNKNOWN_STATUS`] instead.
+    unknown_statuses: bool,
 }
 
 /// Who the ticket's current owner (`spectatorDetails`) is.
@@ -1109,6 +1152,7 @@ impl Organizer {
             buyers,
             ticket_id_salt: rng.next_u64(),
             tax_number_shift: rng.below(100_000_000),
+            unknown_statuses: false,
         }
     }
 
@@ -1119,6 +1163,10 @@ impl Organizer {
         let story = match STORY_MIX.get(index) {
             Some(&(story, _)) => story,
             None => rng.weighted(&STORY_MIX),
+        };
+        let story = match story {
+            Story::V4Statuses if self.unknown_statuses => Story::UnknownStatus,
+            story => story,
         };
         let buyer = rng.index(self.buyers);
         let mut ticket = TicketWriter {
@@ -1136,6 +1184,7 @@ impl Organizer {
             previous_owner: None,
             holder: Holder::NeverAssigned,
             recipient: None,
+            deletion_reason: None,
             milestones: Default::default(),
             snapshots: Vec::with_capacity(6),
         };
@@ -1186,6 +1235,8 @@ struct TicketWriter<'a> {
     holder: Holder,
     /// The recipient of the latest transfer offer, sent while the status says so.
     recipient: Option<usize>,
+    /// V4's `deletionReason`, sent with the deletion statuses.
+    deletion_reason: Option<&'static str>,
     /// Each milestone's timestamp, as written in the `lastUpdated` of the event that reached it.
     milestones: [Option<String>; MILESTONE_NAMES.len()],
     clock: Millis,
@@ -1295,13 +1346,85 @@ impl TicketWriter<'_> {
                 self.emit("NOT_DOWNLOADED", &[Milestone::Injected]);
                 self.download();
                 self.later();
-                let status = if self.rng.percent(50) {
-                    "RESALE_PENDING"
+                if self.rng.percent(50) {
+                    // Put on resale: V4 deletes it and says why (DOMAIN §4.4).
+                    self.deletion_reason = Some("RESALE_PENDING");
+                    self.emit("DELETED", &[Milestone::Deleted]);
                 } else {
-                    "NOT_DOWNLOADED"
-                };
-                self.emit(status, &[]);
+                    self.emit("NOT_DOWNLOADED", &[]);
+                }
             }
+            Story::Reinjected => {
+                self.deliver();
+                self.later();
+                self.emit("DELETION_PENDING", &[]);
+                self.later();
+                self.deletion_reason = self.rng.percent(50).then_some("RESOLD");
+                self.emit("DELETED", &[Milestone::Deleted]);
+                // Printed again in S-360 and injected anew: no longer deleted nor downloaded.
+                self.later();
+                self.deletion_reason = None;
+                self.clear(&[Milestone::Deleted, Milestone::Downloaded]);
+                self.emit("INJECTED", &[]);
+                self.download();
+            }
+            Story::Deactivated => {
+                self.deliver();
+                self.activate();
+                self.later();
+                self.clear(&[Milestone::Activated]);
+                self.emit("DEACTIVATED", &[]);
+                if self.rng.percent(50) {
+                    self.activate();
+                    self.control();
+                    // Checked out: no longer "controlled since the latest check-out".
+                    self.wait(MINUTE, 3 * HOUR);
+                    self.clear(&[Milestone::Controlled]);
+                    let status = *self.rng.pick(&ACTIVATIONS);
+                    self.emit(status, &[]);
+                }
+            }
+            Story::LegacyPending => {
+                self.deliver();
+                self.recipient = Some(self.pick_recipient());
+                self.later();
+                self.emit("PENDING", &[]);
+                self.accept_transfer("TRANSFERRED");
+            }
+            Story::DeletedWhilePending => {
+                self.deliver();
+                self.offer_transfer();
+                self.later();
+                self.emit("DELETION_PENDING", &[]);
+                self.later();
+                self.emit("DELETED", &[Milestone::Deleted]);
+            }
+            Story::AssignedV4 => {
+                self.deliver();
+                // V4 has no ASSIGNED status: the holder appears on a downloaded ticket.
+                self.holder = Holder::Assignee(self.organizer_index());
+                self.later();
+                self.emit("DOWNLOADED", &[Milestone::Assigned]);
+            }
+            Story::SloppyStatuses => {
+                self.emit(" injected", &[Milestone::Injected]);
+                self.later();
+                self.emit("Downloaded ", &[Milestone::Downloaded]);
+                self.later();
+                self.emit("online_activated", &[Milestone::Activated]);
+            }
+            Story::UnknownStatus => {
+                self.deliver();
+                self.later();
+                self.emit(UNKNOWN_STATUS, &[]);
+            }
+        }
+    }
+
+    /// Milestones that no longer hold: sent as `null` from now on.
+    fn clear(&mut self, milestones: &[Milestone]) {
+        for &milestone in milestones {
+            self.milestones[milestone as usize] = None;
         }
     }
 
@@ -1466,6 +1589,9 @@ impl TicketWriter<'_> {
                 ticket.object("transfer", |transfer| {
                     transfer.string("recipientEmail", email);
                 });
+            }
+            if let Some(reason) = self.deletion_reason {
+                ticket.string("deletionReason", reason);
             }
             ticket.object("attributes", |attributes| {
                 for (name, at) in MILESTONE_NAMES.iter().zip(&self.milestones) {

@@ -106,6 +106,11 @@ pub fn plan(
         plan: ContactPlan::default(),
         ticket,
         has_lines: stored.is_some(),
+        // Compared in normal form: a store written before statuses were normalised may hold
+        // another case.
+        already_failed: stored.is_some_and(|s| {
+            FAILED_TRANSFER.contains(&super::status::normalise(&s.mobile_status).as_str())
+        }),
         owner_key: email_key(ticket.owner.as_ref().and_then(|o| o.email.as_deref())),
         owner_contact: None,
         cultural: stored
@@ -114,17 +119,14 @@ pub fn plan(
         book,
     };
     let status = ticket.status.as_str();
-    if rules.cultural.is_none() {
-        if rules.owner_key.is_some() {
-            let owner = rules.owner_contact()?;
-            rules.set_cultural(owner);
-            if stored.is_none() && status == TRANSFERRED {
-                // Its sender was never seen: there is no distribution to record.
-                return Ok(rules.plan);
-            }
-        } else if stored.is_none() {
-            rules.plan.warning =
-                Some("first-seen ticket without an owner e-mail: no cultural contact");
+    // Without an owner e-mail there is no one to seed yet: a ticket injected and not yet
+    // downloaded has no owner, which is the normal state, not a warning.
+    if rules.cultural.is_none() && rules.owner_key.is_some() {
+        let owner = rules.owner_contact()?;
+        rules.set_cultural(owner);
+        if stored.is_none() && status == TRANSFERRED {
+            // Its sender was never seen: there is no distribution to record.
+            return Ok(rules.plan);
         }
     }
     let stored_owner_key = email_key(stored.and_then(|s| s.owner_email.as_deref()));
@@ -136,9 +138,11 @@ pub fn plan(
         rules.failed()?;
     } else if status == TRANSFERRED || owner_changed {
         rules.completed()?;
-    } else {
+    } else if super::status::is_documented(status) {
         rules.settled()?;
     }
+    // A status TIXNGO does not document says nothing of a transfer: only an owner change moves
+    // the contact.
     Ok(rules.plan)
 }
 
@@ -148,6 +152,8 @@ struct Rules<'a, B> {
     ticket: &'a Ticket,
     /// Whether the ticket can have lines at all (a first-seen ticket has none).
     has_lines: bool,
+    /// The stored status already is a failed transfer: this one is the same failure again.
+    already_failed: bool,
     owner_key: Option<String>,
     /// The owner's contact once looked up (found, upgraded or created).
     owner_contact: Option<ContactRef>,
@@ -235,20 +241,29 @@ impl<B: ContactBook> Rules<'_, B> {
     }
 
     /// `FAILURE` / `FAILURE_TRANSFER`: the pending line to the recipient (or every pending line
-    /// when the recipient is not given) is cancelled; nothing is created.
+    /// when the recipient is not given) is cancelled. When there is none, the pending state was
+    /// missed between two polls: a recipient who has a contact gets a `CANCELLED` line, once.
+    /// No contact is ever created.
     fn failed(&mut self) -> Result<(), Error> {
         let lines = self.pending_lines()?;
-        let cancelled: Vec<PendingLine> =
-            match email_key(self.ticket.transfer_recipient_email.as_deref()) {
-                None => lines,
-                Some(key) => match self.book.contact_by_email(&key)? {
-                    None => Vec::new(),
-                    Some(recipient) => lines
-                        .into_iter()
-                        .filter(|line| line.new_contact_id == recipient.id)
-                        .collect(),
-                },
-            };
+        let Some(key) = email_key(self.ticket.transfer_recipient_email.as_deref()) else {
+            self.set_status(lines, LineStatus::Cancelled);
+            return Ok(());
+        };
+        let Some(recipient) = self.book.contact_by_email(&key)? else {
+            return Ok(());
+        };
+        let cancelled: Vec<PendingLine> = lines
+            .into_iter()
+            .filter(|line| line.new_contact_id == recipient.id)
+            .collect();
+        if cancelled.is_empty() && !self.already_failed {
+            self.plan.new_line = Some(NewLine {
+                old_contact: self.cultural,
+                new_contact: ContactRef::Existing(recipient.id),
+                status: LineStatus::Cancelled,
+            });
+        }
         self.set_status(cancelled, LineStatus::Cancelled);
         Ok(())
     }
@@ -647,7 +662,8 @@ mod tests {
             &ticket("DOWNLOADED", None, None),
             &mut Book::default(),
         );
-        assert!(p.warning.is_some());
+        // Not yet downloaded by anyone: the normal state, nothing to warn about.
+        assert_eq!(p.warning, None);
         assert_eq!((p.create_owner, p.cultural_contact), (false, None));
         let mut book = Book::default().with_line(11, 2);
         let p = run(
@@ -667,6 +683,81 @@ mod tests {
             &mut Book::default().with_line(11, 2),
         );
         assert_eq!(p.line_updates, [(11, Cancelled)]);
+    }
+
+    #[test]
+    fn a_failure_whose_pending_state_was_missed_records_a_cancelled_line_once() {
+        let mut book = Book::default().with_contact("r@x.org", 5, false);
+        let before = stored(Some("a@x.org"), Some(1));
+        let p = run(
+            Some(&before),
+            &ticket("FAILURE_TRANSFER", Some("a@x.org"), Some(" R@x.org")),
+            &mut book,
+        );
+        assert_eq!(
+            p.new_line,
+            Some(NewLine {
+                old_contact: Some(Existing(1)),
+                new_contact: Existing(5),
+                status: Cancelled,
+            })
+        );
+        assert_eq!((p.create_recipient, p.cultural_contact), (None, None));
+        // The same failure again (the stored status already is one) adds nothing.
+        let failed = TicketRecord {
+            mobile_status: "FAILURE".into(),
+            ..before.clone()
+        };
+        let p = run(
+            Some(&failed),
+            &ticket("FAILURE_TRANSFER", Some("a@x.org"), Some("r@x.org")),
+            &mut book,
+        );
+        assert_eq!(p, ContactPlan::default());
+        // A recipient without a contact gets none, and no line.
+        let p = run(
+            Some(&before),
+            &ticket("FAILURE", Some("a@x.org"), Some("new@x.org")),
+            &mut book,
+        );
+        assert_eq!(p, ContactPlan::default());
+        // A pending line to the recipient is cancelled instead of a line being added.
+        let p = run(
+            Some(&before),
+            &ticket("FAILURE", Some("a@x.org"), Some("r@x.org")),
+            &mut Book::default()
+                .with_contact("r@x.org", 5, true)
+                .with_line(11, 5),
+        );
+        assert_eq!((p.new_line, p.line_updates), (None, vec![(11, Cancelled)]));
+    }
+
+    #[test]
+    fn an_undocumented_status_moves_nothing_but_an_owner_change_still_completes() {
+        let mut book = Book::default()
+            .with_contact("b@x.org", 2, false)
+            .with_line(11, 2);
+        let before = stored(Some("a@x.org"), Some(1));
+        let p = run(
+            Some(&before),
+            &ticket("RESALE_PENDING", Some("a@x.org"), None),
+            &mut book,
+        );
+        assert_eq!(p, ContactPlan::default(), "no settled rule: the line stays");
+        let p = run(
+            Some(&before),
+            &ticket("RESALE_PENDING", Some("b@x.org"), None),
+            &mut book,
+        );
+        assert_eq!(p.cultural_contact, Some(Existing(2)));
+        assert_eq!(p.line_updates, [(11, Confirmed)]);
+        // The seed still applies to a first-seen ticket.
+        let p = run(
+            None,
+            &ticket("SOMETHING_NEW", Some("a@x.org"), None),
+            &mut book,
+        );
+        assert_eq!(p.cultural_contact, Some(NewOwner));
     }
 
     #[test]

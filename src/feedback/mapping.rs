@@ -33,6 +33,9 @@ pub struct TicketRecord {
     pub holder_birth_date: Option<String>,
     pub holder_id_number: Option<String>,
     pub holder_nationality: Option<String>,
+    pub holder_birth_place: Option<String>,
+    pub holder_birth_region: Option<String>,
+    pub holder_country_code: Option<String>,
     pub previous_owner_email: Option<String>,
     pub initial_owner_email: Option<String>,
     pub injected_at: Option<String>,
@@ -78,7 +81,7 @@ pub fn is_stale(stored: Option<&TicketRecord>, ticket: &Ticket) -> bool {
 
 /// Merges `ticket` into the stored row (`None` for a first-seen ticket), at time `now` (the
 /// store's UTC form). Absent or null fields keep the stored value; an explicit `null` holder
-/// clears the holder. The row is taken by value and updated in place: a batch merges thousands of
+/// clears the holder, and an explicit `null` milestone in `attributes` clears that milestone. The row is taken by value and updated in place: a batch merges thousands of
 /// tickets, and a copy of each row to compare against would cost as much as the rest.
 pub fn merge(stored: Option<TicketRecord>, ticket: &Ticket, now: &str) -> Merge {
     if is_stale(stored.as_ref(), ticket) {
@@ -129,6 +132,9 @@ pub fn merge(stored: Option<TicketRecord>, ticket: &Ticket, now: &str) -> Merge 
                 &mut record.holder_birth_date,
                 &mut record.holder_id_number,
                 &mut record.holder_nationality,
+                &mut record.holder_birth_place,
+                &mut record.holder_birth_region,
+                &mut record.holder_country_code,
             ] {
                 changes.any |= column.take().is_some();
             }
@@ -142,6 +148,9 @@ pub fn merge(stored: Option<TicketRecord>, ticket: &Ticket, now: &str) -> Merge 
             changes.keep_or_set(&mut record.holder_birth_date, &holder.birth_date);
             changes.keep_or_set(&mut record.holder_id_number, &holder.id_number);
             changes.keep_or_set(&mut record.holder_nationality, &holder.nationality);
+            changes.keep_or_set(&mut record.holder_birth_place, &holder.birth_place);
+            changes.keep_or_set(&mut record.holder_birth_region, &holder.birth_region);
+            changes.keep_or_set(&mut record.holder_country_code, &holder.country_code);
         }
     }
     changes.keep_or_set(
@@ -151,15 +160,15 @@ pub fn merge(stored: Option<TicketRecord>, ticket: &Ticket, now: &str) -> Merge 
     changes.keep_or_set(&mut record.initial_owner_email, &ticket.initial_owner_email);
     let attributes = &ticket.attributes;
     for (column, value) in [
-        (&mut record.injected_at, attributes.injected_at),
-        (&mut record.downloaded_at, attributes.downloaded_at),
-        (&mut record.assigned_at, attributes.assigned_at),
-        (&mut record.activated_at, attributes.activated_at),
-        (&mut record.checked_at, attributes.checked_at),
-        (&mut record.controlled_at, attributes.controlled_at),
-        (&mut record.deleted_at, attributes.deleted_at),
+        (&mut record.injected_at, &attributes.injected_at),
+        (&mut record.downloaded_at, &attributes.downloaded_at),
+        (&mut record.assigned_at, &attributes.assigned_at),
+        (&mut record.activated_at, &attributes.activated_at),
+        (&mut record.checked_at, &attributes.checked_at),
+        (&mut record.controlled_at, &attributes.controlled_at),
+        (&mut record.deleted_at, &attributes.deleted_at),
     ] {
-        changes.keep_or_set_instant(column, value);
+        changes.patch_instant(column, value);
     }
     now.clone_into(&mut record.last_synced_at);
     Merge::Apply {
@@ -196,6 +205,15 @@ impl Changes {
     fn keep_or_set_instant(&mut self, column: &mut Option<String>, incoming: Option<Timestamp>) {
         if let Some(at) = incoming {
             self.put(column, at.store_text().as_str());
+        }
+    }
+
+    /// An absent milestone keeps the stored one; an explicit `null` clears it.
+    fn patch_instant(&mut self, column: &mut Option<String>, incoming: &Patch<Timestamp>) {
+        match incoming {
+            Patch::Absent => {}
+            Patch::Clear => self.any |= column.take().is_some(),
+            Patch::Set(at) => self.put(column, at.store_text().as_str()),
         }
     }
 
@@ -377,14 +395,14 @@ mod tests {
     #[test]
     fn attributes_are_normalised_and_kept_when_absent() {
         let mut incoming = ticket("DOWNLOADED", "2026-06-01T12:00:00Z");
-        incoming.attributes.downloaded_at = at("2026-06-01T13:00:00+01:00");
+        incoming.attributes.downloaded_at = Patch::Set(at("2026-06-01T13:00:00+01:00").unwrap());
         let (stored, _, _) = apply(None, &incoming, NOW);
         assert_eq!(
             stored.downloaded_at.as_deref(),
             Some("2026-06-01T12:00:00.000Z")
         );
-        incoming.attributes.downloaded_at = None;
-        incoming.attributes.activated_at = at("2026-06-01T12:30:00Z");
+        incoming.attributes.downloaded_at = Patch::Absent;
+        incoming.attributes.activated_at = Patch::Set(at("2026-06-01T12:30:00Z").unwrap());
         let (record, _, _) = apply(Some(&stored), &incoming, LATER);
         assert_eq!(
             record.downloaded_at.as_deref(),
@@ -394,6 +412,99 @@ mod tests {
             record.activated_at.as_deref(),
             Some("2026-06-01T12:30:00.000Z")
         );
+    }
+
+    /// A ticket carrying only what a test sets: no owner, no attributes.
+    fn bare(status: &str, updated: &str) -> Ticket {
+        Ticket {
+            owner: None,
+            ..ticket(status, updated)
+        }
+    }
+
+    fn holder(first_name: &str) -> Patch<Holder> {
+        Patch::Set(Holder {
+            first_name: Some(first_name.into()),
+            last_name: Some("Müller".into()),
+            ..Holder::default()
+        })
+    }
+
+    #[test]
+    fn a_holder_rename_alone_is_stored_and_historised() {
+        let mut incoming = bare("ASSIGNED", "2026-06-01T12:00:00Z");
+        incoming.holder = holder("Zoë");
+        let (stored, _, _) = apply(None, &incoming, NOW);
+        incoming.holder = holder("Zoé");
+        let (renamed, changed, history) = apply(Some(&stored), &incoming, LATER);
+        assert!(changed && history);
+        assert_eq!(renamed.holder_first_name.as_deref(), Some("Zoé"));
+    }
+
+    #[test]
+    fn a_status_change_resending_the_same_holder_is_stored() {
+        let mut incoming = bare("ASSIGNED", "2026-06-01T12:00:00Z");
+        incoming.holder = holder("Zoë");
+        let (stored, _, _) = apply(None, &incoming, NOW);
+        incoming.status = "ONLINE_ACTIVATED".into();
+        let (record, changed, history) = apply(Some(&stored), &incoming, LATER);
+        assert!(changed && history);
+        assert_eq!(record.mobile_status, "ONLINE_ACTIVATED");
+        // The same holder under the same status is no change at all.
+        let (_, changed, history) = apply(Some(&record), &incoming, LATER);
+        assert!(!changed && !history);
+    }
+
+    #[test]
+    fn the_beneficiary_birth_place_region_and_country_are_kept_and_cleared_with_the_holder() {
+        let mut incoming = bare("ASSIGNED", "2026-06-01T12:00:00Z");
+        incoming.holder = Patch::Set(Holder {
+            birth_place: Some("Genève".into()),
+            birth_region: Some("GE".into()),
+            country_code: Some("CH".into()),
+            ..Holder::default()
+        });
+        let (stored, _, _) = apply(None, &incoming, NOW);
+        assert_eq!(
+            (
+                stored.holder_birth_place.as_deref(),
+                stored.holder_birth_region.as_deref(),
+                stored.holder_country_code.as_deref()
+            ),
+            (Some("Genève"), Some("GE"), Some("CH"))
+        );
+        incoming.holder = Patch::Set(Holder::default());
+        let (kept, changed, _) = apply(Some(&stored), &incoming, LATER);
+        assert!(!changed);
+        assert_eq!(kept.holder_country_code.as_deref(), Some("CH"));
+        incoming.holder = Patch::Clear;
+        let (cleared, changed, history) = apply(Some(&kept), &incoming, LATER);
+        assert!(changed && !history, "no holder name was stored");
+        assert_eq!(
+            (cleared.holder_birth_place, cleared.holder_country_code),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn an_explicit_null_milestone_clears_it_and_an_absent_one_keeps_it() {
+        let mut incoming = bare("ONLINE_ACTIVATED", "2026-06-01T12:00:00Z");
+        incoming.attributes.activated_at = Patch::Set(at("2026-06-01T12:00:00Z").unwrap());
+        incoming.attributes.checked_at = Patch::Set(at("2026-06-01T11:00:00Z").unwrap());
+        let (stored, _, _) = apply(None, &incoming, NOW);
+        incoming.status = "DEACTIVATED".into();
+        incoming.attributes.activated_at = Patch::Clear;
+        incoming.attributes.checked_at = Patch::Absent;
+        let (record, changed, _) = apply(Some(&stored), &incoming, LATER);
+        assert!(changed);
+        assert_eq!(record.activated_at, None);
+        assert_eq!(
+            record.checked_at.as_deref(),
+            Some("2026-06-01T11:00:00.000Z")
+        );
+        // Clearing what is already clear changes nothing.
+        let (_, changed, _) = apply(Some(&record), &incoming, LATER);
+        assert!(!changed);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 pub mod contacts;
 mod mapping;
+pub mod sentinel;
+pub mod status;
 
 pub use mapping::{Merge, TicketRecord, is_stale, merge};
 

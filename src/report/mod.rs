@@ -137,6 +137,10 @@ pub struct Summary {
     pub duration_ms: u64,
     pub exit_code: u8,
     pub error: Option<String>,
+    /// Statuses outside TIXNGO's documented lists, with how many tickets had each.
+    pub unknown_statuses: std::collections::BTreeMap<String, u64>,
+    /// Ticket fields the mapping does not read, by name (never their values).
+    pub unknown_fields: Vec<String>,
     /// What a replay processed; `None` for a sync. Human output only: the JSON fields stay those
     /// of SPEC §6.
     #[serde(skip)]

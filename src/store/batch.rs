@@ -20,7 +20,7 @@ use crate::timestamp::Timestamp;
 use crate::tixngo::wire::Spectator;
 
 /// The columns of `ticket`, in the order of [`record_params`] and [`record_from_row`].
-const TICKET_COLUMNS: [&str; 34] = [
+const TICKET_COLUMNS: [&str; 37] = [
     "ticket_number",
     "tixngo_ticket_id",
     "barcode",
@@ -55,6 +55,9 @@ const TICKET_COLUMNS: [&str; 34] = [
     "cultural_contact_id",
     "first_synced_at",
     "last_synced_at",
+    "holder_birth_place",
+    "holder_birth_region",
+    "holder_country_code",
 ];
 
 /// Columns the feedback never overwrites once the row exists.
@@ -112,7 +115,7 @@ static FINISH_RUN: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-fn record_params(r: &TicketRecord) -> [&dyn ToSql; 34] {
+fn record_params(r: &TicketRecord) -> [&dyn ToSql; 37] {
     [
         &r.ticket_number,
         &r.tixngo_ticket_id,
@@ -148,6 +151,9 @@ fn record_params(r: &TicketRecord) -> [&dyn ToSql; 34] {
         &r.cultural_contact_id,
         &r.first_synced_at,
         &r.last_synced_at,
+        &r.holder_birth_place,
+        &r.holder_birth_region,
+        &r.holder_country_code,
     ]
 }
 
@@ -205,7 +211,19 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<TicketRecord> {
         cultural_contact_id: row.get(31)?,
         first_synced_at: row.get::<_, Option<String>>(32)?.unwrap_or_default(),
         last_synced_at: row.get::<_, Option<String>>(33)?.unwrap_or_default(),
+        holder_birth_place: row.get(34)?,
+        holder_birth_region: row.get(35)?,
+        holder_country_code: row.get(36)?,
     })
+}
+
+/// What S-360's distribution history says of a line beside the contacts: who wrote it (the job's
+/// technical login), the ticket's S-360 state then, and when TIXNGO made the change.
+#[derive(Clone, Copy, Debug)]
+pub struct LineWritten<'a> {
+    pub operator_login: &'a str,
+    pub ticket_state: Option<&'a str>,
+    pub date_time: &'a str,
 }
 
 /// Where a ticket's stored row is, and the cultural contact it held when read: what
@@ -499,19 +517,33 @@ impl<'s> Batch<'s> {
         old_contact_id: Option<i64>,
         new_contact_id: i64,
         status: LineStatus,
+        written: &LineWritten<'_>,
     ) -> Result<(), Error> {
         self.execute(
             "INSERT INTO distribution (ticket_number, old_contact_id, new_contact_id, action, status,
-                created_at, updated_at, run_id)
-             VALUES (?1, ?2, ?3, 'DISTRIBUTE', ?4, ?5, ?5, ?6)",
+                created_at, updated_at, run_id, operator_login, ticket_state, date_time)
+             VALUES (?1, ?2, ?3, 'DISTRIBUTE', ?4, ?5, ?5, ?6, ?7, ?8, ?9)",
             params![
                 ticket_number,
                 old_contact_id,
                 new_contact_id,
                 status.as_str(),
                 self.now,
-                self.run_id
+                self.run_id,
+                written.operator_login,
+                written.ticket_state,
+                written.date_time,
             ],
+        )
+        .map(drop)
+    }
+
+    /// Names, in the batch's `sync_run` row, the ticket fields the mapping did not read.
+    pub fn record_unknown_fields(&self, names: &[String]) -> Result<(), Error> {
+        let names = serde_json::to_string(names).map_err(|e| Error::Internal(e.to_string()))?;
+        self.execute(
+            "UPDATE sync_run SET unknown_fields = ?1 WHERE id = ?2",
+            params![names, self.run_id],
         )
         .map(drop)
     }

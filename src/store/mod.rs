@@ -22,7 +22,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 pub use access::check_path;
-pub use batch::{Batch, StoredRow};
+pub use batch::{Batch, LineWritten, StoredRow};
 pub use feed::FeedState;
 pub use operator::{SkipEntry, StatusFigures, SyncErrorDetail, SyncErrorEntry};
 

@@ -5,7 +5,7 @@
 //! beyond those is nullable, has a default or is generated, and `contact.email_key` (the look-up
 //! key) is generated from `email` alone.
 
-pub const MIGRATIONS: &[&str] = &[V1, V2_ERROR_TRIAGE, V3_FEED_POSITION];
+pub const MIGRATIONS: &[&str] = &[V1, V2_ERROR_TRIAGE, V3_FEED_POSITION, V4_DOMAIN];
 
 const V1: &str = r#"
 CREATE TABLE contact (
@@ -163,4 +163,30 @@ ALTER TABLE sync_run ADD COLUMN caught_up INTEGER CHECK (caught_up IN (0, 1));
 ALTER TABLE sync_run ADD COLUMN newest_change_at TEXT;
 ALTER TABLE sync_run ADD COLUMN feed_lag_seconds REAL;
 ALTER TABLE sync_run ADD COLUMN runs_behind INTEGER;
+"#;
+
+/// The holder's birth place, birth region and country code (S-360's beneficiary fields); the
+/// columns of S-360's distribution history that say who wrote a line, in which state the ticket
+/// was and when TIXNGO changed it (filled for the lines written before, from what the store
+/// knows of them); and the ticket fields a batch held that the mapping does not read.
+const V4_DOMAIN: &str = r#"
+ALTER TABLE ticket ADD COLUMN holder_birth_place TEXT;
+ALTER TABLE ticket ADD COLUMN holder_birth_region TEXT;
+ALTER TABLE ticket ADD COLUMN holder_country_code TEXT;
+
+ALTER TABLE distribution ADD COLUMN operator_login TEXT;
+ALTER TABLE distribution ADD COLUMN ticket_state TEXT;
+ALTER TABLE distribution ADD COLUMN date_time TEXT;
+UPDATE distribution SET
+    operator_login = 'TIXNGO_FEEDBACK',
+    ticket_state = coalesce(
+        (SELECT t.s360_state FROM ticket t WHERE t.ticket_number = distribution.ticket_number),
+        'PRINTED'),
+    date_time = coalesce(
+        (SELECT max(h.tixngo_updated_at) FROM ticket_history h
+         WHERE h.ticket_number = distribution.ticket_number AND h.run_id = distribution.run_id),
+        created_at);
+
+-- A JSON array of names, NULL when the batch held none.
+ALTER TABLE sync_run ADD COLUMN unknown_fields TEXT;
 "#;

@@ -13,7 +13,7 @@ use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, parse_pem};
 use ureq::{Agent, Proxy};
 
 use super::dump::Dumps;
-use super::wire::{API_KEY_HEADER, DIFF_PATH, LIMIT_PARAM, PAGINATION_KEY_PARAM};
+use super::wire::{LIMIT_PARAM, PAGINATION_KEY_PARAM};
 use crate::error::Error;
 
 /// Connecting longer than this is a failed attempt.
@@ -110,9 +110,10 @@ impl ApiUrl {
         })
     }
 
-    /// The diff request for a key (`None` or empty: the start of the feed).
-    fn diff_url(&self, key: Option<&str>, limit: u32) -> String {
-        let mut url = format!("{}/{DIFF_PATH}?{LIMIT_PARAM}={limit}", self.base);
+    /// The diff request for a key (`None` or empty: the start of the feed), at `path` (which
+    /// starts with `/`) under the API URL.
+    fn diff_url(&self, path: &str, key: Option<&str>, limit: u32) -> String {
+        let mut url = format!("{}{path}?{LIMIT_PARAM}={limit}", self.base);
         if let Some(key) = key.filter(|k| !k.is_empty()) {
             url.push_str(&format!("&{PAGINATION_KEY_PARAM}={}", percent_encode(key)));
         }
@@ -162,6 +163,9 @@ pub struct Connection {
     pub ca_file: Option<PathBuf>,
     /// `--dump-dir`: where each response is kept.
     pub dumps: Option<Dumps>,
+    /// `--diff-path` (starting with `/`) and `--api-key-header`: the real contract is not public.
+    pub diff_path: String,
+    pub api_key_header: String,
 }
 
 /// Fetches diff pages.
@@ -173,6 +177,9 @@ pub struct Client {
     dumps: Option<Dumps>,
     /// The proxy requests go through (host:port), for messages.
     proxy: Option<String>,
+    /// The diff endpoint's path and the API key's header (the real contract is not public).
+    diff_path: String,
+    api_key_header: String,
 }
 
 /// How one attempt failed.
@@ -223,6 +230,8 @@ impl Client {
             max_body_bytes: connection.max_body_bytes,
             dumps: connection.dumps,
             proxy: proxy.map(|proxy| format!("{}:{}", proxy.host(), proxy.port())),
+            diff_path: connection.diff_path,
+            api_key_header: connection.api_key_header,
         })
     }
 
@@ -236,7 +245,7 @@ impl Client {
         limit: u32,
         deadline: Instant,
     ) -> Result<Vec<u8>, Error> {
-        let url = self.url.diff_url(key, limit);
+        let url = self.url.diff_url(&self.diff_path, key, limit);
         let mut attempt = 1u32;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -278,7 +287,7 @@ impl Client {
         let mut response = self
             .agent
             .get(url)
-            .header(API_KEY_HEADER, &self.api_key.0)
+            .header(&self.api_key_header, &self.api_key.0)
             .config()
             .timeout_global(Some(timeout))
             .build()
@@ -740,16 +749,20 @@ mod tests {
     fn diff_url_omits_an_empty_key_and_encodes_the_key() {
         let url = ApiUrl::parse("https://x.io/organizer/tickets/").unwrap();
         assert_eq!(
-            url.diff_url(None, 1000),
+            url.diff_url("/diff", None, 1000),
             "https://x.io/organizer/tickets/diff?limit=1000"
         );
         assert_eq!(
-            url.diff_url(Some(""), 5),
+            url.diff_url("/diff", Some(""), 5),
             "https://x.io/organizer/tickets/diff?limit=5"
         );
         assert_eq!(
-            url.diff_url(Some("a b/c+d=é&"), 5),
+            url.diff_url("/diff", Some("a b/c+d=é&"), 5),
             "https://x.io/organizer/tickets/diff?limit=5&paginationKey=a%20b%2Fc%2Bd%3D%C3%A9%26"
+        );
+        assert_eq!(
+            url.diff_url("/v2/changes", None, 5),
+            "https://x.io/organizer/tickets/v2/changes?limit=5"
         );
     }
 

@@ -13,16 +13,18 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_json::value::RawValue;
 
+use crate::feedback::status;
 use crate::ticket_number;
 use crate::timestamp::Timestamp;
 
-/// The diff resource, relative to the interface URL (which ends in `/organizer/tickets`).
-pub const DIFF_PATH: &str = "diff";
+/// The diff resource under the interface URL (which ends in `/organizer/tickets`): the default of
+/// `--diff-path`, as the real path is not public.
+pub const DIFF_PATH: &str = "/diff";
 /// Query parameter: tickets per batch.
 pub const LIMIT_PARAM: &str = "limit";
 /// Query parameter: where the feed resumes; omitted on the first call.
 pub const PAGINATION_KEY_PARAM: &str = "paginationKey";
-/// Header carrying the organizer's API key.
+/// Header carrying the organizer's API key: the default of `--api-key-header`.
 pub const API_KEY_HEADER: &str = "x-api-key";
 
 /// One diff response: the next key and the tickets, still raw.
@@ -213,11 +215,11 @@ pub fn read_page(body: &[u8]) -> Result<Page<'_>, String> {
 /// two-pass path of [`read_page`] then reads (and explains).
 pub fn read_mappable_page(body: &[u8]) -> Option<Page<'static>> {
     let text = document_text(body).ok()?;
-    let envelope: Envelope<Vec<Object<WireTicket>>> = serde_json::from_str(text).ok()?;
+    let envelope: Envelope<Vec<Known<WireTicket>>> = serde_json::from_str(text).ok()?;
     let (list, next_page_key) = envelope.into_parts().ok()?;
     let tickets = list?
         .into_iter()
-        .map(|wire| wire.0.into_ticket().map(PageTicket::Mapped))
+        .map(|wire| wire.value.into_ticket(wire.unknown).map(PageTicket::Mapped))
         .collect::<Result<_, _>>()
         .ok()?;
     Some(Page {
@@ -441,19 +443,24 @@ pub struct Ticket {
     pub tixngo_ticket_id: Option<String>,
     pub barcode: Option<String>,
     pub event_id: Option<String>,
-    /// The mobile status, an open set (V3 and V4 names, and whatever TIXNGO adds).
+    /// The mobile status, an open set (V3 and V4 names, and whatever TIXNGO adds), normalised
+    /// (see [`status::normalise`]).
     pub status: String,
-    /// When the ticket last changed in TIXNGO; `None` means it is never stale.
+    /// When the ticket last changed in TIXNGO (`lastUpdated`, else `lastUpdate`); `None` means
+    /// it is never stale.
     pub last_updated: Option<Timestamp>,
     /// `spectatorDetails`: the current owner, the wallet holding the ticket.
     pub owner: Option<Spectator>,
-    /// The assignee (S-360 beneficiary).
+    /// The assignee (S-360 beneficiary): `holder`, else `assignee`.
     pub holder: Patch<Holder>,
     pub previous_owner_email: Option<String>,
     pub initial_owner_email: Option<String>,
     /// `transfer.recipientEmail`: the recipient of a pending or failed transfer.
     pub transfer_recipient_email: Option<String>,
     pub attributes: Attributes,
+    /// The fields TIXNGO sent that the mapping does not read, by name (`a.b` inside objects):
+    /// the ticket's own first, then those of each object it reads. Never their values.
+    pub unknown_fields: Vec<String>,
 }
 
 /// A field that can be absent (keep the stored value), explicitly `null` (clear it) or set.
@@ -490,18 +497,23 @@ pub struct Holder {
     pub birth_date: Option<String>,
     pub id_number: Option<String>,
     pub nationality: Option<String>,
+    /// S-360's beneficiary `BIRTH_PLACE`, `BIRTH_REGION` and `COUNTRY_CODE` (DOMAIN §5.1).
+    pub birth_place: Option<String>,
+    pub birth_region: Option<String>,
+    pub country_code: Option<String>,
 }
 
-/// `attributes`: when each V4 milestone was reached.
+/// `attributes`: when each V4 milestone was reached. An explicit `null` clears a milestone that
+/// no longer holds (a deactivation, a check-out, a re-injection after a deletion).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Attributes {
-    pub injected_at: Option<Timestamp>,
-    pub downloaded_at: Option<Timestamp>,
-    pub assigned_at: Option<Timestamp>,
-    pub activated_at: Option<Timestamp>,
-    pub checked_at: Option<Timestamp>,
-    pub controlled_at: Option<Timestamp>,
-    pub deleted_at: Option<Timestamp>,
+    pub injected_at: Patch<Timestamp>,
+    pub downloaded_at: Patch<Timestamp>,
+    pub assigned_at: Patch<Timestamp>,
+    pub activated_at: Patch<Timestamp>,
+    pub checked_at: Patch<Timestamp>,
+    pub controlled_at: Patch<Timestamp>,
+    pub deleted_at: Patch<Timestamp>,
 }
 
 /// Decodes one raw ticket. The error is the reason it cannot be mapped (kept in `sync_error`).
@@ -509,14 +521,20 @@ pub fn decode_ticket(raw: &RawValue) -> Result<Ticket, String> {
     if !raw.get().trim_start().starts_with('{') {
         return Err("the ticket is not a JSON object".to_owned());
     }
-    let wire: WireTicket = serde_json::from_str(raw.get()).map_err(without_values)?;
-    wire.into_ticket()
+    let wire: Known<WireTicket> = serde_json::from_str(raw.get()).map_err(without_values)?;
+    wire.value.into_ticket(wire.unknown)
 }
 
+/// How far ahead of this host's clock a `lastUpdated` may be (clocks drift, zones get mixed up):
+/// beyond it, the date is wrong, and storing it would make every later real change "stale".
+const MAX_AHEAD_MILLIS: i64 = 24 * 3600 * 1000;
+
 impl WireTicket {
-    /// Checks a decoded ticket (SPEC §4.1) and turns it into a [`Ticket`].
-    fn into_ticket(self) -> Result<Ticket, String> {
+    /// Checks a decoded ticket (SPEC §4.1) and turns it into a [`Ticket`]; `unknown` names the
+    /// top-level fields the mapping does not read.
+    fn into_ticket(self, unknown: Vec<String>) -> Result<Ticket, String> {
         let wire = self;
+        let mut unknown = FieldNames(unknown);
         let ticket_number = wire.tax_number.ok_or("taxNumber is missing")?.0;
         if !ticket_number::is_valid(&ticket_number) {
             return Err(format!(
@@ -528,39 +546,76 @@ impl WireTicket {
         if status.trim().is_empty() {
             return Err("status is empty".to_owned());
         }
-        let attributes = wire.attributes.map(|a| a.0).unwrap_or_default();
+        let last_updated = match wire.last_updated {
+            Some(at) => instant("lastUpdated", Some(at))?,
+            None => instant("lastUpdate", wire.last_update)?,
+        };
+        if let Some(at) = last_updated
+            && at.millis_since(Timestamp::now()) > MAX_AHEAD_MILLIS
+        {
+            return Err("lastUpdated is more than 24 h ahead of this host's clock".to_owned());
+        }
+        let holder = match (wire.holder, wire.assignee) {
+            (Some(holder), _) => unknown.holder("holder", holder),
+            (None, Some(assignee)) => unknown.holder("assignee", assignee),
+            (None, None) => Patch::Absent,
+        };
+        let owner = wire.spectator_details.map(|s| {
+            unknown
+                .nested("spectatorDetails", s)
+                .into_spectator(&mut unknown)
+        });
+        let mut email_of = |field: &str, person: Option<Known<WirePerson>>| {
+            person.and_then(|p| text(unknown.nested(field, p).email))
+        };
+        let previous_owner_email = email_of("previousOwner", wire.previous_owner);
+        let initial_owner_email = email_of("initialOwner", wire.initial_owner);
+        let transfer_recipient_email = wire
+            .transfer
+            .and_then(|t| text(unknown.nested("transfer", t).recipient_email));
+        let attributes = wire
+            .attributes
+            .map(|a| unknown.nested("attributes", a))
+            .unwrap_or_default();
         Ok(Ticket {
             ticket_number,
             tixngo_ticket_id: text(wire.ticket_id),
             barcode: text(wire.barcode),
             event_id: text(wire.event_id),
-            status,
-            last_updated: instant("lastUpdated", wire.last_updated)?,
-            owner: wire.spectator_details.map(|s| s.0.into_spectator()),
-            holder: match wire.holder {
-                None => Patch::Absent,
-                Some(None) => Patch::Clear,
-                Some(Some(Object(holder))) => Patch::Set(Holder {
-                    first_name: text(holder.first_name),
-                    last_name: text(holder.last_name),
-                    birth_date: text(holder.date_of_birth),
-                    id_number: text(holder.id_card_number),
-                    nationality: text(holder.nationality),
-                }),
-            },
-            previous_owner_email: wire.previous_owner.and_then(|p| text(p.0.email)),
-            initial_owner_email: wire.initial_owner.and_then(|p| text(p.0.email)),
-            transfer_recipient_email: wire.transfer.and_then(|t| text(t.0.recipient_email)),
-            attributes: Attributes {
-                injected_at: instant("attributes.injectedAt", attributes.injected_at)?,
-                downloaded_at: instant("attributes.downloadedAt", attributes.downloaded_at)?,
-                assigned_at: instant("attributes.assignedAt", attributes.assigned_at)?,
-                activated_at: instant("attributes.activatedAt", attributes.activated_at)?,
-                checked_at: instant("attributes.checkedAt", attributes.checked_at)?,
-                controlled_at: instant("attributes.controlledAt", attributes.controlled_at)?,
-                deleted_at: instant("attributes.deletedAt", attributes.deleted_at)?,
-            },
+            status: status::normalise(&status),
+            last_updated,
+            owner,
+            holder,
+            previous_owner_email,
+            initial_owner_email,
+            transfer_recipient_email,
+            attributes: attributes.into_attributes()?,
+            unknown_fields: unknown.0,
         })
+    }
+}
+
+/// The names of the fields a ticket holds that the mapping does not read.
+struct FieldNames(Vec<String>);
+
+impl FieldNames {
+    /// The value of a nested object, its unread fields named as `parent.field`.
+    fn nested<T>(&mut self, parent: &str, object: Known<T>) -> T {
+        self.0.extend(
+            object
+                .unknown
+                .into_iter()
+                .map(|name| format!("{parent}.{name}")),
+        );
+        object.value
+    }
+
+    /// The holder under the field it came in (`holder` or `assignee`): cleared by `null`.
+    fn holder(&mut self, field: &str, holder: Option<Known<WireHolder>>) -> Patch<Holder> {
+        match holder {
+            None => Patch::Clear,
+            Some(holder) => Patch::Set(self.nested(field, holder).into_holder()),
+        }
     }
 }
 
@@ -620,18 +675,24 @@ struct WireTicket {
     status: Option<Text>,
     #[serde(default)]
     last_updated: Option<Text>,
+    /// The name DOMAIN §3.3 proposes; read when `lastUpdated` is absent.
     #[serde(default)]
-    spectator_details: Option<Object<WireSpectator>>,
+    last_update: Option<Text>,
+    #[serde(default)]
+    spectator_details: Option<Known<WireSpectator>>,
     #[serde(default, deserialize_with = "present")]
-    holder: Option<Option<Object<WireHolder>>>,
+    holder: Option<Option<Known<WireHolder>>>,
+    /// Another name for the holder (DOMAIN §8 Q11); read when `holder` is absent.
+    #[serde(default, deserialize_with = "present")]
+    assignee: Option<Option<Known<WireHolder>>>,
     #[serde(default)]
-    previous_owner: Option<Object<WirePerson>>,
+    previous_owner: Option<Known<WirePerson>>,
     #[serde(default)]
-    initial_owner: Option<Object<WirePerson>>,
+    initial_owner: Option<Known<WirePerson>>,
     #[serde(default)]
-    transfer: Option<Object<WireTransfer>>,
+    transfer: Option<Known<WireTransfer>>,
     #[serde(default)]
-    attributes: Option<Object<WireAttributes>>,
+    attributes: Option<Known<WireAttributes>>,
 }
 
 /// Tells an explicit `null` (`Some(None)`) from an absent field (`None`, through `default`).
@@ -667,12 +728,14 @@ struct WireSpectator {
     #[serde(default)]
     language: Option<Text>,
     #[serde(default)]
-    organizer_spectator_preference: Option<Object<WirePreference>>,
+    organizer_spectator_preference: Option<Known<WirePreference>>,
 }
 
 impl WireSpectator {
-    fn into_spectator(self) -> Spectator {
-        let preference = self.organizer_spectator_preference.map(|p| p.0);
+    fn into_spectator(self, unknown: &mut FieldNames) -> Spectator {
+        let preference = self
+            .organizer_spectator_preference
+            .map(|p| unknown.nested("spectatorDetails.organizerSpectatorPreference", p));
         Spectator {
             title: text(self.title),
             first_name: text(self.first_name),
@@ -715,6 +778,27 @@ struct WireHolder {
     id_card_number: Option<Text>,
     #[serde(default)]
     nationality: Option<Text>,
+    #[serde(default)]
+    birth_place: Option<Text>,
+    #[serde(default)]
+    birth_region: Option<Text>,
+    #[serde(default)]
+    country_code: Option<Text>,
+}
+
+impl WireHolder {
+    fn into_holder(self) -> Holder {
+        Holder {
+            first_name: text(self.first_name),
+            last_name: text(self.last_name),
+            birth_date: text(self.date_of_birth),
+            id_number: text(self.id_card_number),
+            nationality: text(self.nationality),
+            birth_place: text(self.birth_place),
+            birth_region: text(self.birth_region),
+            country_code: text(self.country_code),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -730,23 +814,171 @@ struct WireTransfer {
     recipient_email: Option<Text>,
 }
 
+/// `attributes`: each milestone absent (`None`), `null` (`Some(None)`) or set.
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WireAttributes {
-    #[serde(default)]
-    injected_at: Option<Text>,
-    #[serde(default)]
-    downloaded_at: Option<Text>,
-    #[serde(default)]
-    assigned_at: Option<Text>,
-    #[serde(default)]
-    activated_at: Option<Text>,
-    #[serde(default)]
-    checked_at: Option<Text>,
-    #[serde(default)]
-    controlled_at: Option<Text>,
-    #[serde(default)]
-    deleted_at: Option<Text>,
+    #[serde(default, deserialize_with = "present")]
+    injected_at: Option<Option<Text>>,
+    #[serde(default, deserialize_with = "present")]
+    downloaded_at: Option<Option<Text>>,
+    #[serde(default, deserialize_with = "present")]
+    assigned_at: Option<Option<Text>>,
+    #[serde(default, deserialize_with = "present")]
+    activated_at: Option<Option<Text>>,
+    #[serde(default, deserialize_with = "present")]
+    checked_at: Option<Option<Text>>,
+    #[serde(default, deserialize_with = "present")]
+    controlled_at: Option<Option<Text>>,
+    #[serde(default, deserialize_with = "present")]
+    deleted_at: Option<Option<Text>>,
+}
+
+impl WireAttributes {
+    fn into_attributes(self) -> Result<Attributes, String> {
+        fn milestone(field: &str, value: Option<Option<Text>>) -> Result<Patch<Timestamp>, String> {
+            Ok(match value {
+                None => Patch::Absent,
+                Some(None) => Patch::Clear,
+                Some(at) => instant(field, at)?.map_or(Patch::Absent, Patch::Set),
+            })
+        }
+        Ok(Attributes {
+            injected_at: milestone("attributes.injectedAt", self.injected_at)?,
+            downloaded_at: milestone("attributes.downloadedAt", self.downloaded_at)?,
+            assigned_at: milestone("attributes.assignedAt", self.assigned_at)?,
+            activated_at: milestone("attributes.activatedAt", self.activated_at)?,
+            checked_at: milestone("attributes.checkedAt", self.checked_at)?,
+            controlled_at: milestone("attributes.controlledAt", self.controlled_at)?,
+            deleted_at: milestone("attributes.deletedAt", self.deleted_at)?,
+        })
+    }
+}
+
+/// A JSON object read as `T`, with the names of its fields that `T` does not read (serde's
+/// derived structs skip them silently): so that the first real response tells the operator
+/// what TIXNGO sends beyond what the mapping expects. Only an object, like [`Object`].
+struct Known<T> {
+    value: T,
+    unknown: Vec<String>,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Known<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Fields<T> {
+            type Value = Known<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Known<T>, A::Error> {
+                let mut unknown = Vec::new();
+                let value = T::deserialize(NamingFields {
+                    map,
+                    unknown: &mut unknown,
+                })?;
+                Ok(Known { value, unknown })
+            }
+        }
+        deserializer.deserialize_map(Fields(std::marker::PhantomData))
+    }
+}
+
+/// A map handed to a derived struct, noting the keys that are not among the struct's fields.
+struct NamingFields<'u, A> {
+    map: A,
+    unknown: &'u mut Vec<String>,
+}
+
+impl<'de, A: de::MapAccess<'de>> Deserializer<'de> for NamingFields<'_, A> {
+    type Error = A::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, A::Error> {
+        self.deserialize_struct("", &[], visitor)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, A::Error> {
+        visitor.visit_map(NamingKeys {
+            map: self.map,
+            fields,
+            unknown: self.unknown,
+        })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+struct NamingKeys<'u, A> {
+    map: A,
+    fields: &'static [&'static str],
+    unknown: &'u mut Vec<String>,
+}
+
+impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for NamingKeys<'_, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        let Some(key) = self.map.next_key::<KeyName<'de>>()? else {
+            return Ok(None);
+        };
+        let name: &str = &key.0;
+        if !self.fields.contains(&name) {
+            self.unknown.push(name.to_owned());
+        }
+        match key.0 {
+            std::borrow::Cow::Borrowed(name) => seed
+                .deserialize(de::value::BorrowedStrDeserializer::new(name))
+                .map(Some),
+            std::borrow::Cow::Owned(name) => seed
+                .deserialize(de::value::StringDeserializer::new(name))
+                .map(Some),
+        }
+    }
+
+    fn next_value_seed<V: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, A::Error> {
+        self.map.next_value_seed(seed)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.map.size_hint()
+    }
+}
+
+/// A key, borrowed from the input when it holds no escape.
+struct KeyName<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for KeyName<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl<'de> Visitor<'de> for Name {
+            type Value = KeyName<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, name: &'de str) -> Result<KeyName<'de>, E> {
+                Ok(KeyName(std::borrow::Cow::Borrowed(name)))
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<KeyName<'de>, E> {
+                Ok(KeyName(std::borrow::Cow::Owned(name.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(Name)
+    }
 }
 
 /// A JSON object, and only an object: serde's derived structs also read an array, field by field
@@ -1061,10 +1293,106 @@ mod tests {
         assert_eq!(t.initial_owner_email.as_deref(), Some("init@example.org"));
         assert_eq!(t.transfer_recipient_email.as_deref(), Some("r@example.org"));
         assert_eq!(
-            t.attributes.injected_at.unwrap().to_string(),
-            "2026-05-01T00:00:00.000Z"
+            t.attributes.injected_at,
+            Patch::Set(Timestamp::parse_rfc3339("2026-05-01T00:00:00Z").unwrap())
         );
-        assert_eq!(t.attributes.deleted_at, None);
+        assert_eq!(
+            t.attributes.deleted_at,
+            Patch::Clear,
+            "an explicit null clears"
+        );
+        assert_eq!(t.attributes.checked_at, Patch::Absent);
+        assert_eq!(t.unknown_fields, ["somethingNew", "initialOwner.firstName"]);
+    }
+
+    #[test]
+    fn statuses_are_normalised_and_the_proposed_field_names_are_read_too() {
+        let t = decode_ticket(&raw(
+            r#"{"taxNumber":"1","status":" pending ","lastUpdate":"2026-06-01T12:00:00Z",
+                "assignee":{"firstName":"Zoë","birthPlace":"Genève","birthRegion":"GE","countryCode":"CH"}}"#,
+        ))
+        .unwrap();
+        assert_eq!(t.status, "PENDING_TRANSFER");
+        assert_eq!(
+            t.last_updated.unwrap().to_string(),
+            "2026-06-01T12:00:00.000Z"
+        );
+        let Patch::Set(holder) = t.holder else {
+            panic!("assignee")
+        };
+        assert_eq!(
+            (
+                holder.first_name.as_deref(),
+                holder.birth_place.as_deref(),
+                holder.birth_region.as_deref(),
+                holder.country_code.as_deref()
+            ),
+            (Some("Zoë"), Some("Genève"), Some("GE"), Some("CH"))
+        );
+        assert!(t.unknown_fields.is_empty(), "{:?}", t.unknown_fields);
+        // The documented names win when both are sent.
+        let t = decode_ticket(&raw(
+            r#"{"taxNumber":"1","status":"X","lastUpdated":"2026-06-01T12:00:00Z","lastUpdate":"2020-01-01T00:00:00Z",
+                "holder":null,"assignee":{"firstName":"A"}}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            t.last_updated.unwrap().to_string(),
+            "2026-06-01T12:00:00.000Z"
+        );
+        assert_eq!(t.holder, Patch::Clear);
+    }
+
+    #[test]
+    fn fields_the_mapping_does_not_read_are_named_not_valued() {
+        let t = decode_ticket(&raw(
+            r#"{"taxNumber":"1","status":"X","eventName":"Final","seat":{"row":"secret-9"},
+                "spectatorDetails":{"email":"a@x.org","nickName":"secret-1",
+                  "organizerSpectatorPreference":{"allowSms":true}},
+                "holder":{"fi\u0072stName":"A","middleName":"secret-2"},"attributes":{"resoldAt":null}}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            t.unknown_fields,
+            [
+                "eventName",
+                "seat",
+                "holder.middleName",
+                "spectatorDetails.nickName",
+                "spectatorDetails.organizerSpectatorPreference.allowSms",
+                "attributes.resoldAt",
+            ]
+        );
+        let Patch::Set(holder) = t.holder else {
+            panic!("holder")
+        };
+        assert_eq!(
+            holder.first_name.as_deref(),
+            Some("A"),
+            "an escaped key is read"
+        );
+        // The one-pass reading of a page names them too.
+        let body = br#"{"result":[{"taxNumber":"1","status":"X","extra":1}]}"#;
+        let page = read_mappable_page(body).unwrap();
+        assert!(matches!(&page.tickets[0], PageTicket::Mapped(t) if t.unknown_fields == ["extra"]));
+    }
+
+    #[test]
+    fn a_ticket_dated_more_than_a_day_ahead_cannot_be_mapped() {
+        for field in ["lastUpdated", "lastUpdate"] {
+            let json =
+                format!(r#"{{"taxNumber":"1","status":"X","{field}":"9999-12-31T00:00:00Z"}}"#);
+            let reason = decode_ticket(&raw(&json)).unwrap_err();
+            assert!(reason.contains("24 h ahead"), "{reason}");
+        }
+        let soon = Timestamp::from_system_time(
+            std::time::SystemTime::now() + std::time::Duration::from_secs(23 * 3600),
+        );
+        let json = format!(r#"{{"taxNumber":"1","status":"X","lastUpdated":"{soon}"}}"#);
+        assert!(
+            decode_ticket(&raw(&json)).is_ok(),
+            "a clock a few hours off is tolerated"
+        );
     }
 
     #[test]

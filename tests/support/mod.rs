@@ -59,8 +59,11 @@ pub const API_KEY: &str = "test-key-3f9c1e";
 
 /// Environment variables of the product (and the proxies) that must not leak into a test run
 /// from the machine's environment.
-const SCRUBBED: [&str; 24] = [
+const SCRUBBED: [&str; 27] = [
     "TIXNGO_DRAIN",
+    "TIXNGO_DIFF_PATH",
+    "TIXNGO_API_KEY_HEADER",
+    "TIXNGO_OPERATOR_LOGIN",
     "TIXNGO_FEEDBACK_STORE",
     "TIXNGO_FEEDBACK_LOCK",
     "TIXNGO_API_URL",
