@@ -27,11 +27,6 @@ pub fn init(verbose: u8, quiet: bool) {
         (false, 2) => builder.filter_level(LevelFilter::Debug),
         (false, _) => builder.filter_level(LevelFilter::Trace),
     };
-    // The platform verifier logs a refused certificate as an error of its own; the run's error
-    // line already says it, with what to do.
-    if verbose < 2 {
-        builder.filter_module("rustls_platform_verifier", LevelFilter::Off);
-    }
     let inner = builder.build();
     let max = inner.filter();
     if log::set_boxed_logger(Box::new(CappedLogger(inner))).is_ok() {

@@ -1983,6 +1983,16 @@ fn a_private_ca_is_refused_unless_given_with_ca_file() {
     assert_eq!(env.stored_key(), Some(Feed::page_key(20)));
     assert_eq!(sim.request_count(), 1);
 
+    // The platform's CA bundle is trusted as well as the built-in roots: the private CA in the
+    // bundle (where an operator's `update-ca-certificates` puts it) is enough.
+    env.sync(&sim)
+        .env("TIXNGO_API_URL", &url)
+        .env("SSL_CERT_FILE", TEST_CA)
+        .args(&["--batch-size", "20"])
+        .run();
+    assert_eq!(env.stored_key(), Some(Feed::page_key(40)));
+    assert_eq!(sim.request_count(), 2);
+
     let empty = env.write("empty.pem", b"", 0o644);
     let garbage = env.write(
         "garbage.pem",
@@ -2004,7 +2014,7 @@ fn a_private_ca_is_refused_unless_given_with_ca_file() {
     }
     assert_eq!(
         sim.request_count(),
-        1,
+        2,
         "no request with an unusable --ca-file"
     );
 }

@@ -511,7 +511,6 @@ fn is_certificate_refusal(error: &ureq::Error) -> bool {
     }
 }
 
-/// Whether an I/O error is the resolver's: the name does not resolve (or cannot be now).
 /// Whether a lookup failed because the name does not exist (the resolver's definite answer:
 /// `EAI_NONAME`, `EAI_NODATA`), as opposed to a resolver that could not answer (`EAI_AGAIN`,
 /// `EAI_FAIL`), which is a transient failure like any other. std reports both as an I/O error
@@ -550,24 +549,37 @@ fn origin(url: &str) -> String {
     }
 }
 
-/// The root certificates: the platform's plus those of `--ca-file`; on a host with neither,
-/// Mozilla's set built into the binary. (ureq takes either a verifier of the platform's, a list
-/// of certificates, or the built-in anchors, which are no certificates: the three cannot be
-/// merged without another crate.)
+/// The root certificates, all at once: those of `--ca-file`, the platform's CA bundle and
+/// Mozilla's set built into the binary. A private CA or a TLS-inspecting proxy is trusted besides
+/// the public roots, never instead of them, and a host without a CA bundle still verifies.
 fn tls_config(ca_file: Option<&Path>) -> Result<TlsConfig, Error> {
-    let bundle = platform_bundle();
-    let roots = match ca_file {
-        Some(path) => {
-            let mut roots = read_ca_file(path)?;
-            if let Some(pem) = bundle.and_then(|bundle| std::fs::read(bundle).ok()) {
-                roots.extend(certificates(&pem));
-            }
-            RootCerts::from(roots)
-        }
-        None if bundle.is_some() => RootCerts::PlatformVerifier,
-        None => RootCerts::WebPki,
+    let roots = root_certificates(ca_file, platform_bundle().as_deref())?;
+    Ok(TlsConfig::builder()
+        .root_certs(RootCerts::from(roots))
+        .build())
+}
+
+/// The certificates of `--ca-file`, of the CA bundle and the built-in ones, in that order.
+fn root_certificates(
+    ca_file: Option<&Path>,
+    bundle: Option<&Path>,
+) -> Result<Vec<Certificate<'static>>, Error> {
+    let mut roots = match ca_file {
+        Some(path) => read_ca_file(path)?,
+        None => Vec::new(),
     };
-    Ok(TlsConfig::builder().root_certs(roots).build())
+    if let Some(pem) = bundle.and_then(|bundle| std::fs::read(bundle).ok()) {
+        roots.extend(certificates(&pem));
+    }
+    roots.extend(built_in_roots());
+    Ok(roots)
+}
+
+/// Mozilla's root certificates, as built into the binary.
+fn built_in_roots() -> impl Iterator<Item = Certificate<'static>> {
+    webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|der| Certificate::from_der(der.as_ref()))
 }
 
 /// The platform's CA bundle as OpenSSL finds it: `SSL_CERT_FILE`, else the first of the usual
@@ -694,6 +706,21 @@ fn backoff(retry: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_roots_are_the_ca_file_the_bundle_and_the_built_in_ones_together() {
+        let ca = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tls/ca.pem"
+        ));
+        let built_in = webpki_root_certs::TLS_SERVER_ROOT_CERTS.len();
+        assert!(built_in > 100, "Mozilla's set: {built_in}");
+        let count = |ca_file, bundle| super::root_certificates(ca_file, bundle).unwrap().len();
+        assert_eq!(count(None, None), built_in);
+        assert_eq!(count(Some(ca), None), built_in + 1);
+        assert_eq!(count(None, Some(ca)), built_in + 1);
+        assert_eq!(count(Some(ca), Some(ca)), built_in + 2);
+    }
+
     #[test]
     fn only_a_definite_no_from_the_resolver_is_an_unknown_name() {
         let lookup = |answer: &str| {
