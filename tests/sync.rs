@@ -1372,16 +1372,25 @@ fn the_human_summary_has_the_documented_shape() {
     };
     let expected = format!(
         "sync: {f} fetched, {s} stored, {u} unchanged, {sk} skipped, {st} stale, {fa} failed; \
-         contacts +{cc} ~{cu}; distributions +{dc} ~{du}; key '' -> '{}'; caught up: no; ",
+         contacts +{cc} ~{cu}; distributions +{dc} ~{du}; key '' -> '{}'; caught up: no",
         Feed::page_key(30)
     );
     let line = ran
         .stdout
         .strip_suffix(" ms\n")
         .expect("one line ending in ' ms'");
-    let duration = line
+    let rest = line
         .strip_prefix(&expected)
-        .unwrap_or_else(|| panic!("expected\n{expected}<N> ms\ngot\n{}", ran.stdout));
+        .unwrap_or_else(|| panic!("expected\n{expected}…<N> ms\ngot\n{}", ran.stdout));
+    // Behind: how far, when the batch held a dated ticket.
+    let duration = match rest.strip_prefix(" (") {
+        Some(lag) => {
+            let (lag, duration) = lag.split_once(" behind the feed); ").expect(line);
+            assert!(lag.ends_with(" s") || lag.ends_with(" min"), "{line}");
+            duration
+        }
+        None => rest.strip_prefix("; ").expect(line),
+    };
     assert!(duration.parse::<u64>().is_ok(), "{}", ran.stdout);
     assert!(cc.parse::<u64>().unwrap() > 0, "contacts are on by default");
 }

@@ -249,9 +249,24 @@ impl Summary {
             quoted(self.pagination_key_before.as_deref()),
             quoted(self.next_pagination_key.as_deref()),
             if self.key_saved { "" } else { " (not saved)" },
-            if self.caught_up { "yes" } else { "no" },
+            match (self.caught_up, self.feed_lag_seconds) {
+                (true, _) => "yes".to_owned(),
+                (false, Some(lag)) => format!("no ({} behind the feed)", duration_text(lag)),
+                (false, None) => "no".to_owned(),
+            },
             self.duration_ms,
         )
+    }
+}
+
+/// A lag as an operator reads it: `45 s`, `5 min 12 s`, `3 h 05 min`, `300 d 07 h`.
+fn duration_text(seconds: f64) -> String {
+    let seconds = seconds.max(0.0).round() as u64;
+    match seconds {
+        0..=119 => format!("{seconds} s"),
+        120..=7199 => format!("{} min {} s", seconds / 60, seconds % 60),
+        7200..=172_799 => format!("{} h {:02} min", seconds / 3600, seconds % 3600 / 60),
+        _ => format!("{} d {:02} h", seconds / 86_400, seconds % 86_400 / 3600),
     }
 }
 
@@ -328,6 +343,28 @@ mod tests {
             "sync: 1000 fetched, 996 stored, 2 unchanged, 1 skipped, 0 stale, 1 failed; contacts +12 ~3; \
              distributions +30 ~5; key 'abc' -> 'def'; caught up: no; 23 ms"
         );
+    }
+
+    #[test]
+    fn human_line_says_how_far_behind_the_feed_a_run_ended() {
+        let mut behind = summary();
+        for (lag, text) in [
+            (0.4, "0 s"),
+            (119.0, "119 s"),
+            (312.4, "5 min 12 s"),
+            (11_100.0, "3 h 05 min"),
+            (172_799.0, "47 h 59 min"),
+            (25_945_500.0, "300 d 07 h"),
+        ] {
+            behind.feed_lag_seconds = Some(lag);
+            let line = behind.to_human();
+            assert!(
+                line.contains(&format!("caught up: no ({text} behind the feed); 23 ms")),
+                "{line}"
+            );
+        }
+        behind.caught_up = true;
+        assert!(behind.to_human().contains("caught up: yes; 23 ms"));
     }
 
     #[test]
