@@ -352,13 +352,48 @@ mod tests {
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("beyond taxNumber and status"));
         assert!(warnings[0].contains("spectatorDetails, holder, assignee"));
-        let mut milestone_only = Ticket {
+    }
+
+    #[test]
+    fn any_one_mapped_field_is_enough() {
+        let bare = Ticket {
             ticket_number: "T1".into(),
             status: "DOWNLOADED".into(),
             ..Ticket::default()
         };
-        milestone_only.attributes.deleted_at = Patch::Clear;
-        assert!(reads_beyond_number_and_status(&milestone_only));
+        assert!(!reads_beyond_number_and_status(&bare));
+        let text = Some("x".to_owned());
+        let with: [fn(&mut Ticket, Option<String>); 11] = [
+            |t, x| t.tixngo_ticket_id = x,
+            |t, x| t.barcode = x,
+            |t, x| t.event_id = x,
+            |t, _| t.last_updated = Timestamp::parse_rfc3339("2026-06-01T12:00:00Z"),
+            |t, _| t.owner = Some(Spectator::default()),
+            |t, _| t.holder = Patch::Clear,
+            |t, x| t.previous_owner_email = x,
+            |t, x| t.initial_owner_email = x,
+            |t, x| t.transfer_recipient_email = x,
+            |t, _| t.attributes.injected_at = Patch::Clear,
+            |t, _| t.attributes.deleted_at = Patch::Clear,
+        ];
+        for (index, set) in with.iter().enumerate() {
+            let mut ticket = bare.clone();
+            set(&mut ticket, text.clone());
+            assert!(reads_beyond_number_and_status(&ticket), "field {index}");
+        }
+    }
+
+    #[test]
+    fn a_batch_names_each_unread_field_once_in_the_order_first_seen() {
+        let mut first = ticket("DOWNLOADED");
+        first.unknown_fields = vec!["seat.row".into(), "eventName".into()];
+        let mut second = ticket("DOWNLOADED");
+        second.unknown_fields = vec!["eventName".into(), "gate".into()];
+        assert_eq!(
+            batch(&[first, second]).unknown_fields(),
+            ["seat.row", "eventName", "gate"]
+        );
+        assert!(batch(&[ticket("DOWNLOADED")]).unknown_fields().is_empty());
     }
 
     #[test]
