@@ -2,7 +2,7 @@
 """A 1 000-ticket `sync --dry-run` against a large store, beside a real sync of the same batch:
 
     cargo build --release --bin tixngo-feedback --example tixngo-sim
-    python3 bench/dry_run.py [--tickets N] [--runs R] [BINARY ...]
+    python3 bench/dry_run.py [--tickets N] [--runs R] [--store PATH] [BINARY ...]
 
 It builds a store of N synthetic tickets (default 1 000 000, about 600 MB: every ticket with its
 owner's details, a contact for every other ticket, a history row for every ticket and a
@@ -10,7 +10,8 @@ distribution line for every fifth) in a temporary directory, through SQL into th
 binary creates, then, for each BINARY in turn (default target/release/tixngo-feedback), R times:
 a dry run of the next 1 000-ticket batch of the simulator, then the real run of that same batch.
 Each figure is process start to exit, with the peak RSS. The store is deleted at the end.
-Needs python3 and the store's size twice in free disk (a binary that copies the store for its dry
+With --store PATH, the store is built there (kept, and reused if it is there already: each real
+run adds its 1 000 tickets). Needs python3 and the store's size twice in free disk (a binary that copies the store for its dry
 runs writes a temporary copy).
 """
 import argparse
@@ -97,6 +98,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--tickets", type=int, default=1000000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--store")
     parser.add_argument("binaries", nargs="*",
                         default=[os.path.join(ROOT, "target", "release", "tixngo-feedback")])
     args = parser.parse_args()
@@ -105,12 +107,13 @@ def main():
     env = {"PATH": os.environ.get("PATH", ""), "TIXNGO_API_KEY": API_KEY,
            "TIXNGO_API_URL": simulator.stdout.readline().strip()}
     try:
-        with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as work:
-            store = os.path.join(work, "store.db")
-            started = time.perf_counter()
-            build_store(args.binaries[0], store, args.tickets)
-            print("store: %d tickets, %.0f MB, built in %.0f s"
-                  % (args.tickets, os.path.getsize(store) / 1e6, time.perf_counter() - started))
+        with tempfile.TemporaryDirectory() as work:
+            store = args.store or os.path.join(work, "store.db")
+            if not os.path.exists(store):
+                started = time.perf_counter()
+                build_store(args.binaries[0], store, args.tickets)
+                print("store built in %.0f s" % (time.perf_counter() - started))
+            print("store: %.0f MB" % (os.path.getsize(store) / 1e6))
             for binary in args.binaries:
                 sync = [binary, "--store", store, "sync", "--batch-size", "1000"]
                 for run in range(1, args.runs + 1):
