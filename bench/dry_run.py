@@ -9,7 +9,7 @@ owner's details, a contact for every other ticket, a history row for every ticke
 distribution line for every fifth) in a temporary directory, through SQL into the schema the
 binary creates, then, for each BINARY in turn (default target/release/tixngo-feedback), R times:
 a dry run of the next 1 000-ticket batch of the simulator, then the real run of that same batch.
-Each figure is process start to exit, with the peak RSS. The store is deleted at the end.
+Each figure is process start to exit. The store is deleted at the end.
 With --store PATH, the store is built there (kept, and reused if it is there already: each real
 run adds its 1 000 tickets). Needs python3 and the store's size twice in free disk (a binary that copies the store for its dry
 runs writes a temporary copy).
@@ -82,16 +82,14 @@ def build_store(binary, store, tickets):
 
 
 def timed(command, env):
-    """Runs a command; returns (seconds, peak RSS in MiB, stdout)."""
+    """Runs a command; returns (seconds, stdout)."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               env=env, text=True)
-    out = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
+    process = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             env=env, text=True)
     elapsed = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) not in (0, 2):
-        sys.exit("failed (%d): %s" % (os.waitstatus_to_exitcode(status), " ".join(command)))
-    return elapsed, usage.ru_maxrss / 1024, out.strip()
+    if process.returncode not in (0, 2):
+        sys.exit("failed (%d): %s" % (process.returncode, " ".join(command)))
+    return elapsed, process.stdout.strip()
 
 
 def main():
@@ -118,9 +116,9 @@ def main():
                 sync = [binary, "--store", store, "sync", "--batch-size", "1000"]
                 for run in range(1, args.runs + 1):
                     for label, command in (("dry run", sync + ["--dry-run"]), ("real run", sync)):
-                        seconds, rss, out = timed(command, env)
-                        print("%s | run %d | %s | %.3f s | %.1f MiB | %s"
-                              % (binary, run, label, seconds, rss, out[:60]))
+                        seconds, out = timed(command, env)
+                        print("%s | run %d | %s | %.3f s | %s"
+                              % (binary, run, label, seconds, out[:60]))
     finally:
         simulator.kill()
         simulator.wait()
