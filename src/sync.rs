@@ -330,11 +330,11 @@ impl FeedProgress {
     }
 }
 
-/// Opens the store for a run that writes, or a private scratch copy of it for a dry run. No wait
-/// for another program's lock on the store outlasts `deadline`.
+/// Opens the store for a run that writes, or read-only behind an in-memory overlay for a dry run.
+/// No wait for another program's lock on the store outlasts `deadline`.
 pub fn open_store(path: &Path, dry_run: bool, deadline: Option<Instant>) -> Result<Store, Error> {
     let store = if dry_run {
-        Store::open_scratch(path)
+        Store::open_dry_run(path, deadline)
     } else {
         Store::open_until(path, deadline)
     }?;
@@ -342,7 +342,7 @@ pub fn open_store(path: &Path, dry_run: bool, deadline: Option<Instant>) -> Resu
         "store {} opened{}",
         path.display(),
         if dry_run {
-            " (dry run: a scratch copy)"
+            " (dry run: read-only, changes kept in memory)"
         } else {
             ""
         }

@@ -155,21 +155,32 @@ fn files_in(env: &Env) -> BTreeSet<String> {
         .collect()
 }
 
-/// The store's bytes and mtime, and its `-wal`'s bytes when there is one: a run that writes
-/// nothing leaves all of them as they were.
+/// The store's bytes and mtime, its `-wal`'s bytes when there is one, and the name and mtime of
+/// every file beside it but the lock file: a run that writes nothing leaves all of them as they
+/// were.
 #[derive(Debug, PartialEq)]
 struct OnDisk {
     store: Vec<u8>,
     modified: SystemTime,
     wal: Option<Vec<u8>>,
+    files: Vec<(String, SystemTime)>,
 }
 
 fn on_disk(env: &Env) -> OnDisk {
     let wal = env.path("store.db-wal");
+    let files = files_in(env)
+        .into_iter()
+        .filter(|name| name != "store.db.lock")
+        .map(|name| {
+            let modified = fs::metadata(env.path(&name)).unwrap().modified().unwrap();
+            (name, modified)
+        })
+        .collect();
     OnDisk {
         store: fs::read(env.store()).unwrap(),
         modified: fs::metadata(env.store()).unwrap().modified().unwrap(),
         wal: wal.exists().then(|| fs::read(&wal).unwrap()),
+        files,
     }
 }
 
@@ -1246,6 +1257,12 @@ fn a_dry_run_reports_what_the_real_run_would_and_writes_nothing() {
             None,
             2,
         ),
+        (
+            "sync, three batches",
+            &["sync", "--max-batches", "3"][..],
+            None,
+            2,
+        ),
         ("sync, one clean batch", &["sync"], None, 0),
         ("replay, partial", &["replay", "page.json"], Some(&whole), 2),
         (
@@ -1291,6 +1308,11 @@ fn a_dry_run_reports_what_the_real_run_would_and_writes_nothing() {
         let wet = run(&real, false);
 
         assert_eq!(counters(&dry), counters(&wet), "{case}");
+        if args[0] == "sync" {
+            for field in ["contacts_created", "distributions_created"] {
+                assert!(wet[field].as_u64() > Some(0), "{case}: {field} {wet}");
+            }
+        }
         for field in ["exit_code", "batches", "next_pagination_key", "caught_up"] {
             assert_eq!(dry[field], wet[field], "{case}: {field}");
         }
@@ -1312,6 +1334,47 @@ fn a_dry_run_reports_what_the_real_run_would_and_writes_nothing() {
             );
         }
     }
+}
+
+#[test]
+fn a_dry_run_reads_the_wal_beside_a_writer_and_writes_nothing() {
+    let feed = Feed::generate(7, 40);
+    let sim = Simulator::start(feed.clone(), API_KEY);
+    let env = Env::new();
+    env.sync(&sim).args(&["--batch-size", "40"]).run();
+    let next_batch: Vec<&str> = feed.events()[40..80]
+        .iter()
+        .map(|event| event["taxNumber"].as_str().unwrap())
+        .collect();
+    let held = *next_batch.iter().find(|n| **n != next_batch[0]).unwrap();
+    // Another program commits a skip into the WAL (never checkpointed while it is open) and
+    // holds a second one in a transaction it has not committed.
+    let writer = env.writable_db();
+    writer
+        .execute_batch("PRAGMA wal_autocheckpoint = 0;")
+        .unwrap();
+    let add_skip = "INSERT INTO skip_ticket (ticket_number, added_at) VALUES (?1, '2026-01-01')";
+    writer.execute(add_skip, [next_batch[0]]).unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    writer.execute(add_skip, [held]).unwrap();
+    let real = copy_of(&env);
+    let before = on_disk(&env);
+    assert!(
+        before.wal.as_ref().is_some_and(|wal| !wal.is_empty()),
+        "the WAL holds frames"
+    );
+
+    let dry = env
+        .sync(&sim)
+        .args(&["--batch-size", "40", "--dry-run"])
+        .json();
+    let wet = real.sync(&sim).args(&["--batch-size", "40"]).json();
+
+    assert_eq!(counters(&dry), counters(&wet));
+    let committed_skips = next_batch.iter().filter(|n| **n == next_batch[0]).count();
+    assert_eq!(dry["skipped"], committed_skips, "{dry}");
+    assert!(on_disk(&env) == before, "the store's files are untouched");
+    writer.execute_batch("ROLLBACK").unwrap();
 }
 
 #[test]

@@ -12,6 +12,7 @@ use rusqlite::{
 };
 
 use super::InStore;
+use super::overlay::Overlay;
 use crate::error::Error;
 use crate::feedback::TicketRecord;
 use crate::feedback::contacts::{ContactBook, FoundContact, LineStatus, PendingLine};
@@ -242,6 +243,8 @@ pub struct Batch<'s> {
     hot: HotStatements<'s>,
     tx: Transaction<'s>,
     path: &'s Path,
+    /// A dry run's overlay: the rows a read needs are copied from the store first.
+    overlay: Option<&'s Overlay>,
     run_id: i64,
     /// The batch's time, in the store's form, for every `*_at` it writes.
     now: String,
@@ -294,6 +297,7 @@ impl<'s> Batch<'s> {
     pub(super) fn begin(
         conn: &'s Connection,
         path: &'s Path,
+        overlay: Option<&'s Overlay>,
         command: &str,
         key_before: Option<&str>,
     ) -> Result<Batch<'s>, Error> {
@@ -309,6 +313,7 @@ impl<'s> Batch<'s> {
             hot: HotStatements::prepare(conn).in_store(path)?,
             tx,
             path,
+            overlay,
             run_id,
             now,
         })
@@ -328,6 +333,7 @@ impl<'s> Batch<'s> {
 
     /// The stored row of a ticket, and where it is for [`Batch::write_ticket`].
     pub fn ticket(&self, ticket_number: &str) -> Result<Option<(StoredRow, TicketRecord)>, Error> {
+        self.copy_in(|overlay| &overlay.copy_ticket, ticket_number)?;
         self.hot
             .select_ticket
             .borrow_mut()
@@ -557,6 +563,14 @@ impl<'s> Batch<'s> {
         .map(drop)
     }
 
+    /// In a dry run, copies the rows a read is about to need from the store (see [`Overlay`]).
+    fn copy_in(&self, copy: impl FnOnce(&Overlay) -> &str, key: &str) -> Result<(), Error> {
+        match self.overlay {
+            Some(overlay) => self.execute(copy(overlay), &[&key]).map(drop),
+            None => Ok(()),
+        }
+    }
+
     /// Commits the batch: its counters and exit code in `sync_run`, and the next key when
     /// `save_key` holds, all with the batch's data in one transaction.
     pub fn finish(
@@ -584,6 +598,7 @@ impl<'s> Batch<'s> {
 
 impl ContactBook for Batch<'_> {
     fn contact_by_email(&mut self, email_key: &str) -> Result<Option<FoundContact>, Error> {
+        self.copy_in(|overlay| &overlay.copy_contacts, email_key)?;
         let mut statement = self.hot.contact_by_email.borrow_mut();
         let mut rows = statement.query([email_key]).in_store(self.path)?;
         let mut best: Option<((bool, bool, bool, i64), FoundContact)> = None;
@@ -613,6 +628,7 @@ impl ContactBook for Batch<'_> {
     }
 
     fn pending_lines(&mut self, ticket_number: &str) -> Result<Vec<PendingLine>, Error> {
+        self.copy_in(|overlay| &overlay.copy_lines, ticket_number)?;
         let mut statement = self.hot.lines_of_ticket.borrow_mut();
         let mut lines = Vec::new();
         let mut rows = statement.query([ticket_number]).in_store(self.path)?;

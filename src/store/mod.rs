@@ -9,6 +9,7 @@ mod access;
 mod batch;
 mod feed;
 mod operator;
+mod overlay;
 mod schema;
 
 use std::collections::HashSet;
@@ -59,6 +60,8 @@ pub struct Store {
     path: PathBuf,
     /// The run's deadline: no wait for another connection's lock outlasts it.
     deadline: Option<Instant>,
+    /// A dry run's copy-on-read statements, when the real store sits attached behind `conn`.
+    overlay: Option<overlay::Overlay>,
 }
 
 impl Drop for Store {
@@ -68,7 +71,10 @@ impl Drop for Store {
     /// as short as it can be. Readers starting meanwhile read the store file and never wait. If
     /// they do not leave in time, the WAL stays and the next run tries again.
     fn drop(&mut self) {
-        if !self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+        // Not for a dry run's database in memory: the checkpoint would reach the store attached
+        // to it read-only.
+        let on_disk = self.conn.path().is_some_and(|file| !file.is_empty());
+        if on_disk && !self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
             let _ = self
                 .conn
                 .busy_timeout(self.wait_at_most(FINAL_CHECKPOINT_WAIT));
@@ -121,6 +127,14 @@ fn sqlite_error(path: &Path, error: &rusqlite::Error) -> Error {
     }
 }
 
+/// The refusal of an SQLite database that holds `objects` tables or indexes of another program.
+fn foreign_database(path: &Path, objects: i64) -> Error {
+    Error::Config(format!(
+        "{} is an SQLite database of another program ({objects} tables or indexes, no tixngo-feedback schema): left untouched; give --store a new path",
+        path.display()
+    ))
+}
+
 impl Store {
     /// Opens the store for writing, creating it (mode 0600, schema included) when missing and
     /// migrating it forward. A store newer than this binary is refused.
@@ -151,6 +165,7 @@ impl Store {
             conn,
             path: path.to_owned(),
             deadline,
+            overlay: None,
         };
         store.bound_busy_wait()?;
         store.refuse_foreign()?;
@@ -180,6 +195,7 @@ impl Store {
             conn,
             path: path.to_owned(),
             deadline: None,
+            overlay: None,
         };
         let supported = schema::MIGRATIONS.len() as i64;
         match store.schema_version()? {
@@ -225,6 +241,7 @@ impl Store {
             conn: scratch,
             path: path.to_owned(),
             deadline: None,
+            overlay: None,
         };
         store
             .conn
@@ -264,10 +281,7 @@ impl Store {
         if objects == 0 {
             return Ok(());
         }
-        Err(Error::Config(format!(
-            "{} is an SQLite database of another program ({objects} tables or indexes, no tixngo-feedback schema): left untouched; give --store a new path",
-            self.path.display()
-        )))
+        Err(foreign_database(&self.path, objects))
     }
 
     fn configure(&self) -> Result<(), Error> {
@@ -375,7 +389,13 @@ impl Store {
         key_before: Option<&str>,
     ) -> Result<Batch<'_>, Error> {
         self.bound_busy_wait()?;
-        Batch::begin(&self.conn, &self.path, command, key_before)
+        Batch::begin(
+            &self.conn,
+            &self.path,
+            self.overlay.as_ref(),
+            command,
+            key_before,
+        )
     }
 
     /// Records a run that committed no batch (a failure after the rollback), in its own transaction.
