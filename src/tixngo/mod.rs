@@ -1,5 +1,6 @@
 //! TIXNGO: the diff endpoint's wire format and the HTTP client that fetches it.
 
+pub mod api_key;
 pub mod client;
 pub mod dump;
 pub mod wire;

@@ -106,6 +106,15 @@ impl PaginationKey {
         Ok(PaginationKey(key))
     }
 
+    /// The key a run starts from: the empty key is none, the start of the feed.
+    pub fn start(self) -> Option<PaginationKey> {
+        (!self.0.is_empty()).then_some(self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn into_string(self) -> String {
         self.0
     }
@@ -546,15 +555,7 @@ impl WireTicket {
         if status.trim().is_empty() {
             return Err("status is empty".to_owned());
         }
-        let last_updated = match wire.last_updated {
-            Some(at) => instant("lastUpdated", Some(at))?,
-            None => instant("lastUpdate", wire.last_update)?,
-        };
-        if let Some(at) = last_updated
-            && at.millis_since(Timestamp::now()) > MAX_AHEAD_MILLIS
-        {
-            return Err("lastUpdated is more than 24 h ahead of this host's clock".to_owned());
-        }
+        let last_updated = last_updated(wire.last_updated, wire.last_update)?;
         let holder = match (wire.holder, wire.assignee) {
             (Some(holder), _) => unknown.holder("holder", holder),
             (None, Some(assignee)) => unknown.holder("assignee", assignee),
@@ -649,6 +650,23 @@ fn without_values(error: serde_json::Error) -> String {
 
 fn text(value: Option<Text>) -> Option<String> {
     value.map(|t| t.0)
+}
+
+/// `lastUpdated`, else the older `lastUpdate`: a time, never more than a day ahead of this host.
+fn last_updated(
+    last_updated: Option<Text>,
+    last_update: Option<Text>,
+) -> Result<Option<Timestamp>, String> {
+    let at = match last_updated {
+        Some(at) => instant("lastUpdated", Some(at))?,
+        None => instant("lastUpdate", last_update)?,
+    };
+    if let Some(at) = at
+        && at.millis_since(Timestamp::now()) > MAX_AHEAD_MILLIS
+    {
+        return Err("lastUpdated is more than 24 h ahead of this host's clock".to_owned());
+    }
+    Ok(at)
 }
 
 fn instant(field: &str, value: Option<Text>) -> Result<Option<Timestamp>, String> {
