@@ -233,52 +233,11 @@ pub enum ErrorsCommand {
     },
 }
 
-impl ErrorsCommand {
-    /// The command as `--json` names it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ErrorsCommand::List => "errors list",
-            ErrorsCommand::Show { .. } => "errors show",
-            ErrorsCommand::Dismiss { .. } => "errors dismiss",
-        }
-    }
-}
-
 fn parse_reason(text: &str) -> Result<String, String> {
     match text.trim() {
         "" => Err("the reason must not be empty".to_owned()),
         reason => Ok(reason.to_owned()),
     }
-}
-
-impl SkipCommand {
-    /// The command as `sync_run` and `--json` name it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            SkipCommand::Add { .. } => "skip add",
-            SkipCommand::Remove { .. } => "skip remove",
-            SkipCommand::List => "skip list",
-        }
-    }
-}
-
-impl CursorCommand {
-    /// The command as `sync_run` and `--json` name it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            CursorCommand::Show => "cursor show",
-            CursorCommand::Set { .. } => "cursor set",
-            CursorCommand::Reset { .. } => "cursor reset",
-        }
-    }
-}
-
-/// All the ticket numbers of repeated NUMBERS arguments.
-pub fn flatten_numbers(lists: &[SkipList]) -> Vec<String> {
-    lists
-        .iter()
-        .flat_map(|list| list.0.iter().cloned())
-        .collect()
 }
 
 #[derive(Debug, Args)]

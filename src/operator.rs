@@ -3,11 +3,10 @@
 
 use serde_json::{Value, json};
 
-use crate::cli::{CursorCommand, ErrorsCommand, SkipCommand, flatten_numbers};
 use crate::error::Error;
 use crate::lock::{LockState, RunLock};
 use crate::report::{count, escape, quoted};
-use crate::settings::StoreFiles;
+use crate::settings::{CursorAction, ErrorsAction, SkipAction, StoreFiles};
 use crate::store::{FeedState, Store, SyncErrorDetail, SyncErrorEntry};
 use crate::sync::lock_store;
 use crate::timestamp::Timestamp;
@@ -233,9 +232,9 @@ fn fit(line: String) -> String {
 }
 
 /// `skip add|remove|list`.
-pub fn skip(files: &StoreFiles, command: &SkipCommand) -> Shown {
+pub fn skip(files: &StoreFiles, command: &SkipAction) -> Shown {
     match command {
-        SkipCommand::List => {
+        SkipAction::List => {
             let entries = Store::open_read_only(&files.store)?.skip_entries()?;
             let human = if entries.is_empty() {
                 "skip list: empty".to_owned()
@@ -255,11 +254,10 @@ pub fn skip(files: &StoreFiles, command: &SkipCommand) -> Shown {
             };
             Ok((human, json!({ "skip": entries })))
         }
-        SkipCommand::Add { numbers, reason } => {
-            let numbers = flatten_numbers(numbers);
+        SkipAction::Add { numbers, reason } => {
             let _lock = lock_store(files, false)?;
             let mut store = Store::open(&files.store)?;
-            let added = store.add_skips(&numbers, reason.as_deref())?;
+            let added = store.add_skips(numbers, reason.as_deref())?;
             let total = store.skip_list()?.len();
             let listed = numbers.len() - added;
             Ok((
@@ -270,11 +268,10 @@ pub fn skip(files: &StoreFiles, command: &SkipCommand) -> Shown {
                 json!({ "added": added, "already_listed": listed, "skip_count": total }),
             ))
         }
-        SkipCommand::Remove { numbers } => {
-            let numbers = flatten_numbers(numbers);
+        SkipAction::Remove { numbers } => {
             let _lock = lock_store(files, false)?;
             let mut store = Store::open(&files.store)?;
-            let removed = store.remove_skips(&numbers)?;
+            let removed = store.remove_skips(numbers)?;
             let total = store.skip_list()?.len();
             let missing = numbers.len() - removed;
             Ok((
@@ -289,9 +286,9 @@ pub fn skip(files: &StoreFiles, command: &SkipCommand) -> Shown {
 }
 
 /// `cursor show|set|reset`.
-pub fn cursor(files: &StoreFiles, command: &CursorCommand) -> Shown {
+pub fn cursor(files: &StoreFiles, command: &CursorAction) -> Shown {
     let (name, key, confirmed) = match command {
-        CursorCommand::Show => {
+        CursorAction::Show => {
             let (key, saved_at) = Store::open_read_only(&files.store)?.pagination_state()?;
             let human = format!(
                 "pagination key: {} (saved {})",
@@ -303,12 +300,12 @@ pub fn cursor(files: &StoreFiles, command: &CursorCommand) -> Shown {
                 json!({ "pagination_key": key, "pagination_key_saved_at": saved_at }),
             ));
         }
-        CursorCommand::Set { key, yes } => (
+        CursorAction::Set { key, confirmed } => (
             command.name(),
-            key.clone().start().map(PaginationKey::into_string),
-            *yes,
+            key.as_ref().map(PaginationKey::as_str),
+            *confirmed,
         ),
-        CursorCommand::Reset { yes } => (command.name(), None, *yes),
+        CursorAction::Reset { confirmed } => (command.name(), None, *confirmed),
     };
     if !confirmed {
         return Err(Error::Usage(format!(
@@ -316,12 +313,12 @@ pub fn cursor(files: &StoreFiles, command: &CursorCommand) -> Shown {
         )));
     }
     let _lock = lock_store(files, false)?;
-    let before = Store::open(&files.store)?.set_pagination_key(name, key.as_deref())?;
+    let before = Store::open(&files.store)?.set_pagination_key(name, key)?;
     Ok((
         format!(
             "{name}: key {} -> {}",
             quoted(before.as_deref()),
-            quoted(key.as_deref())
+            quoted(key)
         ),
         json!({ "key_before": before, "key_after": key }),
     ))
@@ -329,9 +326,9 @@ pub fn cursor(files: &StoreFiles, command: &CursorCommand) -> Shown {
 
 /// `errors list|show|dismiss`: triage of the tickets that could not be mapped. Dismissed errors
 /// are kept, resolved with the operator's reason, never deleted.
-pub fn errors(files: &StoreFiles, command: &ErrorsCommand) -> Shown {
+pub fn errors(files: &StoreFiles, command: &ErrorsAction) -> Shown {
     match command {
-        ErrorsCommand::List => {
+        ErrorsAction::List => {
             let entries = Store::open_read_only(&files.store)?.unresolved_errors()?;
             let mut lines = vec![format!(
                 "{}:",
@@ -350,7 +347,7 @@ pub fn errors(files: &StoreFiles, command: &ErrorsCommand) -> Shown {
             }));
             Ok((lines.join("\n"), json!({ "errors": entries })))
         }
-        ErrorsCommand::Show { id } => {
+        ErrorsAction::Show { id } => {
             let detail = Store::open_read_only(&files.store)?
                 .sync_error(*id)?
                 .ok_or_else(|| {
@@ -359,7 +356,7 @@ pub fn errors(files: &StoreFiles, command: &ErrorsCommand) -> Shown {
             let human = describe_error(&detail);
             Ok((human, json!({ "sync_error": detail })))
         }
-        ErrorsCommand::Dismiss { ids, reason } => {
+        ErrorsAction::Dismiss { ids, reason } => {
             // Nothing to dismiss in a store that does not exist: never create one for it.
             if !files.store.exists() {
                 return Err(Error::store(&files.store, "does not exist"));

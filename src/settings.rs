@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::cli::{
     Cli, Command, CursorCommand, ErrorsCommand, GlobalArgs, MappingArgs, ReplayArgs, SkipCommand,
-    SyncArgs,
+    SkipList, SyncArgs,
 };
 use crate::error::Error;
 use crate::feedback::sentinel::RunNotes;
@@ -53,9 +53,9 @@ pub enum CommandSettings {
     Sync(Box<SyncSettings>),
     Replay(Box<ReplaySettings>),
     Status,
-    Skip(SkipCommand),
-    Cursor(CursorCommand),
-    Errors(ErrorsCommand),
+    Skip(SkipAction),
+    Cursor(CursorAction),
+    Errors(ErrorsAction),
     Completions(clap_complete::Shell),
     Man,
 }
@@ -109,6 +109,38 @@ pub struct MappingOptions {
     pub notes: RefCell<RunNotes>,
 }
 
+/// `skip add|remove|list`, with the ticket numbers of every NUMBERS argument.
+pub enum SkipAction {
+    Add {
+        numbers: Vec<String>,
+        reason: Option<String>,
+    },
+    Remove {
+        numbers: Vec<String>,
+    },
+    List,
+}
+
+/// `cursor show|set|reset`; a change needs `--yes`.
+pub enum CursorAction {
+    Show,
+    /// `cursor set KEY`; the empty key is none, as `reset` makes it.
+    Set {
+        key: Option<PaginationKey>,
+        confirmed: bool,
+    },
+    Reset {
+        confirmed: bool,
+    },
+}
+
+/// `errors list|show|dismiss`.
+pub enum ErrorsAction {
+    List,
+    Show { id: i64 },
+    Dismiss { ids: Vec<i64>, reason: String },
+}
+
 /// A `sync` or `replay` whose settings were refused: reported as the run's failure.
 pub enum Refused {
     Sync {
@@ -132,9 +164,9 @@ impl Settings {
                 CommandSettings::Replay(Box::new(ReplaySettings::resolve(args)?))
             }
             Command::Status => CommandSettings::Status,
-            Command::Skip(command) => CommandSettings::Skip(command),
-            Command::Cursor(command) => CommandSettings::Cursor(command),
-            Command::Errors(command) => CommandSettings::Errors(command),
+            Command::Skip(command) => CommandSettings::Skip(SkipAction::of(command)),
+            Command::Cursor(command) => CommandSettings::Cursor(CursorAction::of(command)),
+            Command::Errors(command) => CommandSettings::Errors(ErrorsAction::of(command)),
             Command::Completions { shell } => CommandSettings::Completions(shell),
             Command::Man => CommandSettings::Man,
         };
@@ -150,6 +182,75 @@ impl StoreFiles {
                 .lock_file
                 .clone()
                 .unwrap_or_else(|| lock::default_path(&global.store)),
+        }
+    }
+}
+
+impl SkipAction {
+    fn of(command: SkipCommand) -> SkipAction {
+        let numbers = |lists: Vec<SkipList>| lists.into_iter().flat_map(|list| list.0).collect();
+        match command {
+            SkipCommand::Add {
+                numbers: lists,
+                reason,
+            } => SkipAction::Add {
+                numbers: numbers(lists),
+                reason,
+            },
+            SkipCommand::Remove { numbers: lists } => SkipAction::Remove {
+                numbers: numbers(lists),
+            },
+            SkipCommand::List => SkipAction::List,
+        }
+    }
+
+    /// The command as `sync_run` and `--json` name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SkipAction::Add { .. } => "skip add",
+            SkipAction::Remove { .. } => "skip remove",
+            SkipAction::List => "skip list",
+        }
+    }
+}
+
+impl CursorAction {
+    fn of(command: CursorCommand) -> CursorAction {
+        match command {
+            CursorCommand::Show => CursorAction::Show,
+            CursorCommand::Set { key, yes } => CursorAction::Set {
+                key: key.start(),
+                confirmed: yes,
+            },
+            CursorCommand::Reset { yes } => CursorAction::Reset { confirmed: yes },
+        }
+    }
+
+    /// The command as `sync_run` and `--json` name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CursorAction::Show => "cursor show",
+            CursorAction::Set { .. } => "cursor set",
+            CursorAction::Reset { .. } => "cursor reset",
+        }
+    }
+}
+
+impl ErrorsAction {
+    fn of(command: ErrorsCommand) -> ErrorsAction {
+        match command {
+            ErrorsCommand::List => ErrorsAction::List,
+            ErrorsCommand::Show { id } => ErrorsAction::Show { id },
+            ErrorsCommand::Dismiss { ids, reason } => ErrorsAction::Dismiss { ids, reason },
+        }
+    }
+
+    /// The command as `--json` names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ErrorsAction::List => "errors list",
+            ErrorsAction::Show { .. } => "errors show",
+            ErrorsAction::Dismiss { .. } => "errors dismiss",
         }
     }
 }
