@@ -251,7 +251,7 @@ mod tests {
     }
 
     fn ticket(number: &str) -> PageTicket<'static> {
-        PageTicket::Mapped(Ticket {
+        PageTicket::Decoded(Ticket {
             ticket_number: number.into(),
             ..Ticket::default()
         })
@@ -261,7 +261,7 @@ mod tests {
         tickets
             .iter()
             .map(|ticket| match ticket {
-                Ok(PageTicket::Mapped(ticket)) => ticket.ticket_number.clone(),
+                Ok(PageTicket::Decoded(ticket)) => ticket.ticket_number.clone(),
                 Ok(PageTicket::Unmappable { .. }) => "unmappable".into(),
                 Err(error) => format!("error {}", error.exit_code().code()),
             })

@@ -74,7 +74,7 @@ pub struct SyncSettings {
     /// The deadline of the whole process, from its start.
     pub timeout: Duration,
     pub metrics_file: Option<PathBuf>,
-    pub mapping: MappingOptions,
+    pub mapping: MappingPolicy,
 }
 
 /// Where a sync starts.
@@ -91,11 +91,11 @@ pub enum StartKey {
 pub struct ReplaySettings {
     /// The saved response (`-`: stdin), or `None` for the sync errors (`--errors`).
     pub input: Option<PathBuf>,
-    pub mapping: MappingOptions,
+    pub mapping: MappingPolicy,
 }
 
 /// How the tickets of a batch are mapped (SPEC §4.4–4.6).
-pub struct MappingOptions {
+pub struct MappingPolicy {
     /// The persisted skip list and `--skip`.
     pub skip: HashSet<String>,
     pub stop_on_error: bool,
@@ -275,7 +275,7 @@ impl SyncSettings {
                 metrics_file,
             }
         };
-        let mapping = MappingOptions::resolve(&args.mapping).map_err(refused(false))?;
+        let mapping = MappingPolicy::resolve(&args.mapping).map_err(refused(false))?;
         let endpoint = Endpoint::resolve(&args).map_err(refused(mapping.dry_run))?;
         Ok(SyncSettings {
             url: endpoint.url,
@@ -340,17 +340,17 @@ fn api_key_from_env() -> Result<ApiKey, Error> {
 impl ReplaySettings {
     fn resolve(args: ReplayArgs) -> Result<ReplaySettings, Refused> {
         Ok(ReplaySettings {
-            mapping: MappingOptions::resolve(&args.mapping)
+            mapping: MappingPolicy::resolve(&args.mapping)
                 .map_err(|error| Refused::Replay { error })?,
             input: args.file,
         })
     }
 }
 
-impl MappingOptions {
+impl MappingPolicy {
     /// Checks the mapping switches (usage errors only: no I/O).
-    fn resolve(args: &MappingArgs) -> Result<MappingOptions, Error> {
-        Ok(MappingOptions {
+    fn resolve(args: &MappingArgs) -> Result<MappingPolicy, Error> {
+        Ok(MappingPolicy {
             skip: args.skip.iter().flat_map(|s| s.0.iter().cloned()).collect(),
             stop_on_error: args.stop_on_error,
             max_failed_ratio: args.max_failed_ratio,

@@ -19,8 +19,8 @@ use crate::feedback::sentinel::BatchSentinel;
 use crate::feedback::{Merge, TicketRecord, is_stale, merge};
 use crate::lock::RunLock;
 use crate::report::{Counters, Summary, count, quoted};
-use crate::settings::{MappingOptions, StartKey, StoreFiles, SyncSettings};
-use crate::store::{Batch, FeedState, LineWritten, RunRecord, Store};
+use crate::settings::{MappingPolicy, StartKey, StoreFiles, SyncSettings};
+use crate::store::{BatchTransaction, FeedState, LineWritten, RunRecord, Store};
 use crate::timestamp::Timestamp;
 use crate::tixngo::client::Client;
 use crate::tixngo::wire::{self, Page, PageTicket, PaginationKey, Spectator, Ticket};
@@ -150,7 +150,7 @@ struct Job {
     batch_size: u32,
     max_batches: u32,
     client: Arc<Client>,
-    mapping: MappingOptions,
+    mapping: MappingPolicy,
     keys: KeyPolicy,
     started_at: String,
     deadline: Instant,
@@ -462,7 +462,7 @@ fn newest_change(tickets: &[PageTicket<'_>]) -> Option<String> {
     tickets
         .iter()
         .filter_map(|ticket| match ticket {
-            PageTicket::Mapped(ticket) => ticket.last_updated,
+            PageTicket::Decoded(ticket) => ticket.last_updated,
             PageTicket::Unmappable { .. } => None,
         })
         .max()
@@ -498,7 +498,7 @@ pub fn apply_page<'p>(
     key_before: Option<&str>,
     key_after: Option<&str>,
     save_key: bool,
-    mapping: &MappingOptions,
+    mapping: &MappingPolicy,
 ) -> Result<Counters, Error> {
     let mut batch = store.begin_batch(command, key_before)?;
     let mut counters = Counters::default();
@@ -511,7 +511,7 @@ pub fn apply_page<'p>(
         // The skip list is checked on the raw `taxNumber` before any other validation; a ticket
         // that decodes has that very number.
         let (number, outcome) = match &ticket {
-            PageTicket::Mapped(ticket) => {
+            PageTicket::Decoded(ticket) => {
                 let number = Some(Cow::Borrowed(ticket.ticket_number.as_str()));
                 if mapping.skip.contains(&ticket.ticket_number) {
                     (number, Outcome::Skipped)
@@ -647,7 +647,7 @@ fn describe_failure(number: Option<&str>, reason: &str) -> String {
 }
 
 fn fail_ticket(
-    batch: &Batch<'_>,
+    batch: &BatchTransaction<'_>,
     raw: &RawValue,
     number: Option<&str>,
     reason: &str,
@@ -658,9 +658,9 @@ fn fail_ticket(
 
 /// Stores one decoded ticket: the row, its history and its contacts (SPEC §4.4 steps 3–6).
 fn apply_ticket(
-    batch: &mut Batch<'_>,
+    batch: &mut BatchTransaction<'_>,
     ticket: &Ticket,
-    mapping: &MappingOptions,
+    mapping: &MappingPolicy,
     counters: &mut Counters,
 ) -> Result<Outcome<'static>, Error> {
     let (row, stored) = batch.ticket(&ticket.ticket_number)?.unzip();
@@ -742,7 +742,7 @@ impl NewContacts {
 
 /// Creates and upgrades the plan's contacts and points the ticket at its new cultural contact.
 fn create_contacts(
-    batch: &Batch<'_>,
+    batch: &BatchTransaction<'_>,
     plan: &ContactPlan,
     ticket: &Ticket,
     record: &mut TicketRecord,
@@ -771,7 +771,7 @@ fn create_contacts(
 
 /// Writes the plan's distribution changes (after the ticket row, which the lines reference).
 fn write_lines(
-    batch: &Batch<'_>,
+    batch: &BatchTransaction<'_>,
     plan: &ContactPlan,
     record: &TicketRecord,
     created: NewContacts,
