@@ -18,13 +18,13 @@
 //! - [`timestamp`] and [`ticket_number`]: the two value types every layer shares.
 
 pub mod cli;
+pub mod commands;
 pub mod error;
 pub mod exit;
 pub mod feedback;
 pub mod lock;
 pub mod logging;
 pub mod manual;
-pub mod operator;
 pub mod paths;
 pub mod replay;
 pub mod report;
@@ -119,15 +119,15 @@ fn dispatch(settings: Settings, started: Instant) -> Output {
             run_output(summary, metrics_file.as_deref())
         }
         CommandSettings::Replay(replay) => replay::run(files, *replay, started).output(),
-        CommandSettings::Status => Output::of("status", operator::status(files)),
+        CommandSettings::Status => Output::of("status", commands::status(files)),
         CommandSettings::Skip(command) => {
-            Output::of(command.name(), operator::skip(files, &command))
+            Output::of(command.name(), commands::skip(files, &command))
         }
         CommandSettings::Cursor(command) => {
-            Output::of(command.name(), operator::cursor(files, &command))
+            Output::of(command.name(), commands::cursor(files, &command))
         }
         CommandSettings::Errors(command) => {
-            Output::of(command.name(), operator::errors(files, &command))
+            Output::of(command.name(), commands::errors(files, &command))
         }
         CommandSettings::Completions(shell) => {
             Output::of("completions", manual::completions(shell))

@@ -8,7 +8,7 @@
 mod access;
 mod batch;
 mod feed;
-mod operator;
+mod queries;
 mod schema;
 
 use std::collections::HashSet;
@@ -24,7 +24,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 pub use access::check_path;
 pub use batch::{BatchTransaction, LineWritten, StoredRow};
 pub use feed::FeedState;
-pub use operator::{SkipEntry, StatusFigures, SyncErrorDetail, SyncErrorEntry};
+pub use queries::{SkipEntry, StatusFigures, SyncErrorDetail, SyncErrorEntry};
 
 use crate::error::Error;
 use crate::report::Counters;
