@@ -5,11 +5,12 @@
 //! prints one line and exits with a code that says what happened.
 //!
 //! The modules, from the command line down:
-//! - [`cli`]: the command line (clap); [`settings`]: the command line and the environment
-//!   resolved into typed settings, before any work starts;
+//! - [`cli`]: the command line (clap); [`paths`]: the files it names must be different files;
+//! - [`settings`]: the command line and the environment resolved into typed settings, before any
+//!   work starts; the commands take these, never the command line;
 //! - [`sync`]: one run of the job, batch after batch; [`replay`]: a saved response or the
-//!   sync errors through the same mapping; [`operator`]: `status`, `skip`, `cursor`, `errors`;
-//! - [`tixngo`]: the diff endpoint's wire format and HTTP client;
+//!   sync errors through the same mapping; [`commands`]: `status`, `skip`, `cursor`, `errors`;
+//! - [`tixngo`]: the diff endpoint's wire format, the API key and the HTTP client;
 //! - [`feedback`]: the mapping and contact rules, pure functions;
 //! - [`store`]: the SQLite store, its schema and the one transaction per batch;
 //! - [`report`]: counters, the summary line, the metrics file;
