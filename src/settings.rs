@@ -37,7 +37,8 @@ pub struct StoreFiles {
     pub lock: PathBuf,
 }
 
-/// What the run prints on stdout.
+/// What the run prints on stdout. Resolved apart from [`Settings`], and first: a command whose
+/// settings are refused prints its failure this way too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputMode {
     /// The human summary, on success.
