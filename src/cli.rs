@@ -193,7 +193,7 @@ pub enum CursorCommand {
     Set {
         /// The key the next sync starts from, as `status --json` shows a run's key_before or key_after
         #[arg(value_name = "KEY", value_parser = parse_pagination_key)]
-        key: String,
+        key: PaginationKey,
         /// Confirm the change
         #[arg(long)]
         yes: bool,
@@ -233,52 +233,11 @@ pub enum ErrorsCommand {
     },
 }
 
-impl ErrorsCommand {
-    /// The command as `--json` names it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ErrorsCommand::List => "errors list",
-            ErrorsCommand::Show { .. } => "errors show",
-            ErrorsCommand::Dismiss { .. } => "errors dismiss",
-        }
-    }
-}
-
 fn parse_reason(text: &str) -> Result<String, String> {
     match text.trim() {
         "" => Err("the reason must not be empty".to_owned()),
         reason => Ok(reason.to_owned()),
     }
-}
-
-impl SkipCommand {
-    /// The command as `sync_run` and `--json` name it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            SkipCommand::Add { .. } => "skip add",
-            SkipCommand::Remove { .. } => "skip remove",
-            SkipCommand::List => "skip list",
-        }
-    }
-}
-
-impl CursorCommand {
-    /// The command as `sync_run` and `--json` name it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            CursorCommand::Show => "cursor show",
-            CursorCommand::Set { .. } => "cursor set",
-            CursorCommand::Reset { .. } => "cursor reset",
-        }
-    }
-}
-
-/// All the ticket numbers of repeated NUMBERS arguments.
-pub fn flatten_numbers(lists: &[SkipList]) -> Vec<String> {
-    lists
-        .iter()
-        .flat_map(|list| list.0.iter().cloned())
-        .collect()
 }
 
 #[derive(Debug, Args)]
@@ -303,7 +262,7 @@ pub struct SyncArgs {
 
     /// Start from KEY for this run only ('' = the beginning); the stored key is neither read nor changed
     #[arg(long, value_name = "KEY", value_parser = parse_pagination_key)]
-    pub pagination_key: Option<String>,
+    pub pagination_key: Option<PaginationKey>,
 
     /// Fetch up to N batches, each committed on its own, stopping early once caught up
     /// [default: 1; with --drain: no limit]
@@ -428,10 +387,8 @@ fn parse_skip(text: &str) -> Result<SkipList, String> {
 }
 
 /// A key given on the command line: the rule of a received key, refused as a usage error.
-fn parse_pagination_key(text: &str) -> Result<String, String> {
-    PaginationKey::new(text.to_owned())
-        .map(PaginationKey::into_string)
-        .map_err(|why| format!("the pagination key {why}"))
+fn parse_pagination_key(text: &str) -> Result<PaginationKey, String> {
+    PaginationKey::new(text.to_owned()).map_err(|why| format!("the pagination key {why}"))
 }
 
 /// `--drain` (its implicit `true`) or `TIXNGO_DRAIN`, whose values are those of the other
@@ -484,30 +441,6 @@ fn parse_ratio(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
         _ => Err("expected a number from 0 to 1".to_owned()),
-    }
-}
-
-impl MappingArgs {
-    /// Whether contacts are on: `--no-contacts` wins, else `TIXNGO_CONTACTS` (on/off, true/false,
-    /// 1/0; anything else is a usage error), else on.
-    pub fn contacts_enabled(&self) -> Result<bool, Error> {
-        if self.no_contacts {
-            return Ok(false);
-        }
-        let Some(value) = std::env::var_os("TIXNGO_CONTACTS") else {
-            return Ok(true);
-        };
-        match value
-            .to_str()
-            .map(|v| v.trim().to_ascii_lowercase())
-            .as_deref()
-        {
-            Some("on" | "true" | "1") => Ok(true),
-            Some("off" | "false" | "0") => Ok(false),
-            _ => Err(Error::Usage(format!(
-                "invalid TIXNGO_CONTACTS value {value:?}: expected on/off, true/false or 1/0"
-            ))),
-        }
     }
 }
 

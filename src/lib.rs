@@ -5,10 +5,12 @@
 //! prints one line and exits with a code that says what happened.
 //!
 //! The modules, from the command line down:
-//! - [`cli`]: the command line (clap);
+//! - [`cli`]: the command line (clap); [`paths`]: the files it names must be different files;
+//! - [`settings`]: the command line and the environment resolved into typed settings, before any
+//!   work starts; the commands take these, never the command line;
 //! - [`sync`]: one run of the job, batch after batch; [`replay`]: a saved response or the
-//!   sync errors through the same mapping; [`operator`]: `status`, `skip`, `cursor`, `errors`;
-//! - [`tixngo`]: the diff endpoint's wire format and HTTP client;
+//!   sync errors through the same mapping; [`commands`]: `status`, `skip`, `cursor`, `errors`;
+//! - [`tixngo`]: the diff endpoint's wire format, the API key and the HTTP client;
 //! - [`feedback`]: the mapping and contact rules, pure functions;
 //! - [`store`]: the SQLite store, its schema and the one transaction per batch;
 //! - [`report`]: counters, the summary line, the metrics file;
@@ -17,16 +19,17 @@
 //! - [`timestamp`] and [`ticket_number`]: the two value types every layer shares.
 
 pub mod cli;
+pub mod commands;
 pub mod error;
 pub mod exit;
 pub mod feedback;
 pub mod lock;
 pub mod logging;
 pub mod manual;
-pub mod operator;
 pub mod paths;
 pub mod replay;
 pub mod report;
+pub mod settings;
 pub mod store;
 pub mod sync;
 pub mod ticket_number;
@@ -40,8 +43,9 @@ use std::time::Instant;
 pub use error::Error;
 pub use exit::ExitCode;
 
-use cli::{Command, Parsed};
-use report::Output;
+use cli::Parsed;
+use report::{Output, Summary};
+use settings::{CommandSettings, OutputMode, Refused, Settings};
 
 /// Runs the program with these arguments (the first is the program name) and returns its exit
 /// code, after printing the summary or the error line.
@@ -63,8 +67,8 @@ where
         say(&format!("error: {error}"));
         return error.exit_code();
     }
-    let global = &cli.global;
-    logging::init(global.verbose, global.quiet);
+    logging::init(cli.global.verbose, cli.global.quiet);
+    let mode = OutputMode::of(&cli.global);
     // A panic is a bug: one line and exit 70, never a backtrace. Unwinding drops the batch's
     // transaction, which rolls it back, and the lock goes with the process.
     std::panic::set_hook(Box::new(|info| {
@@ -72,7 +76,10 @@ where
             "error: internal error (a bug, please report it): {info}"
         ));
     }));
-    let result = std::panic::catch_unwind(|| dispatch(&cli, started));
+    let result = std::panic::catch_unwind(move || match Settings::resolve(*cli) {
+        Ok(settings) => dispatch(settings, started),
+        Err(refused) => refused_output(refused, started),
+    });
     let panicked = result.is_err();
     let output = result.unwrap_or_else(|_| {
         Output::of(
@@ -82,9 +89,9 @@ where
     });
     // stdout may be closed (a pipe to `head`): nothing to do about it, and no reason to panic.
     let mut stdout = std::io::stdout().lock();
-    if global.json {
+    if mode == OutputMode::Json {
         let _ = writeln!(stdout, "{}", output.json);
-    } else if !global.quiet && output.error.is_none() {
+    } else if mode == OutputMode::Human && output.error.is_none() {
         let _ = writeln!(stdout, "{}", output.human);
     }
     if panicked {
@@ -103,26 +110,55 @@ fn say(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "tixngo-feedback: {line}");
 }
 
-/// Runs the parsed command.
-fn dispatch(cli: &cli::Cli, started: Instant) -> Output {
-    let global = &cli.global;
-    match &cli.command {
-        Command::Sync(args) => {
-            let summary = sync::run(global, args, started);
-            if let (Some(path), false) = (&args.metrics_file, summary.dry_run)
-                && let metrics = report::metrics::with_feed_carried_over(path, &summary)
-                && let Err(e) = report::metrics::write(path, &metrics, timestamp::Timestamp::now())
-            {
-                log::error!("cannot write the metrics file {}: {e}", path.display());
-            }
-            summary.output()
+/// Runs the command the settings name.
+fn dispatch(settings: Settings, started: Instant) -> Output {
+    let files = &settings.files;
+    match settings.command {
+        CommandSettings::Sync(sync) => {
+            let metrics_file = sync.metrics_file.clone();
+            let summary = sync::run(files, *sync, started);
+            run_output(summary, metrics_file.as_deref())
         }
-        Command::Replay(args) => replay::run(global, args, started).output(),
-        Command::Status => Output::of("status", operator::status(global)),
-        Command::Skip(command) => Output::of(command.name(), operator::skip(global, command)),
-        Command::Cursor(command) => Output::of(command.name(), operator::cursor(global, command)),
-        Command::Errors(command) => Output::of(command.name(), operator::errors(global, command)),
-        Command::Completions { shell } => Output::of("completions", manual::completions(*shell)),
-        Command::Man => Output::of("man", manual::man_page()),
+        CommandSettings::Replay(replay) => replay::run(files, *replay, started).output(),
+        CommandSettings::Status => Output::of("status", commands::status(files)),
+        CommandSettings::Skip(command) => {
+            Output::of(command.name(), commands::skip(files, &command))
+        }
+        CommandSettings::Cursor(command) => {
+            Output::of(command.name(), commands::cursor(files, &command))
+        }
+        CommandSettings::Errors(command) => {
+            Output::of(command.name(), commands::errors(files, &command))
+        }
+        CommandSettings::Completions(shell) => {
+            Output::of("completions", manual::completions(shell))
+        }
+        CommandSettings::Man => Output::of("man", manual::man_page()),
     }
+}
+
+/// The output of a `sync` or `replay` whose settings were refused: the run's failure.
+fn refused_output(refused: Refused, started: Instant) -> Output {
+    match refused {
+        Refused::Sync {
+            error,
+            dry_run,
+            metrics_file,
+        } => run_output(
+            sync::refused(error, dry_run, started),
+            metrics_file.as_deref(),
+        ),
+        Refused::Replay { error } => replay::refused(error, started).output(),
+    }
+}
+
+/// The output of a sync, after writing its metrics file (never for a dry run).
+fn run_output(summary: Summary, metrics_file: Option<&std::path::Path>) -> Output {
+    if let (Some(path), false) = (metrics_file, summary.dry_run)
+        && let metrics = report::metrics::with_feed_carried_over(path, &summary)
+        && let Err(e) = report::metrics::write(path, &metrics, timestamp::Timestamp::now())
+    {
+        log::error!("cannot write the metrics file {}: {e}", path.display());
+    }
+    summary.output()
 }

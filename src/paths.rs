@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::{Cli, Command};
 use crate::error::Error;
+use crate::settings::StoreFiles;
 
 /// The files SQLite keeps beside a store, by the suffix of their name.
 const STORE_COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
@@ -44,7 +45,7 @@ pub fn check_distinct(cli: &Cli) -> Result<(), Error> {
 
 /// Every file the command names besides the store; one more option is one more line here.
 fn named_files(cli: &Cli) -> Vec<(&'static str, PathBuf)> {
-    let mut files = vec![("--lock-file", crate::sync::lock_path(&cli.global))];
+    let mut files = vec![("--lock-file", StoreFiles::of(&cli.global).lock)];
     if let Command::Sync(args) = &cli.command {
         files.extend(args.metrics_file.clone().map(|p| ("--metrics-file", p)));
         files.extend(args.api_key_file.clone().map(|p| ("--api-key-file", p)));

@@ -10,39 +10,49 @@ use std::time::Instant;
 
 use serde_json::value::RawValue;
 
-use crate::cli::{GlobalArgs, ReplayArgs};
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::report::{Replayed, Summary};
-use crate::sync::{
-    self, Incoming, MappingOptions, apply_page, lock_store, open_store, record_failure,
-};
+use crate::settings::{ReplaySettings, StoreFiles};
+use crate::sync::{self, Incoming, apply_page, lock_store, open_store, record_failure};
 use crate::timestamp::Timestamp;
 use crate::tixngo::wire::{self, PageTicket};
 
 /// Runs `replay`; the summary carries the exit code and the error, if any.
-pub fn run(global: &GlobalArgs, args: &ReplayArgs, started: Instant) -> Summary {
+pub fn run(files: &StoreFiles, settings: ReplaySettings, started: Instant) -> Summary {
     let mut summary = Summary {
-        command: "replay",
-        caught_up: true,
-        ..Summary::default()
+        dry_run: settings.mapping.dry_run,
+        ..summary()
     };
-    let result = replay(global, args, &mut summary);
+    let result = replay(files, settings, &mut summary);
     sync::finish(summary, result, started)
 }
 
+/// The summary of a `replay` whose settings were refused.
+pub fn refused(error: Error, started: Instant) -> Summary {
+    sync::finish(summary(), Err(error), started)
+}
+
+/// A replay's summary before it starts.
+fn summary() -> Summary {
+    Summary {
+        command: "replay",
+        caught_up: true,
+        ..Summary::default()
+    }
+}
+
 fn replay(
-    global: &GlobalArgs,
-    args: &ReplayArgs,
+    files: &StoreFiles,
+    settings: ReplaySettings,
     summary: &mut Summary,
 ) -> Result<ExitCode, Error> {
-    let mut mapping = MappingOptions::from_args(&args.mapping)?;
-    summary.dry_run = mapping.dry_run;
-    summary.replayed = Some(match &args.file {
+    let ReplaySettings { input, mut mapping } = settings;
+    summary.replayed = Some(match &input {
         Some(_) => Replayed::File { next_key: None },
         None => Replayed::Errors,
     });
-    let file = match &args.file {
+    let file = match &input {
         Some(path) => Some(read_input(path)?),
         None => None,
     };
@@ -50,8 +60,8 @@ fn replay(
         // The file is decoded on another thread from now on: its first tickets are mapped while
         // the rest is still being decoded.
         let streamed = file.as_deref().map(|body| TicketStream::start(scope, body));
-        let _lock = lock_store(global, mapping.dry_run)?;
-        let mut store = open_store(&global.store, mapping.dry_run, None)?;
+        let _lock = lock_store(files, mapping.dry_run)?;
+        let mut store = open_store(&files.store, mapping.dry_run, None)?;
         let started_at = Timestamp::now().to_string();
         mapping.skip.extend(store.skip_list()?);
         let applied = match streamed {
@@ -241,7 +251,7 @@ mod tests {
     }
 
     fn ticket(number: &str) -> PageTicket<'static> {
-        PageTicket::Mapped(Ticket {
+        PageTicket::Decoded(Ticket {
             ticket_number: number.into(),
             ..Ticket::default()
         })
@@ -251,7 +261,7 @@ mod tests {
         tickets
             .iter()
             .map(|ticket| match ticket {
-                Ok(PageTicket::Mapped(ticket)) => ticket.ticket_number.clone(),
+                Ok(PageTicket::Decoded(ticket)) => ticket.ticket_number.clone(),
                 Ok(PageTicket::Unmappable { .. }) => "unmappable".into(),
                 Err(error) => format!("error {}", error.exit_code().code()),
             })

@@ -1,42 +1,37 @@
-//! One run of `sync` (SPEC §4): check the configuration, take the lock, open the store, then fetch,
-//! map and commit batch after batch until caught up, `--max-batches` or the deadline.
+//! One run of `sync` (SPEC §4), from its resolved settings: build the client, take the lock, open
+//! the store, then fetch, map and commit batch after batch until caught up, `--max-batches` or the
+//! deadline.
 //!
 //! Checks happen in the order of SPEC §3 so that the exit code names the first problem:
-//! arguments → configuration → lock → store → fetch → parse → write.
+//! arguments and configuration ([`crate::settings`]) → lock → store → fetch → parse → write.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
-use std::collections::HashSet;
-use std::fs;
-use std::io::Read;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 
-use crate::cli::{GlobalArgs, MappingArgs, SyncArgs};
 use crate::error::{Error, KEY_UNCHANGED};
 use crate::exit::ExitCode;
 use crate::feedback::contacts::{self, ContactPlan, ContactRef};
-use crate::feedback::sentinel::{BatchSentinel, RunNotes};
+use crate::feedback::sentinel::BatchSentinel;
 use crate::feedback::{Merge, TicketRecord, is_stale, merge};
-use crate::lock::{self, RunLock};
+use crate::lock::RunLock;
 use crate::report::{Counters, Summary, count, quoted};
-use crate::store::{Batch, FeedState, LineWritten, RunRecord, Store};
+use crate::settings::{MappingPolicy, StartKey, StoreFiles, SyncSettings};
+use crate::store::{BatchTransaction, FeedState, LineWritten, RunRecord, Store};
 use crate::timestamp::Timestamp;
-use crate::tixngo::client::{ApiKey, ApiUrl, Client, Connection};
-use crate::tixngo::dump::Dumps;
-use crate::tixngo::wire::{self, Page, PageTicket, Spectator, Ticket};
+use crate::tixngo::client::Client;
+use crate::tixngo::wire::{self, Page, PageTicket, PaginationKey, Spectator, Ticket};
 
 /// Runs `sync`; the summary carries the exit code and the error, if any.
-pub fn run(global: &GlobalArgs, args: &SyncArgs, started: Instant) -> Summary {
+pub fn run(files: &StoreFiles, settings: SyncSettings, started: Instant) -> Summary {
     let mut summary = Summary {
-        command: "sync",
-        ..Summary::default()
+        dry_run: settings.mapping.dry_run,
+        ..summary()
     };
-    let result = sync(global, args, started, &mut summary);
+    let result = sync(files, settings, started, &mut summary);
     let mut summary = finish(summary, result, started);
     if summary.batches > 0
         && let Some(error) = &mut summary.error
@@ -44,6 +39,26 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs, started: Instant) -> Summary {
         *error = after_committed_batches(error, summary.batches);
     }
     summary
+}
+
+/// The summary of a `sync` whose settings were refused.
+pub fn refused(error: Error, dry_run: bool, started: Instant) -> Summary {
+    finish(
+        Summary {
+            dry_run,
+            ..summary()
+        },
+        Err(error),
+        started,
+    )
+}
+
+/// A sync's summary before it starts.
+fn summary() -> Summary {
+    Summary {
+        command: "sync",
+        ..Summary::default()
+    }
 }
 
 /// The error line of a run that failed after committing batches. The error's own text says that
@@ -74,46 +89,6 @@ pub fn finish(mut summary: Summary, result: Result<ExitCode, Error>, started: In
     summary
 }
 
-/// How the tickets of a batch are mapped (SPEC §4.4–4.6).
-pub struct MappingOptions {
-    /// The persisted skip list and `--skip`.
-    pub skip: HashSet<String>,
-    pub stop_on_error: bool,
-    pub max_failed_ratio: f64,
-    pub contacts: bool,
-    /// Write to a scratch copy of the store, never to the store itself.
-    pub dry_run: bool,
-    /// The technical login written on distribution lines (`--operator-login`).
-    pub operator_login: String,
-    /// What the run's batches found worth saying, told once at the end of the run.
-    pub notes: RefCell<RunNotes>,
-}
-
-impl MappingOptions {
-    /// Checks the mapping flags (usage errors only: no I/O).
-    pub fn from_args(args: &MappingArgs) -> Result<MappingOptions, Error> {
-        Ok(MappingOptions {
-            skip: args.skip.iter().flat_map(|s| s.0.iter().cloned()).collect(),
-            stop_on_error: args.stop_on_error,
-            max_failed_ratio: args.max_failed_ratio,
-            contacts: args.contacts_enabled()?,
-            dry_run: args.dry_run,
-            operator_login: args.operator_login.clone(),
-            notes: RefCell::new(RunNotes::new(args.dry_run)),
-        })
-    }
-
-    /// Ends the run's notes: logs their warnings once and puts their findings in the summary.
-    pub fn report_notes(&self, summary: &mut Summary) {
-        let notes = self.notes.take();
-        notes.log();
-        summary
-            .unknown_statuses
-            .clone_from(notes.unknown_statuses());
-        summary.unknown_fields = notes.unknown_fields().to_vec();
-    }
-}
-
 /// Where the key comes from and whether the run saves it.
 struct KeyPolicy {
     start: Option<String>,
@@ -121,29 +96,33 @@ struct KeyPolicy {
 }
 
 fn sync(
-    global: &GlobalArgs,
-    args: &SyncArgs,
+    files: &StoreFiles,
+    settings: SyncSettings,
     started: Instant,
     summary: &mut Summary,
 ) -> Result<ExitCode, Error> {
-    let mut mapping = MappingOptions::from_args(&args.mapping)?;
-    summary.dry_run = mapping.dry_run;
-    let deadline = started + Duration::from_secs(args.timeout);
-    let url = args
-        .api_url
-        .as_deref()
-        .filter(|u| !u.trim().is_empty())
-        .ok_or_else(|| Error::Config("no API URL: set --api-url or TIXNGO_API_URL".into()))?;
-    let client = client(url, args)?;
-    let _lock = lock_store(global, mapping.dry_run)?;
-    let mut store = open_store(&global.store, mapping.dry_run, Some(deadline))?;
+    let SyncSettings {
+        url,
+        api_key,
+        connection,
+        start,
+        batch_size,
+        max_batches,
+        timeout,
+        mut mapping,
+        ..
+    } = settings;
+    let deadline = started + timeout;
+    let client = Client::new(url, api_key, connection)?;
+    let _lock = lock_store(files, mapping.dry_run)?;
+    let mut store = open_store(&files.store, mapping.dry_run, Some(deadline))?;
     let started_at = Timestamp::now().to_string();
-    let keys = match &args.pagination_key {
-        Some(key) => KeyPolicy {
-            start: Some(key.clone()).filter(|k| !k.is_empty()),
+    let keys = match start {
+        StartKey::Given(key) => KeyPolicy {
+            start: key.map(PaginationKey::into_string),
             save: false,
         },
-        None => KeyPolicy {
+        StartKey::Stored => KeyPolicy {
             start: store.pagination_key()?.filter(|k| !k.is_empty()),
             save: !mapping.dry_run,
         },
@@ -152,7 +131,8 @@ fn sync(
     summary.pagination_key_before.clone_from(&keys.start);
     summary.next_pagination_key.clone_from(&keys.start);
     let job = Job {
-        args,
+        batch_size,
+        max_batches,
         client: Arc::new(client),
         mapping,
         keys,
@@ -165,10 +145,12 @@ fn sync(
 }
 
 /// What every batch of a run shares.
-struct Job<'a> {
-    args: &'a SyncArgs,
+struct Job {
+    /// Tickets asked for per page.
+    batch_size: u32,
+    max_batches: u32,
     client: Arc<Client>,
-    mapping: MappingOptions,
+    mapping: MappingPolicy,
     keys: KeyPolicy,
     started_at: String,
     deadline: Instant,
@@ -177,21 +159,16 @@ struct Job<'a> {
 /// Fetches and commits batch after batch (SPEC §4.7): page k+1 is fetched while batch k commits
 /// and its outcome read only after that commit; the run goes on while it is behind, allowed another
 /// batch and the deadline leaves time for one.
-fn run_batches(job: &Job<'_>, store: &mut Store, summary: &mut Summary) -> Result<ExitCode, Error> {
+fn run_batches(job: &Job, store: &mut Store, summary: &mut Summary) -> Result<ExitCode, Error> {
     let mut feed = FeedProgress::after(store.feed_state()?.as_ref());
     let mut pace = Pace::start(job.deadline);
-    let limit = batch_limit(job.args);
+    let limit = job.max_batches;
     let mut key = job.keys.start.clone();
     let mut prefetch: Option<Prefetch> = None;
     for batch_number in 1..=limit {
         let fetched = match prefetch.take() {
             Some(next) => next.join(),
-            None => fetch(
-                &job.client,
-                key.as_deref(),
-                job.args.batch_size,
-                job.deadline,
-            ),
+            None => fetch(&job.client, key.as_deref(), job.batch_size, job.deadline),
         };
         if let Err(error) = &fetched
             && batch_number > 1
@@ -224,13 +201,6 @@ fn run_batches(job: &Job<'_>, store: &mut Store, summary: &mut Summary) -> Resul
     } else {
         ExitCode::Success
     })
-}
-
-/// How many batches a run may fetch: `--max-batches`, bounding `--drain` too; else one, or as
-/// many as the deadline allows with `--drain`.
-fn batch_limit(args: &SyncArgs) -> u32 {
-    args.max_batches
-        .unwrap_or(if args.drain { u32::MAX } else { 1 })
 }
 
 /// The run's time: the deadline, and how long a batch takes, to tell whether another one fits.
@@ -353,67 +323,11 @@ pub fn open_store(path: &Path, dry_run: bool, deadline: Option<Instant>) -> Resu
 /// Takes the run lock of the store, once the store's path is known to be usable: a run refused
 /// for its store path must not leave a `<store>.lock` behind (and removing a lock file is never
 /// safe: another run may have it open).
-pub fn lock_store(global: &GlobalArgs, read_only: bool) -> Result<RunLock, Error> {
-    crate::store::check_path(&global.store, read_only)?;
-    let path = lock_path(global);
-    let lock = RunLock::acquire(&path)?;
-    log::info!("lock {} taken", path.display());
+pub fn lock_store(files: &StoreFiles, read_only: bool) -> Result<RunLock, Error> {
+    crate::store::check_path(&files.store, read_only)?;
+    let lock = RunLock::acquire(&files.lock)?;
+    log::info!("lock {} taken", files.lock.display());
     Ok(lock)
-}
-
-/// Reads the API key from the key file (SPEC §7) or `TIXNGO_API_KEY`.
-fn api_key(file: Option<&Path>) -> Result<ApiKey, Error> {
-    let (key, origin) = match file {
-        Some(path) => (
-            read_key_file(path)?,
-            format!("the API key file {}", path.display()),
-        ),
-        None => match std::env::var("TIXNGO_API_KEY") {
-            Ok(key) if !key.trim().is_empty() => {
-                (key.trim().to_owned(), "TIXNGO_API_KEY".to_owned())
-            }
-            _ => {
-                return Err(Error::Config(
-                    "no API key: set TIXNGO_API_KEY or --api-key-file (TIXNGO_API_KEY_FILE)".into(),
-                ));
-            }
-        },
-    };
-    ApiKey::new(key).map_err(|why| Error::Config(format!("{origin} {why}")))
-}
-
-/// Reads a key file, trimmed. It must be a regular file (a FIFO would block the run: it is
-/// opened without blocking and looked at before any read) that neither the group nor others can
-/// read or write. The checks are made on the opened file, so a swap after them changes nothing.
-fn read_key_file(path: &Path) -> Result<String, Error> {
-    let shown = path.display();
-    let cannot =
-        |e: std::io::Error| Error::Config(format!("cannot read the API key file {shown}: {e}"));
-    let mut file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(cannot)?;
-    let metadata = file.metadata().map_err(cannot)?;
-    if !metadata.is_file() {
-        return Err(Error::Config(format!(
-            "the API key file {shown} is not a regular file: put the key in a plain file (mode 0600)"
-        )));
-    }
-    let mode = metadata.permissions().mode() & 0o777;
-    if mode & 0o066 != 0 {
-        let access = if mode & 0o044 != 0 {
-            "readable"
-        } else {
-            "writable"
-        };
-        return Err(Error::Config(format!(
-            "the API key file {shown} is {access} by others (mode {mode:04o}): chmod 600 {shown}"
-        )));
-    }
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(cannot)?;
-    Ok(text.trim().to_owned())
 }
 
 /// What one committed batch came to.
@@ -432,25 +346,6 @@ pub struct BatchOutcome {
 struct Fetched {
     body: Vec<u8>,
     decoded: Option<Page<'static>>,
-}
-
-/// The client of the API URL, with the key and the connection options of `args`.
-fn client(url: &str, args: &SyncArgs) -> Result<Client, Error> {
-    let connection = Connection {
-        max_body_bytes: args.max_response_mb * 1024 * 1024,
-        ca_file: args.ca_file.clone(),
-        dumps: args
-            .dump_dir
-            .clone()
-            .map(|dir| Dumps::new(dir, args.dump_keep as usize)),
-        diff_path: args.diff_path.clone(),
-        api_key_header: args.api_key_header.clone(),
-    };
-    Client::new(
-        ApiUrl::parse(url)?,
-        api_key(args.api_key_file.as_deref())?,
-        connection,
-    )
 }
 
 /// Fetches one page and decodes it when every ticket maps.
@@ -510,14 +405,14 @@ impl Prefetch {
 /// Parses a fetched page, starts fetching the next one when the run goes on (not caught up,
 /// `prefetch` given for a batch the run allows, and time for it), and maps and commits this one.
 fn apply_fetched(
-    job: &Job<'_>,
+    job: &Job,
     store: &mut Store,
     fetched: Fetched,
     key: Option<&str>,
     pace: &Pace,
     prefetch: Option<&mut Option<Prefetch>>,
 ) -> Result<BatchOutcome, Error> {
-    let batch_size = job.args.batch_size;
+    let batch_size = job.batch_size;
     let page = match fetched.decoded {
         Some(page) => page,
         None => wire::read_page(&fetched.body).map_err(Error::BadData)?,
@@ -567,7 +462,7 @@ fn newest_change(tickets: &[PageTicket<'_>]) -> Option<String> {
     tickets
         .iter()
         .filter_map(|ticket| match ticket {
-            PageTicket::Mapped(ticket) => ticket.last_updated,
+            PageTicket::Decoded(ticket) => ticket.last_updated,
             PageTicket::Unmappable { .. } => None,
         })
         .max()
@@ -603,7 +498,7 @@ pub fn apply_page<'p>(
     key_before: Option<&str>,
     key_after: Option<&str>,
     save_key: bool,
-    mapping: &MappingOptions,
+    mapping: &MappingPolicy,
 ) -> Result<Counters, Error> {
     let mut batch = store.begin_batch(command, key_before)?;
     let mut counters = Counters::default();
@@ -616,7 +511,7 @@ pub fn apply_page<'p>(
         // The skip list is checked on the raw `taxNumber` before any other validation; a ticket
         // that decodes has that very number.
         let (number, outcome) = match &ticket {
-            PageTicket::Mapped(ticket) => {
+            PageTicket::Decoded(ticket) => {
                 let number = Some(Cow::Borrowed(ticket.ticket_number.as_str()));
                 if mapping.skip.contains(&ticket.ticket_number) {
                     (number, Outcome::Skipped)
@@ -752,7 +647,7 @@ fn describe_failure(number: Option<&str>, reason: &str) -> String {
 }
 
 fn fail_ticket(
-    batch: &Batch<'_>,
+    batch: &BatchTransaction<'_>,
     raw: &RawValue,
     number: Option<&str>,
     reason: &str,
@@ -763,9 +658,9 @@ fn fail_ticket(
 
 /// Stores one decoded ticket: the row, its history and its contacts (SPEC §4.4 steps 3–6).
 fn apply_ticket(
-    batch: &mut Batch<'_>,
+    batch: &mut BatchTransaction<'_>,
     ticket: &Ticket,
-    mapping: &MappingOptions,
+    mapping: &MappingPolicy,
     counters: &mut Counters,
 ) -> Result<Outcome<'static>, Error> {
     let (row, stored) = batch.ticket(&ticket.ticket_number)?.unzip();
@@ -847,7 +742,7 @@ impl NewContacts {
 
 /// Creates and upgrades the plan's contacts and points the ticket at its new cultural contact.
 fn create_contacts(
-    batch: &Batch<'_>,
+    batch: &BatchTransaction<'_>,
     plan: &ContactPlan,
     ticket: &Ticket,
     record: &mut TicketRecord,
@@ -876,7 +771,7 @@ fn create_contacts(
 
 /// Writes the plan's distribution changes (after the ticket row, which the lines reference).
 fn write_lines(
-    batch: &Batch<'_>,
+    batch: &BatchTransaction<'_>,
     plan: &ContactPlan,
     record: &TicketRecord,
     created: NewContacts,
@@ -928,14 +823,6 @@ pub fn record_failure(
         Err(e) => log::warn!("the failed run could not be recorded in sync_run: {e}"),
         Ok(()) => {}
     }
-}
-
-/// The lock file of a store, as the options name it.
-pub fn lock_path(global: &GlobalArgs) -> PathBuf {
-    global
-        .lock_file
-        .clone()
-        .unwrap_or_else(|| lock::default_path(&global.store))
 }
 
 #[cfg(test)]

@@ -583,7 +583,7 @@ fn check_read_page(body: &[u8]) -> Result<(), TestCaseError> {
             prop_assert_eq!(read.tickets.len(), parsed.tickets.len());
             for (ticket, raw) in read.tickets.iter().zip(&parsed.tickets) {
                 match (ticket, decode_ticket(raw)) {
-                    (PageTicket::Mapped(ticket), Ok(decoded)) => prop_assert_eq!(ticket, &decoded),
+                    (PageTicket::Decoded(ticket), Ok(decoded)) => prop_assert_eq!(ticket, &decoded),
                     (PageTicket::Unmappable { raw: kept, reason }, Err(expected)) => {
                         prop_assert_eq!(kept.get(), raw.get());
                         prop_assert_eq!(reason, &expected);
@@ -1465,7 +1465,7 @@ impl Model {
             let id = self.id();
             self.contacts.push(Contact {
                 id,
-                // As Batch::create_owner_contact stores it: trimmed of ' \t\n\r' only.
+                // As BatchTransaction::create_owner_contact stores it: trimmed of ' \t\n\r' only.
                 email: owner
                     .email
                     .as_deref()

@@ -1386,7 +1386,10 @@ fn the_human_summary_has_the_documented_shape() {
     let duration = match rest.strip_prefix(" (") {
         Some(lag) => {
             let (lag, duration) = lag.split_once(" behind the feed); ").expect(line);
-            assert!(lag.ends_with(" s") || lag.ends_with(" min"), "{line}");
+            assert!(
+                [" s", " min", " h"].iter().any(|unit| lag.ends_with(unit)),
+                "{line}"
+            );
             duration
         }
         None => rest.strip_prefix("; ").expect(line),

@@ -2,11 +2,11 @@
 //! the ticket TIXNGO sent in, to the changes to make. No I/O here; the store applies the changes.
 
 pub mod contacts;
-mod mapping;
+mod record;
 pub mod sentinel;
 pub mod status;
 
-pub use mapping::{Merge, TicketRecord, is_stale, merge};
+pub use record::{Merge, TicketRecord, is_stale, merge};
 
 /// The key e-mails are compared on: trimmed of blanks and ASCII-lowercased, exactly like the
 /// store's `lower(trim(email, ' \t\n\r'))`, so that look-ups in Rust and in SQL agree.

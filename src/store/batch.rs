@@ -228,15 +228,15 @@ pub struct LineWritten<'a> {
 }
 
 /// Where a ticket's stored row is, and the cultural contact it held when read: what
-/// [`Batch::write_ticket`] needs to update the row in place.
+/// [`BatchTransaction::write_ticket`] needs to update the row in place.
 #[derive(Clone, Copy, Debug)]
 pub struct StoredRow {
     rowid: i64,
     cultural_contact_id: Option<i64>,
 }
 
-/// The transaction of one batch. Dropping it without [`Batch::finish`] rolls everything back.
-pub struct Batch<'s> {
+/// The transaction of one batch. Dropping it without [`BatchTransaction::finish`] rolls everything back.
+pub struct BatchTransaction<'s> {
     /// The statements every ticket runs, prepared once per batch rather than looked up in the
     /// connection's cache by their text (hashing an update of over a kilobyte for every ticket
     /// is not free).
@@ -293,14 +293,14 @@ impl<'s> HotStatements<'s> {
     }
 }
 
-impl<'s> Batch<'s> {
+impl<'s> BatchTransaction<'s> {
     pub(super) fn begin(
         conn: &'s Connection,
         path: &'s Path,
         overlay: Option<&'s Overlay>,
         command: &str,
         key_before: Option<&str>,
-    ) -> Result<Batch<'s>, Error> {
+    ) -> Result<BatchTransaction<'s>, Error> {
         let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).in_store(path)?;
         let now = Timestamp::now().to_string();
         tx.execute(
@@ -309,7 +309,7 @@ impl<'s> Batch<'s> {
         )
         .in_store(path)?;
         let run_id = tx.last_insert_rowid();
-        Ok(Batch {
+        Ok(BatchTransaction {
             hot: HotStatements::prepare(conn).in_store(path)?,
             tx,
             path,
@@ -331,7 +331,7 @@ impl<'s> Batch<'s> {
             .in_store(self.path)
     }
 
-    /// The stored row of a ticket, and where it is for [`Batch::write_ticket`].
+    /// The stored row of a ticket, and where it is for [`BatchTransaction::write_ticket`].
     pub fn ticket(&self, ticket_number: &str) -> Result<Option<(StoredRow, TicketRecord)>, Error> {
         self.copy_in(|overlay| &overlay.copy_ticket, ticket_number)?;
         self.hot
@@ -596,7 +596,7 @@ impl<'s> Batch<'s> {
     }
 }
 
-impl ContactBook for Batch<'_> {
+impl ContactBook for BatchTransaction<'_> {
     fn contact_by_email(&mut self, email_key: &str) -> Result<Option<FoundContact>, Error> {
         self.copy_in(|overlay| &overlay.copy_contacts, email_key)?;
         let mut statement = self.hot.contact_by_email.borrow_mut();

@@ -1,15 +1,15 @@
 //! The S-360 store: an SQLite file holding tickets, contacts, distribution history, the
 //! pagination key, the skip list and the run log (SPEC §4.3).
 //!
-//! Everything the sync writes goes through a [`Batch`]: one `BEGIN IMMEDIATE` transaction per
-//! batch, committed by [`Batch::finish`] with the run counters and the next key, or rolled back
-//! when dropped. That is what makes a crash at any point leave the store as it was.
+//! Everything the sync writes goes through a [`BatchTransaction`]: one `BEGIN IMMEDIATE`
+//! transaction per batch, committed by [`BatchTransaction::finish`] with the run counters and the
+//! next key, or rolled back when dropped. That is what makes a crash at any point leave the store as it was.
 
 mod access;
 mod batch;
 mod feed;
-mod operator;
 mod overlay;
+mod queries;
 mod schema;
 
 use std::collections::HashSet;
@@ -23,9 +23,9 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 pub use access::check_path;
-pub use batch::{Batch, LineWritten, StoredRow};
+pub use batch::{BatchTransaction, LineWritten, StoredRow};
 pub use feed::FeedState;
-pub use operator::{SkipEntry, StatusFigures, SyncErrorDetail, SyncErrorEntry};
+pub use queries::{SkipEntry, StatusFigures, SyncErrorDetail, SyncErrorEntry};
 
 use crate::error::Error;
 use crate::report::Counters;
@@ -387,9 +387,9 @@ impl Store {
         &mut self,
         command: &str,
         key_before: Option<&str>,
-    ) -> Result<Batch<'_>, Error> {
+    ) -> Result<BatchTransaction<'_>, Error> {
         self.bound_busy_wait()?;
-        Batch::begin(
+        BatchTransaction::begin(
             &self.conn,
             &self.path,
             self.overlay.as_ref(),

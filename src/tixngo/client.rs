@@ -2,7 +2,6 @@
 //! redirects, timeouts, retries with backoff and `Retry-After`, a cap on the body. Every HTTP
 //! outcome is classified here, once, into success, a retry, or an [`Error`] with its exit code.
 
-use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
@@ -12,6 +11,7 @@ use ureq::http::Uri;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, parse_pem};
 use ureq::{Agent, Proxy};
 
+use super::api_key::ApiKey;
 use super::dump::Dumps;
 use super::wire::{LIMIT_PARAM, PAGINATION_KEY_PARAM};
 use crate::error::Error;
@@ -23,29 +23,6 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(120);
 /// The first retry waits about this long; each further one twice as long, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// The organizer's API key. Its `Debug` never shows it.
-#[derive(Clone)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    /// Checks a key (already trimmed): not empty, and valid as a header value.
-    pub fn new(key: String) -> Result<ApiKey, String> {
-        if key.is_empty() {
-            return Err("is empty".to_owned());
-        }
-        if !key.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-            return Err("holds characters that cannot be sent in an HTTP header".to_owned());
-        }
-        Ok(ApiKey(key))
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(<redacted>)")
-    }
-}
 
 /// The TIXNGO interface URL, checked: `https://…/organizer/tickets`, or `http://` to loopback.
 #[derive(Clone, Debug)]
@@ -287,7 +264,7 @@ impl Client {
         let mut response = self
             .agent
             .get(url)
-            .header(&self.api_key_header, &self.api_key.0)
+            .header(&self.api_key_header, self.api_key.expose())
             .config()
             .timeout_global(Some(timeout))
             .build()
@@ -446,7 +423,7 @@ impl Client {
     /// percent-encoded in any way: then the text is shown decoded), control characters escaped,
     /// at most [`SERVER_TEXT_CHARS`] characters.
     fn server_text(&self, text: &str) -> String {
-        let key = self.api_key.0.as_str();
+        let key = self.api_key.expose();
         let decoded = percent_decode(text);
         let text = if decoded.contains(key) {
             &decoded
@@ -871,14 +848,5 @@ mod tests {
         ] {
             assert_eq!(no_proxy_matches(list, host), matches, "{list:?} {host}");
         }
-    }
-
-    #[test]
-    fn api_key_debug_is_redacted_and_bad_keys_are_refused() {
-        let key = ApiKey::new("s3cr3t".into()).unwrap();
-        assert!(!format!("{key:?}").contains("s3cr3t"));
-        assert!(ApiKey::new(String::new()).is_err());
-        assert!(ApiKey::new("a b".into()).is_err());
-        assert!(ApiKey::new("a\nb".into()).is_err());
     }
 }

@@ -106,6 +106,15 @@ impl PaginationKey {
         Ok(PaginationKey(key))
     }
 
+    /// The key a run starts from: the empty key is none, the start of the feed.
+    pub fn start(self) -> Option<PaginationKey> {
+        (!self.0.is_empty()).then_some(self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn into_string(self) -> String {
         self.0
     }
@@ -175,11 +184,11 @@ pub struct Page<'a> {
 
 /// One ticket of a [`Page`].
 #[derive(Debug)]
-// Nearly every ticket is `Mapped`: boxing it would add an allocation per ticket to save space
+// Nearly every ticket is `Decoded`: boxing it would add an allocation per ticket to save space
 // on the rare unmappable ones.
 #[allow(clippy::large_enum_variant)]
 pub enum PageTicket<'a> {
-    Mapped(Ticket),
+    Decoded(Ticket),
     /// A ticket that cannot be mapped, with its exact text (for `sync_error`) and the reason.
     Unmappable {
         raw: &'a RawValue,
@@ -191,7 +200,7 @@ impl<'a> PageTicket<'a> {
     /// Decodes one raw ticket.
     pub fn decode(raw: &'a RawValue) -> PageTicket<'a> {
         match decode_ticket(raw) {
-            Ok(ticket) => PageTicket::Mapped(ticket),
+            Ok(ticket) => PageTicket::Decoded(ticket),
             Err(reason) => PageTicket::Unmappable { raw, reason },
         }
     }
@@ -219,7 +228,11 @@ pub fn read_mappable_page(body: &[u8]) -> Option<Page<'static>> {
     let (list, next_page_key) = envelope.into_parts().ok()?;
     let tickets = list?
         .into_iter()
-        .map(|wire| wire.value.into_ticket(wire.unknown).map(PageTicket::Mapped))
+        .map(|wire| {
+            wire.value
+                .into_ticket(wire.unknown)
+                .map(PageTicket::Decoded)
+        })
         .collect::<Result<_, _>>()
         .ok()?;
     Some(Page {
@@ -546,15 +559,7 @@ impl WireTicket {
         if status.trim().is_empty() {
             return Err("status is empty".to_owned());
         }
-        let last_updated = match wire.last_updated {
-            Some(at) => instant("lastUpdated", Some(at))?,
-            None => instant("lastUpdate", wire.last_update)?,
-        };
-        if let Some(at) = last_updated
-            && at.millis_since(Timestamp::now()) > MAX_AHEAD_MILLIS
-        {
-            return Err("lastUpdated is more than 24 h ahead of this host's clock".to_owned());
-        }
+        let last_updated = last_updated(wire.last_updated, wire.last_update)?;
         let holder = match (wire.holder, wire.assignee) {
             (Some(holder), _) => unknown.holder("holder", holder),
             (None, Some(assignee)) => unknown.holder("assignee", assignee),
@@ -649,6 +654,23 @@ fn without_values(error: serde_json::Error) -> String {
 
 fn text(value: Option<Text>) -> Option<String> {
     value.map(|t| t.0)
+}
+
+/// `lastUpdated`, else the older `lastUpdate`: a time, never more than a day ahead of this host.
+fn last_updated(
+    last_updated: Option<Text>,
+    last_update: Option<Text>,
+) -> Result<Option<Timestamp>, String> {
+    let at = match last_updated {
+        Some(at) => instant("lastUpdated", Some(at))?,
+        None => instant("lastUpdate", last_update)?,
+    };
+    if let Some(at) = at
+        && at.millis_since(Timestamp::now()) > MAX_AHEAD_MILLIS
+    {
+        return Err("lastUpdated is more than 24 h ahead of this host's clock".to_owned());
+    }
+    Ok(at)
 }
 
 fn instant(field: &str, value: Option<Text>) -> Result<Option<Timestamp>, String> {
@@ -1374,7 +1396,9 @@ mod tests {
         // The one-pass reading of a page names them too.
         let body = br#"{"result":[{"taxNumber":"1","status":"X","extra":1}]}"#;
         let page = read_mappable_page(body).unwrap();
-        assert!(matches!(&page.tickets[0], PageTicket::Mapped(t) if t.unknown_fields == ["extra"]));
+        assert!(
+            matches!(&page.tickets[0], PageTicket::Decoded(t) if t.unknown_fields == ["extra"])
+        );
     }
 
     #[test]
@@ -1463,12 +1487,12 @@ mod tests {
                         "pagination":{"nextPageKey":"k"}}"#;
         let page = read_mappable_page(good).expect("the one-pass path");
         assert_eq!(page.next_page_key.as_deref(), Some("k"));
-        assert!(matches!(&page.tickets[1], PageTicket::Mapped(t) if t.ticket_number == "2"));
+        assert!(matches!(&page.tickets[1], PageTicket::Decoded(t) if t.ticket_number == "2"));
         // One bad ticket sends the page down the two-pass path, which keeps its text.
         let bad = br#"{"result":[{"taxNumber":"1","status":"X"},{"taxNumber":"2"}]}"#;
         assert!(read_mappable_page(bad).is_none());
         let page = read_page(bad).unwrap();
-        assert!(matches!(&page.tickets[0], PageTicket::Mapped(_)));
+        assert!(matches!(&page.tickets[0], PageTicket::Decoded(_)));
         match &page.tickets[1] {
             PageTicket::Unmappable { raw, reason } => {
                 assert_eq!(raw.get(), r#"{"taxNumber":"2"}"#);

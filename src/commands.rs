@@ -3,13 +3,14 @@
 
 use serde_json::{Value, json};
 
-use crate::cli::{CursorCommand, ErrorsCommand, GlobalArgs, SkipCommand, flatten_numbers};
 use crate::error::Error;
-use crate::lock::RunLock;
+use crate::lock::{LockState, RunLock};
 use crate::report::{count, escape, quoted};
+use crate::settings::{CursorAction, ErrorsAction, SkipAction, StoreFiles};
 use crate::store::{FeedState, Store, SyncErrorDetail, SyncErrorEntry};
-use crate::sync::{lock_path, lock_store};
+use crate::sync::lock_store;
 use crate::timestamp::Timestamp;
+use crate::tixngo::wire::PaginationKey;
 
 /// How many runs and error tickets `status` shows.
 const STATUS_RUNS: usize = 10;
@@ -18,13 +19,13 @@ const STATUS_ERROR_TICKETS: usize = 10;
 type Shown = Result<(String, Value), Error>;
 
 /// `status`: read-only, works while a sync runs, never creates the store.
-pub fn status(global: &GlobalArgs) -> Shown {
-    let mut store = Store::open_read_only(&global.store)?;
-    let lock = RunLock::probe(&lock_path(global))?;
+pub fn status(files: &StoreFiles) -> Shown {
+    let mut store = Store::open_read_only(&files.store)?;
+    let lock = RunLock::probe(&files.lock)?;
     let figures = store.status(STATUS_RUNS, STATUS_ERROR_TICKETS)?;
     let feed = store.feed_state()?;
     let mut lines = vec![
-        format!("store: {}", global.store.display()),
+        format!("store: {}", files.store.display()),
         format!(
             "pagination key: {} (saved {})",
             quoted(figures.pagination_key.as_deref()),
@@ -34,11 +35,7 @@ pub fn status(global: &GlobalArgs) -> Shown {
                 .unwrap_or("never")
         ),
         describe_feed(feed.as_ref()),
-        match (lock.held, lock.pid) {
-            (true, Some(pid)) => format!("lock: held by pid {pid}"),
-            (true, None) => "lock: held".to_owned(),
-            (false, _) => "lock: free".to_owned(),
-        },
+        describe_lock(&lock),
         format!("skip list: {}", count(figures.skip_count, "ticket")),
         if figures.unresolved_errors == 0 {
             "unresolved sync errors: 0".to_owned()
@@ -75,10 +72,19 @@ pub fn status(global: &GlobalArgs) -> Shown {
     json["feed_lag_seconds"] = json!(feed.as_ref().and_then(|f| f.feed_lag_seconds));
     json["runs_behind"] = json!(feed.as_ref().map(|f| f.runs_behind));
     json["feed_checked_at"] = json!(feed.and_then(|f| f.checked_at));
-    json["store"] = json!(global.store.display().to_string());
+    json["store"] = json!(files.store.display().to_string());
     json["lock_held"] = json!(lock.held);
     json["lock_pid"] = json!(lock.pid);
     Ok((lines.join("\n"), json))
+}
+
+/// The lock line of `status`.
+fn describe_lock(lock: &LockState) -> String {
+    match (lock.held, lock.pid) {
+        (true, Some(pid)) => format!("lock: held by pid {pid}"),
+        (true, None) => "lock: held".to_owned(),
+        (false, _) => "lock: free".to_owned(),
+    }
 }
 
 /// The width `status` keeps its lines to, so that the run table reads in a terminal or a mail.
@@ -226,10 +232,10 @@ fn fit(line: String) -> String {
 }
 
 /// `skip add|remove|list`.
-pub fn skip(global: &GlobalArgs, command: &SkipCommand) -> Shown {
+pub fn skip(files: &StoreFiles, command: &SkipAction) -> Shown {
     match command {
-        SkipCommand::List => {
-            let entries = Store::open_read_only(&global.store)?.skip_entries()?;
+        SkipAction::List => {
+            let entries = Store::open_read_only(&files.store)?.skip_entries()?;
             let human = if entries.is_empty() {
                 "skip list: empty".to_owned()
             } else {
@@ -248,11 +254,10 @@ pub fn skip(global: &GlobalArgs, command: &SkipCommand) -> Shown {
             };
             Ok((human, json!({ "skip": entries })))
         }
-        SkipCommand::Add { numbers, reason } => {
-            let numbers = flatten_numbers(numbers);
-            let _lock = lock_store(global, false)?;
-            let mut store = Store::open(&global.store)?;
-            let added = store.add_skips(&numbers, reason.as_deref())?;
+        SkipAction::Add { numbers, reason } => {
+            let _lock = lock_store(files, false)?;
+            let mut store = Store::open(&files.store)?;
+            let added = store.add_skips(numbers, reason.as_deref())?;
             let total = store.skip_list()?.len();
             let listed = numbers.len() - added;
             Ok((
@@ -263,11 +268,10 @@ pub fn skip(global: &GlobalArgs, command: &SkipCommand) -> Shown {
                 json!({ "added": added, "already_listed": listed, "skip_count": total }),
             ))
         }
-        SkipCommand::Remove { numbers } => {
-            let numbers = flatten_numbers(numbers);
-            let _lock = lock_store(global, false)?;
-            let mut store = Store::open(&global.store)?;
-            let removed = store.remove_skips(&numbers)?;
+        SkipAction::Remove { numbers } => {
+            let _lock = lock_store(files, false)?;
+            let mut store = Store::open(&files.store)?;
+            let removed = store.remove_skips(numbers)?;
             let total = store.skip_list()?.len();
             let missing = numbers.len() - removed;
             Ok((
@@ -282,10 +286,10 @@ pub fn skip(global: &GlobalArgs, command: &SkipCommand) -> Shown {
 }
 
 /// `cursor show|set|reset`.
-pub fn cursor(global: &GlobalArgs, command: &CursorCommand) -> Shown {
+pub fn cursor(files: &StoreFiles, command: &CursorAction) -> Shown {
     let (name, key, confirmed) = match command {
-        CursorCommand::Show => {
-            let (key, saved_at) = Store::open_read_only(&global.store)?.pagination_state()?;
+        CursorAction::Show => {
+            let (key, saved_at) = Store::open_read_only(&files.store)?.pagination_state()?;
             let human = format!(
                 "pagination key: {} (saved {})",
                 quoted(key.as_deref()),
@@ -296,20 +300,20 @@ pub fn cursor(global: &GlobalArgs, command: &CursorCommand) -> Shown {
                 json!({ "pagination_key": key, "pagination_key_saved_at": saved_at }),
             ));
         }
-        CursorCommand::Set { key, yes } => (
+        CursorAction::Set { key, confirmed } => (
             command.name(),
-            Some(key.as_str()).filter(|k| !k.is_empty()),
-            *yes,
+            key.as_ref().map(PaginationKey::as_str),
+            *confirmed,
         ),
-        CursorCommand::Reset { yes } => (command.name(), None, *yes),
+        CursorAction::Reset { confirmed } => (command.name(), None, *confirmed),
     };
     if !confirmed {
         return Err(Error::Usage(format!(
             "`{name}` moves where the next sync starts: add --yes to confirm"
         )));
     }
-    let _lock = lock_store(global, false)?;
-    let before = Store::open(&global.store)?.set_pagination_key(name, key)?;
+    let _lock = lock_store(files, false)?;
+    let before = Store::open(&files.store)?.set_pagination_key(name, key)?;
     Ok((
         format!(
             "{name}: key {} -> {}",
@@ -322,10 +326,10 @@ pub fn cursor(global: &GlobalArgs, command: &CursorCommand) -> Shown {
 
 /// `errors list|show|dismiss`: triage of the tickets that could not be mapped. Dismissed errors
 /// are kept, resolved with the operator's reason, never deleted.
-pub fn errors(global: &GlobalArgs, command: &ErrorsCommand) -> Shown {
+pub fn errors(files: &StoreFiles, command: &ErrorsAction) -> Shown {
     match command {
-        ErrorsCommand::List => {
-            let entries = Store::open_read_only(&global.store)?.unresolved_errors()?;
+        ErrorsAction::List => {
+            let entries = Store::open_read_only(&files.store)?.unresolved_errors()?;
             let mut lines = vec![format!(
                 "{}:",
                 count(entries.len() as u64, "unresolved sync error")
@@ -343,8 +347,8 @@ pub fn errors(global: &GlobalArgs, command: &ErrorsCommand) -> Shown {
             }));
             Ok((lines.join("\n"), json!({ "errors": entries })))
         }
-        ErrorsCommand::Show { id } => {
-            let detail = Store::open_read_only(&global.store)?
+        ErrorsAction::Show { id } => {
+            let detail = Store::open_read_only(&files.store)?
                 .sync_error(*id)?
                 .ok_or_else(|| {
                     Error::Usage(format!("there is no sync error {id} (see `errors list`)"))
@@ -352,13 +356,13 @@ pub fn errors(global: &GlobalArgs, command: &ErrorsCommand) -> Shown {
             let human = describe_error(&detail);
             Ok((human, json!({ "sync_error": detail })))
         }
-        ErrorsCommand::Dismiss { ids, reason } => {
+        ErrorsAction::Dismiss { ids, reason } => {
             // Nothing to dismiss in a store that does not exist: never create one for it.
-            if !global.store.exists() {
-                return Err(Error::store(&global.store, "does not exist"));
+            if !files.store.exists() {
+                return Err(Error::store(&files.store, "does not exist"));
             }
-            let _lock = lock_store(global, false)?;
-            Store::open(&global.store)?.dismiss_errors(ids, reason)?;
+            let _lock = lock_store(files, false)?;
+            Store::open(&files.store)?.dismiss_errors(ids, reason)?;
             let listed = ids
                 .iter()
                 .map(i64::to_string)

@@ -1,0 +1,472 @@
+//! The resolved configuration. The command line and the environment become typed settings once,
+//! before any work starts; the commands take these settings, never the command line's own types.
+//!
+//! Resolving follows the order of the exit codes (SPEC §3): the command line was parsed (64) and
+//! its paths checked ([`crate::paths`], 64) before; here the mapping switches (64), then the API
+//! URL and the API key (78); the lock (75) and the store (74) come after, in the commands.
+//! Resolving reads only what the command needs: `status` needs no API key.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{
+    Cli, Command, CursorCommand, ErrorsCommand, GlobalArgs, MappingArgs, ReplayArgs, SkipCommand,
+    SkipList, SyncArgs,
+};
+use crate::error::Error;
+use crate::feedback::sentinel::RunNotes;
+use crate::lock;
+use crate::report::Summary;
+use crate::tixngo::api_key::ApiKey;
+use crate::tixngo::client::{ApiUrl, Connection};
+use crate::tixngo::dump::Dumps;
+use crate::tixngo::wire::PaginationKey;
+
+/// What to run, and on which store.
+pub struct Settings {
+    pub files: StoreFiles,
+    pub command: CommandSettings,
+}
+
+/// The store and its run lock.
+pub struct StoreFiles {
+    pub store: PathBuf,
+    /// `--lock-file`, else `<store>.lock`.
+    pub lock: PathBuf,
+}
+
+/// What the run prints on stdout. Resolved apart from [`Settings`], and first: a command whose
+/// settings are refused prints its failure this way too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputMode {
+    /// The human summary, on success.
+    Human,
+    /// One line of JSON, success or not (`--json` wins over `--quiet`).
+    Json,
+    /// Nothing.
+    Quiet,
+}
+
+/// Each command with its settings.
+pub enum CommandSettings {
+    Sync(Box<SyncSettings>),
+    Replay(Box<ReplaySettings>),
+    Status,
+    Skip(SkipAction),
+    Cursor(CursorAction),
+    Errors(ErrorsAction),
+    Completions(clap_complete::Shell),
+    Man,
+}
+
+/// One run of `sync`.
+pub struct SyncSettings {
+    pub url: ApiUrl,
+    pub api_key: ApiKey,
+    /// The endpoint, the TLS roots, the response cap and the dumps.
+    pub connection: Connection,
+    pub start: StartKey,
+    /// Tickets asked for per page.
+    pub batch_size: u32,
+    /// Batches the run may commit: `--max-batches`, else one, or no limit with `--drain`.
+    pub max_batches: u32,
+    /// The deadline of the whole process, from its start.
+    pub timeout: Duration,
+    pub metrics_file: Option<PathBuf>,
+    pub mapping: MappingPolicy,
+}
+
+/// Where a sync starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartKey {
+    /// The stored key; each committed batch saves the next one.
+    Stored,
+    /// `--pagination-key`, for this run only (`None`: the start of the feed); the stored key is
+    /// neither read nor changed.
+    Given(Option<PaginationKey>),
+}
+
+/// One run of `replay`.
+pub struct ReplaySettings {
+    /// The saved response (`-`: stdin), or `None` for the sync errors (`--errors`).
+    pub input: Option<PathBuf>,
+    pub mapping: MappingPolicy,
+}
+
+/// How the tickets of a batch are mapped (SPEC §4.4–4.6).
+pub struct MappingPolicy {
+    /// The persisted skip list and `--skip`.
+    pub skip: HashSet<String>,
+    pub stop_on_error: bool,
+    pub max_failed_ratio: f64,
+    pub contacts: bool,
+    /// Write to a scratch copy of the store, never to the store itself.
+    pub dry_run: bool,
+    /// The technical login written on distribution lines (`--operator-login`).
+    pub operator_login: String,
+    /// What the run's batches found worth saying, told once at the end of the run.
+    pub notes: RefCell<RunNotes>,
+}
+
+/// `skip add|remove|list`, with the ticket numbers of every NUMBERS argument.
+pub enum SkipAction {
+    Add {
+        numbers: Vec<String>,
+        reason: Option<String>,
+    },
+    Remove {
+        numbers: Vec<String>,
+    },
+    List,
+}
+
+/// `cursor show|set|reset`; a change needs `--yes`.
+pub enum CursorAction {
+    Show,
+    /// `cursor set KEY`; the empty key is none, as `reset` makes it.
+    Set {
+        key: Option<PaginationKey>,
+        confirmed: bool,
+    },
+    Reset {
+        confirmed: bool,
+    },
+}
+
+/// `errors list|show|dismiss`.
+pub enum ErrorsAction {
+    List,
+    Show { id: i64 },
+    Dismiss { ids: Vec<i64>, reason: String },
+}
+
+/// A `sync` or `replay` whose settings were refused: reported as the run's failure.
+pub enum Refused {
+    Sync {
+        error: Error,
+        /// Whether the run was a dry run, once the mapping switches were read.
+        dry_run: bool,
+        metrics_file: Option<PathBuf>,
+    },
+    Replay {
+        error: Error,
+    },
+}
+
+impl Settings {
+    /// Resolves the parsed command line and the environment.
+    pub fn resolve(cli: Cli) -> Result<Settings, Refused> {
+        let files = StoreFiles::of(&cli.global);
+        let command = match cli.command {
+            Command::Sync(args) => CommandSettings::Sync(Box::new(SyncSettings::resolve(args)?)),
+            Command::Replay(args) => {
+                CommandSettings::Replay(Box::new(ReplaySettings::resolve(args)?))
+            }
+            Command::Status => CommandSettings::Status,
+            Command::Skip(command) => CommandSettings::Skip(SkipAction::of(command)),
+            Command::Cursor(command) => CommandSettings::Cursor(CursorAction::of(command)),
+            Command::Errors(command) => CommandSettings::Errors(ErrorsAction::of(command)),
+            Command::Completions { shell } => CommandSettings::Completions(shell),
+            Command::Man => CommandSettings::Man,
+        };
+        Ok(Settings { files, command })
+    }
+}
+
+impl StoreFiles {
+    pub fn of(global: &GlobalArgs) -> StoreFiles {
+        StoreFiles {
+            store: global.store.clone(),
+            lock: global
+                .lock_file
+                .clone()
+                .unwrap_or_else(|| lock::default_path(&global.store)),
+        }
+    }
+}
+
+impl SkipAction {
+    fn of(command: SkipCommand) -> SkipAction {
+        let numbers = |lists: Vec<SkipList>| lists.into_iter().flat_map(|list| list.0).collect();
+        match command {
+            SkipCommand::Add {
+                numbers: lists,
+                reason,
+            } => SkipAction::Add {
+                numbers: numbers(lists),
+                reason,
+            },
+            SkipCommand::Remove { numbers: lists } => SkipAction::Remove {
+                numbers: numbers(lists),
+            },
+            SkipCommand::List => SkipAction::List,
+        }
+    }
+
+    /// The command as `sync_run` and `--json` name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SkipAction::Add { .. } => "skip add",
+            SkipAction::Remove { .. } => "skip remove",
+            SkipAction::List => "skip list",
+        }
+    }
+}
+
+impl CursorAction {
+    fn of(command: CursorCommand) -> CursorAction {
+        match command {
+            CursorCommand::Show => CursorAction::Show,
+            CursorCommand::Set { key, yes } => CursorAction::Set {
+                key: key.start(),
+                confirmed: yes,
+            },
+            CursorCommand::Reset { yes } => CursorAction::Reset { confirmed: yes },
+        }
+    }
+
+    /// The command as `sync_run` and `--json` name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CursorAction::Show => "cursor show",
+            CursorAction::Set { .. } => "cursor set",
+            CursorAction::Reset { .. } => "cursor reset",
+        }
+    }
+}
+
+impl ErrorsAction {
+    fn of(command: ErrorsCommand) -> ErrorsAction {
+        match command {
+            ErrorsCommand::List => ErrorsAction::List,
+            ErrorsCommand::Show { id } => ErrorsAction::Show { id },
+            ErrorsCommand::Dismiss { ids, reason } => ErrorsAction::Dismiss { ids, reason },
+        }
+    }
+
+    /// The command as `--json` names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ErrorsAction::List => "errors list",
+            ErrorsAction::Show { .. } => "errors show",
+            ErrorsAction::Dismiss { .. } => "errors dismiss",
+        }
+    }
+}
+
+impl OutputMode {
+    pub fn of(global: &GlobalArgs) -> OutputMode {
+        match (global.json, global.quiet) {
+            (true, _) => OutputMode::Json,
+            (false, true) => OutputMode::Quiet,
+            (false, false) => OutputMode::Human,
+        }
+    }
+}
+
+impl SyncSettings {
+    fn resolve(args: SyncArgs) -> Result<SyncSettings, Refused> {
+        let refused = |dry_run| {
+            let metrics_file = args.metrics_file.clone();
+            move |error| Refused::Sync {
+                error,
+                dry_run,
+                metrics_file,
+            }
+        };
+        let mapping = MappingPolicy::resolve(&args.mapping).map_err(refused(false))?;
+        let endpoint = Endpoint::resolve(&args).map_err(refused(mapping.dry_run))?;
+        Ok(SyncSettings {
+            url: endpoint.url,
+            api_key: endpoint.api_key,
+            connection: Connection {
+                max_body_bytes: args.max_response_mb * 1024 * 1024,
+                ca_file: args.ca_file,
+                dumps: args
+                    .dump_dir
+                    .map(|dir| Dumps::new(dir, args.dump_keep as usize)),
+                diff_path: args.diff_path,
+                api_key_header: args.api_key_header,
+            },
+            start: match args.pagination_key {
+                Some(key) => StartKey::Given(key.start()),
+                None => StartKey::Stored,
+            },
+            batch_size: args.batch_size,
+            max_batches: args
+                .max_batches
+                .unwrap_or(if args.drain { u32::MAX } else { 1 }),
+            timeout: Duration::from_secs(args.timeout),
+            metrics_file: args.metrics_file,
+            mapping,
+        })
+    }
+}
+
+/// The API URL and the key, checked (configuration errors, 78).
+struct Endpoint {
+    url: ApiUrl,
+    api_key: ApiKey,
+}
+
+impl Endpoint {
+    fn resolve(args: &SyncArgs) -> Result<Endpoint, Error> {
+        let url = args
+            .api_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+            .ok_or_else(|| Error::Config("no API URL: set --api-url or TIXNGO_API_URL".into()))?;
+        let url = ApiUrl::parse(url)?;
+        let api_key = match &args.api_key_file {
+            Some(path) => ApiKey::from_file(path)?,
+            None => api_key_from_env()?,
+        };
+        Ok(Endpoint { url, api_key })
+    }
+}
+
+/// The API key in `TIXNGO_API_KEY`, trimmed, when no key file is named (SPEC §7).
+fn api_key_from_env() -> Result<ApiKey, Error> {
+    match std::env::var("TIXNGO_API_KEY") {
+        Ok(key) if !key.trim().is_empty() => ApiKey::new(key.trim().to_owned())
+            .map_err(|why| Error::Config(format!("TIXNGO_API_KEY {why}"))),
+        _ => Err(Error::Config(
+            "no API key: set TIXNGO_API_KEY or --api-key-file (TIXNGO_API_KEY_FILE)".into(),
+        )),
+    }
+}
+
+impl ReplaySettings {
+    fn resolve(args: ReplayArgs) -> Result<ReplaySettings, Refused> {
+        Ok(ReplaySettings {
+            mapping: MappingPolicy::resolve(&args.mapping)
+                .map_err(|error| Refused::Replay { error })?,
+            input: args.file,
+        })
+    }
+}
+
+impl MappingPolicy {
+    /// Checks the mapping switches (usage errors only: no I/O).
+    fn resolve(args: &MappingArgs) -> Result<MappingPolicy, Error> {
+        Ok(MappingPolicy {
+            skip: args.skip.iter().flat_map(|s| s.0.iter().cloned()).collect(),
+            stop_on_error: args.stop_on_error,
+            max_failed_ratio: args.max_failed_ratio,
+            contacts: contacts_enabled(args.no_contacts)?,
+            dry_run: args.dry_run,
+            operator_login: args.operator_login.clone(),
+            notes: RefCell::new(RunNotes::new(args.dry_run)),
+        })
+    }
+
+    /// Ends the run's notes: logs their warnings once and puts their findings in the summary.
+    pub fn report_notes(&self, summary: &mut Summary) {
+        let notes = self.notes.take();
+        notes.log();
+        summary
+            .unknown_statuses
+            .clone_from(notes.unknown_statuses());
+        summary.unknown_fields = notes.unknown_fields().to_vec();
+    }
+}
+
+/// Whether contacts are on: `--no-contacts` wins, else `TIXNGO_CONTACTS` (on/off, true/false,
+/// 1/0; anything else is a usage error), else on.
+fn contacts_enabled(no_contacts: bool) -> Result<bool, Error> {
+    if no_contacts {
+        return Ok(false);
+    }
+    let Some(value) = std::env::var_os("TIXNGO_CONTACTS") else {
+        return Ok(true);
+    };
+    match value
+        .to_str()
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("on" | "true" | "1") => Ok(true),
+        Some("off" | "false" | "0") => Ok(false),
+        _ => Err(Error::Usage(format!(
+            "invalid TIXNGO_CONTACTS value {value:?}: expected on/off, true/false or 1/0"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Parsed, parse};
+
+    fn resolve(args: &[&str]) -> Result<Settings, Refused> {
+        match parse(args) {
+            Parsed::Run(cli) => Settings::resolve(*cli),
+            other => panic!("{args:?} parsed as {other:?}"),
+        }
+    }
+
+    fn sync(extra: &[&str]) -> SyncSettings {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("key");
+        std::fs::write(&key_file, "s3cr3t\n").unwrap();
+        let owner_only = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+        std::fs::set_permissions(&key_file, owner_only).unwrap();
+        let mut args = vec![
+            "t",
+            "sync",
+            "--api-url",
+            "https://api.example/organizer/tickets",
+            "--api-key-file",
+            key_file.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        match resolve(&args) {
+            Ok(Settings {
+                command: CommandSettings::Sync(sync),
+                ..
+            }) => *sync,
+            _ => panic!("{args:?} was not resolved to a sync"),
+        }
+    }
+
+    #[test]
+    fn commands_that_fetch_nothing_need_no_url_nor_key() {
+        for args in [&["t", "status"][..], &["t", "cursor", "show"]] {
+            let settings = resolve(args).unwrap_or_else(|_| panic!("{args:?} refused"));
+            assert_eq!(
+                settings.files.lock,
+                PathBuf::from("tixngo-feedback.db.lock")
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_start_key_is_the_start_of_the_feed() {
+        assert_eq!(sync(&[]).start, StartKey::Stored);
+        assert_eq!(sync(&["--pagination-key", ""]).start, StartKey::Given(None));
+        let given = sync(&["--pagination-key", "pk1"]).start;
+        let StartKey::Given(Some(key)) = given else {
+            panic!("{given:?}")
+        };
+        assert_eq!(key.as_str(), "pk1");
+    }
+
+    #[test]
+    fn a_run_commits_one_batch_unless_told_otherwise() {
+        assert_eq!(sync(&[]).max_batches, 1);
+        assert_eq!(sync(&["--drain"]).max_batches, u32::MAX);
+        assert_eq!(sync(&["--drain", "--max-batches", "3"]).max_batches, 3);
+    }
+
+    #[test]
+    fn a_refused_sync_says_whether_it_was_a_dry_run() {
+        let refused = resolve(&["t", "sync", "--dry-run", "--api-url", "ftp://x"]);
+        let Err(Refused::Sync { error, dry_run, .. }) = refused else {
+            panic!("not refused")
+        };
+        assert_eq!(error.exit_code(), crate::exit::ExitCode::Config);
+        assert!(dry_run);
+    }
+}
