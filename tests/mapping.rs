@@ -452,7 +452,7 @@ fn a_clean_multi_batch_run_of_the_generated_organizer_prints_nothing_on_stderr()
         .args(&["--batch-size", "100", "--max-batches", "100", "--json"])
         .run();
     let summary = ran.json();
-    let count = summary["unknown_statuses"][support::sim::UNKNOWN_STATUS]
+    let count = summary["unknown_statuses"][tixngo_sim::UNKNOWN_STATUS]
         .as_i64()
         .unwrap_or(0);
     assert!(count > 1, "{summary}");
