@@ -3,7 +3,7 @@
 //! mapping tolerates, the sentinel that names what it cannot use, and the generated organizer's
 //! stories (re-injection, deactivation, legacy and sloppy statuses, V4 assignment) in the store.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::{API_KEY, Env, Feed, Simulator, ticket};

@@ -3,6 +3,8 @@
 //! stderr together.
 #![allow(dead_code)]
 
+pub mod dump;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
