@@ -9,16 +9,12 @@
 //! binary's own entry point, in this process): `sync` in batches of 1 000 until caught up, into
 //! `quickstart.db`, then `status`. Run it again: the second sync finds nothing new.
 
-#[allow(dead_code)] // the tests use more of the simulator than the quick start does
-#[path = "tixngo-sim/sim.rs"]
-mod sim;
-
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::ExitCode;
 
-use sim::{Feed, Simulator};
+use tixngo_sim::{Feed, Simulator};
 
 const API_KEY: &str = "demo-key";
 const STORE: &str = "quickstart.db";

@@ -9,18 +9,14 @@
 //! The first line on stdout is the interface URL (`http://127.0.0.1:PORT/organizer/tickets`), also
 //! written to `--url-file` once it listens, so a script can start it in the background and read
 //! where it listens; it then serves until killed.
-//! See `sim.rs` for the generated organizer and the faults.
-
-#[allow(dead_code)] // the tests use more of the simulator than this program does
-#[path = "sim.rs"]
-mod sim;
+//! See the `tixngo-sim` crate (`crates/tixngo-sim/`) for the generated organizer and the faults.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use sim::{Fault, Feed, Simulator};
+use tixngo_sim::{Fault, Feed, Simulator};
 
 const USAGE: &str = "\
 usage: tixngo-sim [--port P] [--url-file PATH] [--seed S] [--tickets N] [--api-key K] [--fault SPEC]...

@@ -1,4 +1,4 @@
-mod support;
+use crate::support;
 
 // The operator's commands through the real binary (SPEC §2, §4.7, §4.8, §5, §6): `replay`,
 // `replay --errors`, `status`, `skip`, `cursor`, dry runs, backfills and the metrics file. Every

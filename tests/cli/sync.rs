@@ -6,7 +6,7 @@
 //! answer or environment is meant to produce it, so no test here fakes one. Every other code of
 //! §3 is reached below.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::io::{BufRead, BufReader};

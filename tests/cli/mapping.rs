@@ -3,7 +3,7 @@
 //! mapping tolerates, the sentinel that names what it cannot use, and the generated organizer's
 //! stories (re-injection, deactivation, legacy and sloppy statuses, V4 assignment) in the store.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::{API_KEY, Env, Feed, Simulator, ticket};
@@ -452,7 +452,7 @@ fn a_clean_multi_batch_run_of_the_generated_organizer_prints_nothing_on_stderr()
         .args(&["--batch-size", "100", "--max-batches", "100", "--json"])
         .run();
     let summary = ran.json();
-    let count = summary["unknown_statuses"][support::sim::UNKNOWN_STATUS]
+    let count = summary["unknown_statuses"][tixngo_sim::UNKNOWN_STATUS]
         .as_i64()
         .unwrap_or(0);
     assert!(count > 1, "{summary}");

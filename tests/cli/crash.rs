@@ -4,7 +4,7 @@
 //!
 //! `CRASH_ITERATIONS` (default 20, plus a quarter as many kills aimed at the commit) and `CRASH_SEED` (default: random, printed) tune the run.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::Path;
@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use support::{API_KEY, Env, Feed, Simulator};
+use support::{API_KEY, Env, Feed, Simulator, dump};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tixngo-feedback");
 /// The events the base store holds before the large batch.
@@ -95,48 +95,6 @@ fn state(conn: &Connection) -> State {
     }
 }
 
-/// The data tables as text, ordered by their keys, without time and run columns.
-fn dump(conn: &Connection) -> Vec<String> {
-    const VOLATILE: [&str; 6] = [
-        "first_synced_at",
-        "last_synced_at",
-        "created_at",
-        "updated_at",
-        "recorded_at",
-        "run_id",
-    ];
-    let mut lines = Vec::new();
-    for (table, order) in [
-        ("ticket", "ticket_number"),
-        ("contact", "id"),
-        ("distribution", "id"),
-        ("ticket_history", "id"),
-        ("sync_state", "id"),
-    ] {
-        let columns: Vec<String> = conn
-            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
-            .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())
-            .unwrap();
-        let kept: Vec<&str> = columns
-            .iter()
-            .map(String::as_str)
-            .filter(|c| !VOLATILE.contains(c))
-            .collect();
-        let row = kept
-            .iter()
-            .map(|c| format!("quote({c})"))
-            .collect::<Vec<_>>()
-            .join(" || char(9) || ");
-        let sql = format!("SELECT '{table}' || char(9) || {row} FROM {table} ORDER BY {order}");
-        let rows: Vec<String> = conn
-            .prepare(&sql)
-            .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        lines.extend(rows);
-    }
-    lines
-}
-
 /// Copies the base store (and its WAL, if a clean exit left one) to `env`'s store path.
 fn copy_store(from: &Path, to: &Path) {
     let _ = fs::remove_file(to);
@@ -196,7 +154,7 @@ fn kill_9_during_a_large_batch_leaves_all_or_nothing_and_a_rerun_converges() {
     sync_to_end(&base.store(), &sim, BASE_EVENTS);
     let (base_state, base_dump) = {
         let conn = open_checked(&base.store());
-        (state(&conn), dump(&conn))
+        (state(&conn), dump::data(&conn))
     };
     assert_eq!(base_state.key, Some(Feed::page_key(BASE_EVENTS)));
 
@@ -206,7 +164,7 @@ fn kill_9_during_a_large_batch_leaves_all_or_nothing_and_a_rerun_converges() {
     let mut duration = sync_to_end(&reference.store(), &sim, BATCH);
     let (whole_state, whole_dump) = {
         let conn = open_checked(&reference.store());
-        (state(&conn), dump(&conn))
+        (state(&conn), dump::data(&conn))
     };
     assert_eq!(whole_state.key, Some(Feed::page_key(BASE_EVENTS + BATCH)));
     assert_eq!(whole_state.committed_runs, base_state.committed_runs + 1);
@@ -273,7 +231,7 @@ fn kill_9_during_a_large_batch_leaves_all_or_nothing_and_a_rerun_converges() {
         }
         if after == base_state {
             assert_eq!(
-                dump(&conn),
+                dump::data(&conn),
                 base_dump,
                 "{context}: not all of it rolled back"
             );
@@ -284,7 +242,11 @@ fn kill_9_during_a_large_batch_leaves_all_or_nothing_and_a_rerun_converges() {
                 after, whole_state,
                 "{context}: neither nothing nor the whole batch"
             );
-            assert_eq!(dump(&conn), whole_dump, "{context}: the committed batch");
+            assert_eq!(
+                dump::data(&conn),
+                whole_dump,
+                "{context}: the committed batch"
+            );
             whole += 1;
         }
         drop(conn);
@@ -299,7 +261,7 @@ fn kill_9_during_a_large_batch_leaves_all_or_nothing_and_a_rerun_converges() {
             duration = (duration + took) / 2;
             let conn = open_checked(&store);
             assert_eq!(state(&conn), whole_state, "{context}: the rerun");
-            assert_eq!(dump(&conn), whole_dump, "{context}: the rerun's data");
+            assert_eq!(dump::data(&conn), whole_dump, "{context}: the rerun's data");
             reruns += 1;
         }
     }

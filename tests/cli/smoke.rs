@@ -1,4 +1,4 @@
-mod support;
+use crate::support;
 
 use support::{API_KEY, Env, Feed, Simulator};
 

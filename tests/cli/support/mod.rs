@@ -1,10 +1,9 @@
-//! Shared by the integration tests: the TIXNGO simulator of `examples/`, a scratch directory with
+//! Shared by the integration tests: the TIXNGO simulator (`crates/tixngo-sim`), a scratch directory with
 //! a store, and a fluent builder that runs the real binary and checks its exit status, stdout and
 //! stderr together.
 #![allow(dead_code)]
 
-#[path = "../../examples/tixngo-sim/sim.rs"]
-pub mod sim;
+pub mod dump;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -14,9 +13,9 @@ use std::process::Output;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
-#[allow(unused_imports)]
-pub use sim::{Fault, Feed, Simulator};
 use tempfile::TempDir;
+#[allow(unused_imports)]
+pub use tixngo_sim::{Fault, Feed, Simulator};
 
 /// The fields of a `sync`/`replay` `--json` summary (SPEC §6), in order; the ten counters (also the
 /// counter columns of `sync_run`) are `SUMMARY_FIELDS[3..13]`.

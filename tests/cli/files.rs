@@ -3,7 +3,7 @@
 //! modes, foreign databases, a store another program is writing, unusable store paths, a stderr
 //! that cannot be written, and readers without a busy timeout during syncs.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

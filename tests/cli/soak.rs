@@ -8,7 +8,7 @@
 //! The small variant runs in the normal suite; the big one is ignored by default:
 //!
 //! ```sh
-//! SOAK_RUNS=3000 cargo test --release --test soak -- --ignored --nocapture
+//! SOAK_RUNS=3000 cargo test --release --test cli soak:: -- --ignored --nocapture
 //! ```
 //!
 //! `SOAK_SEED` changes the feed, the faults and the kills (the seed is printed with the figures,
@@ -23,20 +23,19 @@
 //! then runs `replay --errors` on both stores (it fails again on both, a ticket without a number
 //! cannot be mapped) before comparing them.
 
-mod support;
+use crate::support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
 
-use support::{API_KEY, Env, Fault, Feed, Simulator};
+use support::{API_KEY, Env, Fault, Feed, Simulator, dump};
 
 /// The normal suite's variant: small enough for a debug build, large enough to mix every fault
 /// with kills, commits and failures.
@@ -47,7 +46,7 @@ fn soak_a_few_dozen_runs_with_random_faults() {
 
 /// The real soak: `SOAK_RUNS` (default 2000) consecutive runs.
 #[test]
-#[ignore = "minutes long: SOAK_RUNS=3000 cargo test --release --test soak -- --ignored --nocapture"]
+#[ignore = "minutes long: SOAK_RUNS=3000 cargo test --release --test cli soak:: -- --ignored --nocapture"]
 fn soak_thousands_of_runs_with_random_faults() {
     let runs = env_number("SOAK_RUNS").unwrap_or(2000) as usize;
     soak(Settings::from_env(runs, 0x50a6_2026));
@@ -368,119 +367,12 @@ fn offset_of(key: Option<&str>) -> usize {
     }
 }
 
-/// Columns that hold times (or a run's id): they differ between any two runs.
-const NOT_COMPARED: [&str; 10] = [
-    "run_id",
-    "first_seen_at",
-    "first_synced_at",
-    "last_synced_at",
-    "created_at",
-    "updated_at",
-    "recorded_at",
-    "added_at",
-    "started_at",
-    "finished_at",
-];
-/// Columns naming a contact by its surrogate id.
-const CONTACT_REFERENCES: [&str; 3] = ["cultural_contact_id", "old_contact_id", "new_contact_id"];
-
-/// Every table but `sync_run` as sorted rows of text, without times, run ids or surrogate ids:
-/// a contact is named by its e-mail key (and its rank among contacts sharing it), a row of a
-/// ticket's history, lines or errors by the ticket number and its rank among them.
-fn dump(store: &Path) -> BTreeMap<String, Vec<Vec<String>>> {
-    let db = open(store);
-    let mut contacts: HashMap<i64, String> = HashMap::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut statement = db
-        .prepare("SELECT id, email_key FROM contact ORDER BY id")
-        .unwrap();
-    let rows = statement
-        .query_map([], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, Option<String>>(1)?))
-        })
-        .unwrap();
-    for row in rows {
-        let (id, key) = row.unwrap();
-        let key = key.unwrap_or_default();
-        let rank = seen.entry(key.clone()).or_default();
-        *rank += 1;
-        contacts.insert(id, format!("{key}#{rank}"));
-    }
-    let tables: Vec<String> = db
-        .prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'table'
-             AND name NOT LIKE 'sqlite_%' AND name != 'sync_run' ORDER BY name",
-        )
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let mut dump = BTreeMap::new();
-    for table in tables {
-        let columns: Vec<String> = db
-            .prepare(&format!("PRAGMA table_info({table})"))
-            .unwrap()
-            .query_map([], |row| row.get(1))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let has = |c: &str| columns.iter().any(|column| column == c);
-        let ranked = has("ticket_number") && has("id") && table != "ticket";
-        // The names of the values read, and what is selected for them.
-        let mut select: Vec<String> = columns.clone();
-        let mut expressions: Vec<String> = columns.clone();
-        if ranked {
-            select.push("rank".into());
-            expressions.push("row_number() OVER (PARTITION BY ticket_number ORDER BY id)".into());
-        }
-        let sql = format!("SELECT {} FROM {table}", expressions.join(", "));
-        let mut statement = db.prepare(&sql).unwrap();
-        let mut rows: Vec<Vec<String>> = statement
-            .query_map([], |row| {
-                let mut out = Vec::new();
-                for (i, column) in select.iter().enumerate() {
-                    let value = row.get_ref(i)?;
-                    let text = support::value_text(value);
-                    let column = column.as_str();
-                    if NOT_COMPARED.contains(&column) {
-                        continue;
-                    }
-                    let id = || match value {
-                        ValueRef::Integer(id) => Some(id),
-                        _ => None,
-                    };
-                    out.push(if column == "resolved_at" {
-                        format!("resolved={}", value != ValueRef::Null)
-                    } else if column == "id" && table == "contact" {
-                        contacts[&id().unwrap()].clone()
-                    } else if column == "id" {
-                        continue;
-                    } else if CONTACT_REFERENCES.contains(&column) {
-                        id().map_or("NULL".into(), |id| {
-                            contacts
-                                .get(&id)
-                                .cloned()
-                                .unwrap_or(format!("missing contact {id}"))
-                        })
-                    } else {
-                        format!("{column}={text}")
-                    });
-                }
-                Ok(out)
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        rows.sort();
-        dump.insert(table, rows);
-    }
-    dump
-}
-
 /// Both stores hold the same data; on a difference, shows the first rows found in one only.
 fn assert_same_data(soaked: &Path, reference: &Path) -> usize {
-    let (a, b) = (dump(soaked), dump(reference));
+    let (a, b) = (
+        dump::canonical(&open(soaked)),
+        dump::canonical(&open(reference)),
+    );
     assert_eq!(
         a.keys().collect::<Vec<_>>(),
         b.keys().collect::<Vec<_>>(),

@@ -1,4 +1,4 @@
-mod support;
+use crate::support;
 
 // SPEC §4.5, cultural contacts and distribution history, through the real binary and the simulator
 // over HTTP: every rule of the table, the contact look-up, idempotence, the switch that turns
@@ -7,7 +7,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
-use support::{API_KEY, Env, Feed, Run, Simulator};
+use support::{API_KEY, Env, Feed, Run, Simulator, dump};
 
 const ANN: &str = "ann@example.org";
 const BOB: &str = "bob@example.org";
@@ -176,17 +176,6 @@ fn column(env: &Env, sql: &str) -> Vec<String> {
         .into_iter()
         .map(|mut row| row.remove(0))
         .collect()
-}
-
-/// Every column of the contact and distribution tables and each ticket's cultural contact, for
-/// "nothing changed" comparisons.
-fn dump(env: &Env) -> Vec<Vec<String>> {
-    let mut rows = env.rows("SELECT 'contact', * FROM contact ORDER BY id");
-    rows.extend(env.rows("SELECT 'distribution', * FROM distribution ORDER BY id"));
-    rows.extend(env.rows(
-        "SELECT 'ticket', ticket_number, cultural_contact_id FROM ticket ORDER BY ticket_number",
-    ));
-    rows
 }
 
 /// The four contact counters of SPEC §6, in the order of the human summary.
@@ -1099,7 +1088,7 @@ fn the_same_batch_applied_twice_changes_nothing_the_second_time() {
     let first = sync_all(env.sync(&sim), &sim, Mode::OneBatch);
     assert!(json_counters(&first).iter().all(|&n| n > 0), "{first}");
     let key = env.stored_key();
-    let before = dump(&env);
+    let before = dump::contacts(&env);
     let file = env.write(
         "feed.json",
         sim.feed().page_json(None, 10_000).unwrap().as_bytes(),
@@ -1122,7 +1111,7 @@ fn the_same_batch_applied_twice_changes_nothing_the_second_time() {
             "{again:?}: the sync_run row"
         );
         assert_eq!(
-            dump(&env),
+            dump::contacts(&env),
             before,
             "{again:?}: contacts and lines unchanged"
         );
@@ -1140,11 +1129,11 @@ fn an_older_state_arriving_later_is_stale_and_changes_no_contact_or_line() {
     let sim = Simulator::start(feed(&story_events("stale:")), API_KEY);
     let env = Env::new();
     env.sync(&sim).args(&["--batch-size", "3"]).run();
-    let before = dump(&env);
+    let before = dump::contacts(&env);
     let summary = env.sync(&sim).args(&["--batch-size", "3"]).json();
     assert_eq!(summary["stale"], 3, "{summary}");
     assert_eq!(json_counters(&summary), [0; 4], "{summary}");
-    assert_eq!(dump(&env), before);
+    assert_eq!(dump::contacts(&env), before);
     assert_eq!(
         lines(&env),
         ["T1: ann@example.org -> bob@example.org CONFIRMED"]
@@ -1602,12 +1591,12 @@ fn the_generated_organizer_gives_the_same_contacts_in_one_batch_and_in_batches_o
     }
 
     // The whole feed once more: nothing changes.
-    let before = dump(&whole);
+    let before = dump::contacts(&whole);
     let again = whole
         .sync(&sim)
         .args(&["--pagination-key", "", "--batch-size", "10000"])
         .json();
     assert_eq!(json_counters(&again), [0; 4], "{again}");
     assert_eq!(again["stored"], 0, "{again}");
-    assert_eq!(dump(&whole), before);
+    assert_eq!(dump::contacts(&whole), before);
 }

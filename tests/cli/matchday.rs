@@ -1,7 +1,7 @@
 //! Keeping up with the feed (SPEC §4.7, §6): `--drain`, the deadline between batches, and the lag
 //! in the summary, `status` and the metrics, through the real binary against the simulator.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::time::{Duration, Instant};
