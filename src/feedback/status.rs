@@ -1,5 +1,5 @@
 //! TIXNGO's mobile statuses as the rules see them: normalised, and told apart from the ones
-//! TIXNGO documents (DOMAIN §4.2 for V3, §4.4 for V4).
+//! TIXNGO documents for its V3 and V4 interfaces (docs/reference.md, Glossary: mobile status).
 
 /// Every status TIXNGO documents, V3 lifecycle and V4, in their normal form. The legacy `PENDING`
 /// is not here: it is normalised to `PENDING_TRANSFER`.

@@ -510,7 +510,7 @@ pub struct Holder {
     pub birth_date: Option<String>,
     pub id_number: Option<String>,
     pub nationality: Option<String>,
-    /// S-360's beneficiary `BIRTH_PLACE`, `BIRTH_REGION` and `COUNTRY_CODE` (DOMAIN §5.1).
+    /// S-360's beneficiary `BIRTH_PLACE`, `BIRTH_REGION` and `COUNTRY_CODE` (docs/reference.md §4.1).
     pub birth_place: Option<String>,
     pub birth_region: Option<String>,
     pub country_code: Option<String>,
@@ -697,14 +697,14 @@ struct WireTicket {
     status: Option<Text>,
     #[serde(default)]
     last_updated: Option<Text>,
-    /// The name DOMAIN §3.3 proposes; read when `lastUpdated` is absent.
+    /// The other name TIXNGO's conventions suggest (docs/reference.md §4.1); read when `lastUpdated` is absent.
     #[serde(default)]
     last_update: Option<Text>,
     #[serde(default)]
     spectator_details: Option<Known<WireSpectator>>,
     #[serde(default, deserialize_with = "present")]
     holder: Option<Option<Known<WireHolder>>>,
-    /// Another name for the holder (DOMAIN §8 Q11); read when `holder` is absent.
+    /// Another name for the holder (docs/reference.md §4.1); read when `holder` is absent.
     #[serde(default, deserialize_with = "present")]
     assignee: Option<Option<Known<WireHolder>>>,
     #[serde(default)]

@@ -207,7 +207,7 @@ impl Model {
             let id = self.id();
             self.contacts.push(Contact {
                 id,
-                // As Batch::create_owner_contact stores it: trimmed of ' \t\n\r' only.
+                // As BatchTransaction::create_owner_contact stores it: trimmed of ' \t\n\r' only.
                 email: owner
                     .email
                     .as_deref()

@@ -532,7 +532,7 @@ fn check_read_page(body: &[u8]) -> Result<(), TestCaseError> {
             prop_assert_eq!(read.tickets.len(), parsed.tickets.len());
             for (ticket, raw) in read.tickets.iter().zip(&parsed.tickets) {
                 match (ticket, decode_ticket(raw)) {
-                    (PageTicket::Mapped(ticket), Ok(decoded)) => prop_assert_eq!(ticket, &decoded),
+                    (PageTicket::Decoded(ticket), Ok(decoded)) => prop_assert_eq!(ticket, &decoded),
                     (PageTicket::Unmappable { raw: kept, reason }, Err(expected)) => {
                         prop_assert_eq!(kept.get(), raw.get());
                         prop_assert_eq!(reason, &expected);

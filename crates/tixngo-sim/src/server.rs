@@ -16,7 +16,7 @@ use crate::{Fault, Feed, Request};
 /// The interface URL's path, as the product is configured with it.
 const INTERFACE_PATH: &str = "/organizer/tickets";
 const DIFF_PATH: &str = "/organizer/tickets/diff";
-/// TIXNGO's documented maximum page size (DOMAIN §3.2).
+/// TIXNGO's documented maximum page size (docs/reference.md §2, `--batch-size`).
 const MAX_LIMIT: usize = 10_000;
 /// A longer request head is answered 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;

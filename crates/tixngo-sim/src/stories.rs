@@ -362,7 +362,7 @@ impl TicketWriter<'_> {
                 self.download();
                 self.later();
                 if self.rng.percent(50) {
-                    // Put on resale: V4 deletes it and says why (DOMAIN §4.4).
+                    // Put on resale: V4 deletes it and says why (`deletionReason`, docs/reference.md §4.1).
                     self.deletion_reason = Some("RESALE_PENDING");
                     self.emit("DELETED", &[Milestone::Deleted]);
                 } else {
