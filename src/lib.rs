@@ -17,6 +17,7 @@
 //! - [`timestamp`] and [`ticket_number`]: the two value types every layer shares.
 
 pub mod cli;
+pub mod engine;
 pub mod error;
 pub mod exit;
 pub mod feedback;

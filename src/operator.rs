@@ -4,11 +4,11 @@
 use serde_json::{Value, json};
 
 use crate::cli::{CursorCommand, ErrorsCommand, GlobalArgs, SkipCommand, flatten_numbers};
+use crate::engine::{lock_path, lock_store};
 use crate::error::Error;
 use crate::lock::RunLock;
 use crate::report::{count, escape, quoted};
 use crate::store::{FeedState, Store, SyncErrorDetail, SyncErrorEntry};
-use crate::sync::{lock_path, lock_store};
 use crate::timestamp::Timestamp;
 
 /// How many runs and error tickets `status` shows.

@@ -44,7 +44,7 @@ pub fn check_distinct(cli: &Cli) -> Result<(), Error> {
 
 /// Every file the command names besides the store; one more option is one more line here.
 fn named_files(cli: &Cli) -> Vec<(&'static str, PathBuf)> {
-    let mut files = vec![("--lock-file", crate::sync::lock_path(&cli.global))];
+    let mut files = vec![("--lock-file", crate::engine::lock_path(&cli.global))];
     if let Command::Sync(args) = &cli.command {
         files.extend(args.metrics_file.clone().map(|p| ("--metrics-file", p)));
         files.extend(args.api_key_file.clone().map(|p| ("--api-key-file", p)));

@@ -11,12 +11,12 @@ use std::time::Instant;
 use serde_json::value::RawValue;
 
 use crate::cli::{GlobalArgs, ReplayArgs};
+use crate::engine::{
+    self, Incoming, MappingOptions, apply_page, lock_store, open_store, record_failure,
+};
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::report::{Replayed, Summary};
-use crate::sync::{
-    self, Incoming, MappingOptions, apply_page, lock_store, open_store, record_failure,
-};
 use crate::timestamp::Timestamp;
 use crate::tixngo::wire::{self, PageTicket};
 
@@ -28,7 +28,7 @@ pub fn run(global: &GlobalArgs, args: &ReplayArgs, started: Instant) -> Summary 
         ..Summary::default()
     };
     let result = replay(global, args, &mut summary);
-    sync::finish(summary, result, started)
+    engine::finish(summary, result, started)
 }
 
 fn replay(
