@@ -13,13 +13,17 @@ use serde_json::value::RawValue;
 use crate::cli::{GlobalArgs, MappingArgs};
 use crate::error::Error;
 use crate::exit::ExitCode;
-use crate::feedback::contacts::{self, ContactPlan, ContactRef};
+use crate::feedback::contacts::ContactPlan;
 use crate::feedback::sentinel::{BatchSentinel, RunNotes};
 use crate::feedback::{Merge, TicketRecord, is_stale, merge};
 use crate::lock::{self, RunLock};
 use crate::report::{Counters, Summary, count, quoted};
 use crate::store::{Batch, LineWritten, RunRecord, Store};
-use crate::tixngo::wire::{self, PageTicket, Spectator, Ticket};
+use crate::tixngo::wire::{self, PageTicket, Ticket};
+
+mod contacts;
+
+pub use contacts::{ContactWriter, NewContacts, create_contacts, write_lines};
 
 /// Completes a summary with the run's outcome.
 pub fn finish(mut summary: Summary, result: Result<ExitCode, Error>, started: Instant) -> Summary {
@@ -124,109 +128,226 @@ impl<'p> From<PageTicket<'p>> for Incoming<'p> {
     }
 }
 
-/// Maps every ticket of a page and commits them, with the run counters and (when `save_key`) the
-/// next key, in one transaction. The tickets may still be arriving (a replay file is read while
-/// its first tickets are mapped): an `Err` among them fails the batch like any other error.
+/// The pagination key around one batch, as its transaction records it: the key it was fetched
+/// with, the key the next batch starts from, and whether the commit saves that one as the
+/// store's key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyCommit {
+    /// `sync_run.key_before`.
+    pub before: Option<String>,
+    /// `sync_run.key_after`, and the store's key when `save` holds.
+    pub after: Option<String>,
+    pub save: bool,
+}
+
+impl KeyCommit {
+    /// A replay's: it neither reads nor moves the stored key.
+    pub const UNTOUCHED: KeyCommit = KeyCommit {
+        before: None,
+        after: None,
+        save: false,
+    };
+}
+
+/// Maps every ticket of a page and commits them, with the run counters and (when `keys.save`)
+/// the next key, in one transaction. The tickets may still be arriving (a replay file is read
+/// while its first tickets are mapped): an `Err` among them fails the batch like any other error.
 /// Nothing is written when it fails.
 pub fn apply_page<'p>(
     store: &mut Store,
     command: &str,
     tickets: impl IntoIterator<Item = Result<Incoming<'p>, Error>>,
-    key_before: Option<&str>,
-    key_after: Option<&str>,
-    save_key: bool,
+    keys: &KeyCommit,
     mapping: &MappingOptions,
 ) -> Result<Counters, Error> {
-    let mut batch = store.begin_batch(command, key_before)?;
-    let mut counters = Counters::default();
-    let mut unresolved = batch.unresolved_error_tickets()?;
-    let mut first_failure: Option<String> = None;
-    let mut sentinel = BatchSentinel::default();
+    let mut page = PageState::begin(store, command, keys.before.as_deref(), mapping)?;
     for incoming in tickets {
-        let Incoming { ticket, error_id } = incoming?;
-        counters.fetched += 1;
-        // The skip list is checked on the raw `taxNumber` before any other validation; a ticket
-        // that decodes has that very number.
-        let (number, outcome) = match &ticket {
-            PageTicket::Mapped(ticket) => {
-                let number = Some(Cow::Borrowed(ticket.ticket_number.as_str()));
-                if mapping.skip.contains(&ticket.ticket_number) {
-                    (number, Outcome::Skipped)
-                } else {
-                    sentinel.observe(ticket);
-                    let outcome = apply_ticket(&mut batch, ticket, mapping, &mut counters)?;
-                    (number, outcome)
-                }
-            }
-            PageTicket::Unmappable { raw, reason } => {
-                let number = wire::raw_ticket_number(raw).map(Cow::Owned);
-                match number.as_deref() {
-                    Some(n) if mapping.skip.contains(n) => (number, Outcome::Skipped),
-                    _ => (number, Outcome::Failed { raw, reason }),
-                }
-            }
-        };
-        match outcome {
-            Outcome::Failed { raw, reason } => {
-                counters.failed += 1;
-                match error_id {
-                    Some(id) => batch.refresh_error(id, reason)?,
-                    None => fail_ticket(&batch, raw, number.as_deref(), reason)?,
-                }
-                first_failure.get_or_insert_with(|| describe_failure(number.as_deref(), reason));
-                unresolved.extend(number.map(Cow::into_owned));
-            }
-            settled => {
-                if let Some(number) = &number {
-                    log::debug!("ticket {number}: {}", settled.name());
-                }
-                match settled {
-                    Outcome::Skipped => counters.skipped += 1,
-                    Outcome::Stale => counters.stale += 1,
-                    Outcome::Stored => counters.stored += 1,
-                    Outcome::Unchanged => counters.unchanged += 1,
-                    Outcome::Failed { .. } => unreachable!("handled above"),
-                }
-                if let Some(number) = number.filter(|n| unresolved.remove(n.as_ref())) {
-                    batch.resolve_errors(&number)?;
-                }
-                if let Some(id) = error_id {
-                    batch.resolve_error(id)?;
-                }
-            }
-        }
+        page.take(incoming?)?;
     }
-    if let Some(first) = &first_failure {
+    page.finish(keys)
+}
+
+/// The exit code of tickets mapped: 2 when any of them failed (SPEC §3).
+pub fn exit_code(counters: &Counters) -> ExitCode {
+    if counters.failed > 0 {
+        ExitCode::Partial
+    } else {
+        ExitCode::Success
+    }
+}
+
+/// What `--stop-on-error` and `--max-failed-ratio` make of a batch with tickets that cannot be
+/// mapped (SPEC §4.6): the batch is committed with them recorded as sync errors, or rejected whole.
+#[derive(Clone, Copy, Debug)]
+pub struct FailurePolicy {
+    pub stop_on_error: bool,
+    pub max_failed_ratio: f64,
+}
+
+impl FailurePolicy {
+    /// `Err(BatchRejected)` (65) when the batch must not be committed: any failure under
+    /// `--stop-on-error`, else a share of failed tickets over the ratio. `first_failure` says what
+    /// the first failed ticket was, `None` when none failed.
+    pub fn judge(self, counters: &Counters, first_failure: Option<&str>) -> Result<(), Error> {
+        let Some(first) = first_failure else {
+            return Ok(());
+        };
         let ratio = counters.failed as f64 / counters.fetched as f64;
-        if mapping.stop_on_error {
+        if self.stop_on_error {
             return Err(Error::BatchRejected(format!(
                 "{first} (--stop-on-error; {} of {} cannot be mapped)",
                 counters.failed,
                 count(counters.fetched, "ticket")
             )));
         }
-        if ratio > mapping.max_failed_ratio {
+        if ratio > self.max_failed_ratio {
             return Err(Error::BatchRejected(format!(
                 "{} of {} ({:.1}%) cannot be mapped, over --max-failed-ratio {}; first: {first}",
                 counters.failed,
                 count(counters.fetched, "ticket"),
                 ratio * 100.0,
-                mapping.max_failed_ratio
+                self.max_failed_ratio
             )));
         }
+        Ok(())
     }
-    let exit = if counters.failed > 0 {
-        ExitCode::Partial
-    } else {
-        ExitCode::Success
-    };
-    if !sentinel.unknown_fields().is_empty() {
-        batch.record_unknown_fields(sentinel.unknown_fields())?;
+}
+
+/// One batch in progress: its transaction and what its tickets came to so far. Each ticket is
+/// skipped, settled (stale, stored or unchanged) or failed; the batch then finishes: rejected
+/// by the failure policy, or committed.
+struct PageState<'s, 'm> {
+    batch: Batch<'s>,
+    mapping: &'m MappingOptions,
+    counters: Counters,
+    /// The tickets with an unresolved `sync_error`: one that settles resolves it.
+    unresolved: HashSet<String>,
+    first_failure: Option<String>,
+    sentinel: BatchSentinel,
+}
+
+impl<'s, 'm> PageState<'s, 'm> {
+    fn begin(
+        store: &'s mut Store,
+        command: &str,
+        key_before: Option<&str>,
+        mapping: &'m MappingOptions,
+    ) -> Result<PageState<'s, 'm>, Error> {
+        let batch = store.begin_batch(command, key_before)?;
+        Ok(PageState {
+            unresolved: batch.unresolved_error_tickets()?,
+            batch,
+            mapping,
+            counters: Counters::default(),
+            first_failure: None,
+            sentinel: BatchSentinel::default(),
+        })
     }
-    batch.finish(&counters, key_after, save_key, exit.code())?;
+
+    fn take(&mut self, Incoming { ticket, error_id }: Incoming<'_>) -> Result<(), Error> {
+        self.counters.fetched += 1;
+        // The skip list is checked on the raw `taxNumber` before any other validation; a ticket
+        // that decodes has that very number.
+        match &ticket {
+            PageTicket::Mapped(ticket) => {
+                let number = Some(Cow::Borrowed(ticket.ticket_number.as_str()));
+                if self.mapping.skip.contains(&ticket.ticket_number) {
+                    return self.settle(number, Outcome::Skipped, error_id);
+                }
+                self.sentinel.observe(ticket);
+                let outcome =
+                    apply_ticket(&mut self.batch, ticket, self.mapping, &mut self.counters)?;
+                self.settle(number, outcome, error_id)
+            }
+            PageTicket::Unmappable { raw, reason } => {
+                let number = wire::raw_ticket_number(raw).map(Cow::Owned);
+                match number.as_deref() {
+                    Some(n) if self.mapping.skip.contains(n) => {
+                        self.settle(number, Outcome::Skipped, error_id)
+                    }
+                    _ => self.fail(number, raw, reason, error_id),
+                }
+            }
+        }
+    }
+
+    /// Counts a ticket that is done with, and resolves the errors it had.
+    fn settle(
+        &mut self,
+        number: Option<Cow<'_, str>>,
+        outcome: Outcome,
+        error_id: Option<i64>,
+    ) -> Result<(), Error> {
+        if let Some(number) = &number {
+            log::debug!("ticket {number}: {}", outcome.name());
+        }
+        let counter = match outcome {
+            Outcome::Skipped => &mut self.counters.skipped,
+            Outcome::Stale => &mut self.counters.stale,
+            Outcome::Stored => &mut self.counters.stored,
+            Outcome::Unchanged => &mut self.counters.unchanged,
+        };
+        *counter += 1;
+        if let Some(number) = number.filter(|n| self.unresolved.remove(n.as_ref())) {
+            self.batch.resolve_errors(&number)?;
+        }
+        if let Some(id) = error_id {
+            self.batch.resolve_error(id)?;
+        }
+        Ok(())
+    }
+
+    /// Counts a ticket that cannot be mapped and records it as a sync error.
+    fn fail(
+        &mut self,
+        number: Option<Cow<'_, str>>,
+        raw: &RawValue,
+        reason: &str,
+        error_id: Option<i64>,
+    ) -> Result<(), Error> {
+        self.counters.failed += 1;
+        match error_id {
+            Some(id) => self.batch.refresh_error(id, reason)?,
+            None => fail_ticket(&self.batch, raw, number.as_deref(), reason)?,
+        }
+        self.first_failure
+            .get_or_insert_with(|| describe_failure(number.as_deref(), reason));
+        self.unresolved.extend(number.map(Cow::into_owned));
+        Ok(())
+    }
+
+    /// Rejects the batch or commits it with its counters and keys, then tells the run's notes.
+    fn finish(self, keys: &KeyCommit) -> Result<Counters, Error> {
+        let PageState {
+            batch,
+            mapping,
+            counters,
+            first_failure,
+            sentinel,
+            ..
+        } = self;
+        let policy = FailurePolicy {
+            stop_on_error: mapping.stop_on_error,
+            max_failed_ratio: mapping.max_failed_ratio,
+        };
+        policy.judge(&counters, first_failure.as_deref())?;
+        if !sentinel.unknown_fields().is_empty() {
+            batch.record_unknown_fields(sentinel.unknown_fields())?;
+        }
+        let exit = exit_code(&counters);
+        batch.finish(&counters, keys.after.as_deref(), keys.save, exit.code())?;
+        log_commit(&counters, keys, mapping.dry_run);
+        let mut notes = mapping.notes.borrow_mut();
+        notes.mapped(counters.fetched, counters.failed, first_failure);
+        notes.add_batch(sentinel);
+        Ok(counters)
+    }
+}
+
+fn log_commit(counters: &Counters, keys: &KeyCommit, dry_run: bool) {
     log::info!(
         "batch {}: {} stored, {} unchanged, {} skipped, {} stale, {} failed{}",
-        if mapping.dry_run {
+        if dry_run {
             "written to the scratch copy"
         } else {
             "committed"
@@ -236,32 +357,23 @@ pub fn apply_page<'p>(
         counters.skipped,
         counters.stale,
         counters.failed,
-        if save_key {
-            format!("; key {} saved", quoted(key_after))
+        if keys.save {
+            format!("; key {} saved", quoted(keys.after.as_deref()))
         } else {
             String::new()
         }
     );
-    let mut notes = mapping.notes.borrow_mut();
-    notes.mapped(counters.fetched, counters.failed, first_failure);
-    notes.add_batch(sentinel);
-    Ok(counters)
 }
 
-/// What became of one ticket.
-enum Outcome<'p> {
+/// What became of one ticket that did not fail.
+enum Outcome {
     Skipped,
     Stale,
     Stored,
     Unchanged,
-    /// The ticket's exact text and why it cannot be mapped.
-    Failed {
-        raw: &'p RawValue,
-        reason: &'p str,
-    },
 }
 
-impl Outcome<'_> {
+impl Outcome {
     /// The decision as `-vv` logs it.
     fn name(&self) -> &'static str {
         match self {
@@ -269,7 +381,6 @@ impl Outcome<'_> {
             Outcome::Stale => "stale (older than the stored state), left alone",
             Outcome::Stored => "stored",
             Outcome::Unchanged => "unchanged",
-            Outcome::Failed { .. } => "cannot be mapped",
         }
     }
 }
@@ -299,27 +410,14 @@ fn apply_ticket(
     ticket: &Ticket,
     mapping: &MappingOptions,
     counters: &mut Counters,
-) -> Result<Outcome<'static>, Error> {
+) -> Result<Outcome, Error> {
     let (row, stored) = batch.ticket(&ticket.ticket_number)?.unzip();
     if is_stale(stored.as_ref(), ticket) {
         return Ok(Outcome::Stale);
     }
     // The contact rules read the row as it was before this ticket; the merge then takes it.
     let plan = if mapping.contacts {
-        let plan = contacts::plan(stored.as_ref(), ticket, batch)?;
-        if let Some(warning) = plan.warning {
-            mapping
-                .notes
-                .borrow_mut()
-                .warn(warning, &ticket.ticket_number);
-        }
-        if stored.is_none() && plan.cultural_contact.is_none() {
-            log::debug!(
-                "ticket {}: no owner e-mail yet: no cultural contact",
-                ticket.ticket_number
-            );
-        }
-        Some(plan)
+        Some(plan_contacts(batch, stored.as_ref(), ticket, mapping)?)
     } else {
         None
     };
@@ -341,10 +439,16 @@ fn apply_ticket(
     }
     if let Some(plan) = &plan {
         let changed_at = ticket.last_updated.map(|at| at.store_text());
+        // The batch's time is copied (seldom: a ticket without `lastUpdated`) so that the
+        // writer may borrow the batch.
+        let date_time = changed_at.as_ref().map_or_else(
+            || Cow::Owned(batch.now().to_owned()),
+            |at| Cow::Borrowed(at.as_str()),
+        );
         let written = LineWritten {
             operator_login: &mapping.operator_login,
             ticket_state: record.s360_state.as_deref(),
-            date_time: changed_at.as_ref().map_or(batch.now(), |at| at.as_str()),
+            date_time: &date_time,
         };
         write_lines(batch, plan, &record, created, counters, &written)?;
     }
@@ -355,82 +459,27 @@ fn apply_ticket(
     })
 }
 
-/// Ids of the contacts a plan created.
-#[derive(Clone, Copy, Default)]
-struct NewContacts {
-    owner: Option<i64>,
-    recipient: Option<i64>,
-}
-
-impl NewContacts {
-    fn resolve(self, contact: ContactRef) -> Result<i64, Error> {
-        match contact {
-            ContactRef::Existing(id) => Ok(id),
-            ContactRef::NewOwner => self.owner.ok_or(contact),
-            ContactRef::NewRecipient => self.recipient.ok_or(contact),
-        }
-        .map_err(|contact| {
-            Error::Internal(format!(
-                "the contact plan names {contact:?} but did not create it"
-            ))
-        })
-    }
-}
-
-/// Creates and upgrades the plan's contacts and points the ticket at its new cultural contact.
-fn create_contacts(
-    batch: &Batch<'_>,
-    plan: &ContactPlan,
+/// The contact rules' plan for a ticket, its warning told to the run's notes.
+fn plan_contacts(
+    batch: &mut Batch<'_>,
+    stored: Option<&TicketRecord>,
     ticket: &Ticket,
-    record: &mut TicketRecord,
-    counters: &mut Counters,
-) -> Result<NewContacts, Error> {
-    let no_owner = Spectator::default();
-    let owner = ticket.owner.as_ref().unwrap_or(&no_owner);
-    let mut created = NewContacts::default();
-    if plan.create_owner {
-        created.owner = Some(batch.create_owner_contact(owner)?);
-        counters.contacts_created += 1;
+    mapping: &MappingOptions,
+) -> Result<ContactPlan, Error> {
+    let plan = crate::feedback::contacts::plan(stored, ticket, batch)?;
+    if let Some(warning) = plan.warning {
+        mapping
+            .notes
+            .borrow_mut()
+            .warn(warning, &ticket.ticket_number);
     }
-    if let Some(id) = plan.upgrade {
-        batch.upgrade_contact(id, owner)?;
-        counters.contacts_updated += 1;
+    if stored.is_none() && plan.cultural_contact.is_none() {
+        log::debug!(
+            "ticket {}: no owner e-mail yet: no cultural contact",
+            ticket.ticket_number
+        );
     }
-    if let Some(email) = &plan.create_recipient {
-        created.recipient = Some(batch.create_temporary_contact(email)?);
-        counters.contacts_created += 1;
-    }
-    if let Some(contact) = plan.cultural_contact {
-        record.cultural_contact_id = Some(created.resolve(contact)?);
-    }
-    Ok(created)
-}
-
-/// Writes the plan's distribution changes (after the ticket row, which the lines reference).
-fn write_lines(
-    batch: &Batch<'_>,
-    plan: &ContactPlan,
-    record: &TicketRecord,
-    created: NewContacts,
-    counters: &mut Counters,
-    written: &LineWritten<'_>,
-) -> Result<(), Error> {
-    for &(id, status) in &plan.line_updates {
-        batch.set_line_status(id, status)?;
-        counters.distributions_updated += 1;
-    }
-    if let Some(line) = plan.new_line {
-        let old = line.old_contact.map(|c| created.resolve(c)).transpose()?;
-        batch.insert_line(
-            &record.ticket_number,
-            old,
-            created.resolve(line.new_contact)?,
-            line.status,
-            written,
-        )?;
-        counters.distributions_created += 1;
-    }
-    Ok(())
+    Ok(plan)
 }
 
 /// Records a failed run in `sync_run` after its rollback. A store that cannot take even that is
@@ -474,15 +523,77 @@ pub fn lock_path(global: &GlobalArgs) -> PathBuf {
 mod tests {
     use super::*;
 
+    fn mapped(fetched: u64, failed: u64) -> Counters {
+        Counters {
+            fetched,
+            failed,
+            stored: fetched - failed,
+            ..Counters::default()
+        }
+    }
+
+    const FIRST: &str = "ticket T-1 cannot be mapped: no status";
+
+    fn rejection(policy: FailurePolicy, counters: &Counters) -> Option<String> {
+        match policy.judge(counters, (counters.failed > 0).then_some(FIRST)) {
+            Ok(()) => None,
+            Err(error) => {
+                assert_eq!(error.exit_code(), ExitCode::DataErr, "{error}");
+                Some(error.to_string())
+            }
+        }
+    }
+
     #[test]
-    fn a_plan_naming_a_contact_it_did_not_create_is_a_bug_exit_70() {
-        let created = NewContacts {
-            owner: Some(7),
-            recipient: None,
+    fn a_batch_without_failures_is_committed_whatever_the_policy() {
+        let strictest = FailurePolicy {
+            stop_on_error: true,
+            max_failed_ratio: 0.0,
         };
-        assert_eq!(created.resolve(ContactRef::Existing(3)).unwrap(), 3);
-        assert_eq!(created.resolve(ContactRef::NewOwner).unwrap(), 7);
-        let error = created.resolve(ContactRef::NewRecipient).unwrap_err();
-        assert_eq!(error.exit_code(), ExitCode::Software);
+        assert_eq!(rejection(strictest, &mapped(10, 0)), None);
+        assert_eq!(rejection(strictest, &mapped(0, 0)), None);
+    }
+
+    #[test]
+    fn stop_on_error_rejects_a_batch_with_one_failure_naming_the_first() {
+        let policy = FailurePolicy {
+            stop_on_error: true,
+            max_failed_ratio: 1.0,
+        };
+        let message = rejection(policy, &mapped(10, 1)).unwrap();
+        assert!(message.contains(FIRST), "{message}");
+        assert!(
+            message.contains("(--stop-on-error; 1 of 10 tickets cannot be mapped)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_failed_ratio_rejects_only_above_it() {
+        let policy = FailurePolicy {
+            stop_on_error: false,
+            max_failed_ratio: 0.2,
+        };
+        assert_eq!(rejection(policy, &mapped(10, 1)), None);
+        assert_eq!(rejection(policy, &mapped(10, 2)), None, "at the ratio");
+        let message = rejection(policy, &mapped(10, 3)).unwrap();
+        assert!(
+            message.contains(
+                "3 of 10 tickets (30.0%) cannot be mapped, over --max-failed-ratio 0.2; first: "
+            ),
+            "{message}"
+        );
+        assert!(message.contains(&format!("; first: {FIRST}")), "{message}");
+        let all = FailurePolicy {
+            stop_on_error: false,
+            max_failed_ratio: 1.0,
+        };
+        assert_eq!(rejection(all, &mapped(3, 3)), None, "every ticket may fail");
+    }
+
+    #[test]
+    fn tickets_that_failed_make_the_exit_code_partial() {
+        assert_eq!(exit_code(&mapped(10, 0)), ExitCode::Success);
+        assert_eq!(exit_code(&mapped(10, 1)), ExitCode::Partial);
     }
 }

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::cli::{GlobalArgs, ReplayArgs};
 use crate::engine::{
-    self, Incoming, MappingOptions, apply_page, lock_store, open_store, record_failure,
+    self, Incoming, KeyCommit, MappingOptions, apply_page, lock_store, open_store, record_failure,
 };
 use crate::error::Error;
 use crate::exit::ExitCode;
@@ -57,8 +57,13 @@ fn replay(
         let applied = match streamed {
             Some(mut stream) => {
                 let tickets = stream.by_ref().map(|ticket| ticket.map(Incoming::from));
-                let applied =
-                    apply_page(&mut store, "replay", tickets, None, None, false, &mapping);
+                let applied = apply_page(
+                    &mut store,
+                    "replay",
+                    tickets,
+                    &KeyCommit::UNTOUCHED,
+                    &mapping,
+                );
                 let next_key = stream.next_key.take();
                 summary.replayed = Some(Replayed::File { next_key });
                 applied.map_err(|error| stream.document_error().unwrap_or(error))
@@ -71,7 +76,13 @@ fn replay(
                         error_id: Some(*id),
                     })
                 });
-                apply_page(&mut store, "replay", tickets, None, None, false, &mapping)
+                apply_page(
+                    &mut store,
+                    "replay",
+                    tickets,
+                    &KeyCommit::UNTOUCHED,
+                    &mapping,
+                )
             }
         };
         mapping.report_notes(summary);
@@ -82,11 +93,7 @@ fn replay(
         })?;
         summary.batches = 1;
         summary.counters = counters;
-        Ok(if counters.failed > 0 {
-            ExitCode::Partial
-        } else {
-            ExitCode::Success
-        })
+        Ok(engine::exit_code(&counters))
     })
 }
 

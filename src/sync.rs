@@ -12,7 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cli::{GlobalArgs, SyncArgs};
-use crate::engine::{MappingOptions, apply_page, finish, lock_store, open_store, record_failure};
+use crate::engine::{
+    KeyCommit, MappingOptions, apply_page, exit_code, finish, lock_store, open_store,
+    record_failure,
+};
 use crate::error::{Error, KEY_UNCHANGED};
 use crate::exit::ExitCode;
 use crate::report::{Counters, Summary, count, quoted};
@@ -116,52 +119,142 @@ struct Job<'a> {
 /// and its outcome read only after that commit; the run goes on while it is behind, allowed another
 /// batch and the deadline leaves time for one.
 fn run_batches(job: &Job<'_>, store: &mut Store, summary: &mut Summary) -> Result<ExitCode, Error> {
-    let mut feed = FeedProgress::after(store.feed_state()?.as_ref());
-    let mut pace = Pace::start(job.deadline);
+    let mut run = Batches::start(job, store)?;
     let limit = batch_limit(job.args);
-    let mut key = job.keys.start.clone();
-    let mut prefetch: Option<Prefetch> = None;
     for batch_number in 1..=limit {
-        let fetched = match prefetch.take() {
-            Some(next) => next.join(),
-            None => fetch(
-                &job.client,
-                key.as_deref(),
-                job.args.batch_size,
-                job.deadline,
-            ),
-        };
-        if let Err(error) = &fetched
-            && batch_number > 1
-            && pace.cut_by(error)
-        {
+        let fetched = run.next_page();
+        if batch_number > 1 && fetched.as_ref().is_err_and(|error| run.pace.cut_by(error)) {
             log::warn!("the --timeout deadline cut batch {batch_number} short: not caught up");
             break;
         }
-        let next = (batch_number < limit).then_some(&mut prefetch);
         let outcome = fetched
-            .and_then(|fetched| apply_fetched(job, store, fetched, key.as_deref(), &pace, next))
-            .inspect_err(|error| {
-                if !job.mapping.dry_run {
-                    record_failure(store, "sync", &job.started_at, key.as_deref(), error);
-                }
-            })?;
-        pace.batch_done();
-        feed.batch_done(&outcome, summary);
-        if job.keys.save {
-            store.note_feed_state(&feed.state)?;
-        }
-        summary.key_saved = job.keys.save;
-        key = outcome.next_key;
+            .and_then(|fetched| run.apply(store, fetched, batch_number < limit))
+            .inspect_err(|error| run.record_failure(store, error))?;
+        run.batch_done(store, &outcome, summary)?;
         if !outcome.another {
             break;
         }
     }
-    Ok(if summary.counters.failed > 0 {
-        ExitCode::Partial
-    } else {
-        ExitCode::Success
-    })
+    Ok(exit_code(&summary.counters))
+}
+
+/// Where a run is between its batches.
+struct Batches<'j, 'a> {
+    job: &'j Job<'a>,
+    pace: Pace,
+    feed: FeedProgress,
+    /// The key the next batch is fetched with.
+    key: Option<String>,
+    /// The next page, when its fetch has started.
+    prefetch: Option<Prefetch>,
+}
+
+impl<'j, 'a> Batches<'j, 'a> {
+    fn start(job: &'j Job<'a>, store: &Store) -> Result<Batches<'j, 'a>, Error> {
+        Ok(Batches {
+            job,
+            feed: FeedProgress::after(store.feed_state()?.as_ref()),
+            pace: Pace::start(job.deadline),
+            key: job.keys.start.clone(),
+            prefetch: None,
+        })
+    }
+
+    /// The page the prefetch brought, or else the page fetched now.
+    fn next_page(&mut self) -> Result<Fetched, Error> {
+        match self.prefetch.take() {
+            Some(next) => next.join(),
+            None => fetch(
+                &self.job.client,
+                self.key.as_deref(),
+                self.job.args.batch_size,
+                self.job.deadline,
+            ),
+        }
+    }
+
+    /// Parses a fetched page, starts fetching the next one when the run goes on (not caught up,
+    /// `may_go_on` for a batch the run allows, and time for it), and maps and commits this one.
+    fn apply(
+        &mut self,
+        store: &mut Store,
+        fetched: Fetched,
+        may_go_on: bool,
+    ) -> Result<BatchOutcome, Error> {
+        let job = self.job;
+        let key = self.key.as_deref();
+        let page = match fetched.decoded {
+            Some(page) => page,
+            None => wire::read_page(&fetched.body).map_err(Error::BadData)?,
+        };
+        let fetched = page.tickets.len();
+        log::info!(
+            "page read: {}, next key {}",
+            count(fetched as u64, "ticket"),
+            quoted(page.next_page_key.as_deref())
+        );
+        let next_key = page
+            .next_page_key
+            .clone()
+            .or_else(|| key.map(str::to_owned));
+        let caught_up = fetched < job.args.batch_size as usize
+            || page.next_page_key.is_none()
+            || page.next_page_key.as_deref() == key;
+        let newest_change_at = newest_change(&page.tickets);
+        let another = may_go_on && !caught_up && self.pace.room_for_another();
+        if another {
+            self.prefetch = Prefetch::start(
+                &job.client,
+                next_key.clone(),
+                job.args.batch_size,
+                job.deadline,
+            );
+        }
+        let keys = KeyCommit {
+            before: self.key.clone(),
+            after: next_key.clone(),
+            save: job.keys.save,
+        };
+        let tickets = page.tickets.into_iter().map(|ticket| Ok(ticket.into()));
+        let counters = apply_page(store, "sync", tickets, &keys, &job.mapping)?;
+        Ok(BatchOutcome {
+            counters,
+            next_key,
+            caught_up,
+            newest_change_at,
+            another,
+        })
+    }
+
+    /// Records the failed batch in `sync_run`, unless the run is a dry one.
+    fn record_failure(&self, store: &mut Store, error: &Error) {
+        if !self.job.mapping.dry_run {
+            record_failure(
+                store,
+                "sync",
+                &self.job.started_at,
+                self.key.as_deref(),
+                error,
+            );
+        }
+    }
+
+    /// Counts a committed batch and moves on to the key it leaves.
+    fn batch_done(
+        &mut self,
+        store: &Store,
+        outcome: &BatchOutcome,
+        summary: &mut Summary,
+    ) -> Result<(), Error> {
+        self.pace.batch_done();
+        self.feed.batch_done(outcome, summary);
+        if self.job.keys.save {
+            store.note_feed_state(&self.feed.state)?;
+        }
+        summary.key_saved = self.job.keys.save;
+        self.key.clone_from(&outcome.next_key);
+        Ok(())
+    }
 }
 
 /// How many batches a run may fetch: `--max-batches`, bounding `--drain` too; else one, or as
@@ -412,61 +505,6 @@ impl Prefetch {
             ))
         })
     }
-}
-
-/// Parses a fetched page, starts fetching the next one when the run goes on (not caught up,
-/// `prefetch` given for a batch the run allows, and time for it), and maps and commits this one.
-fn apply_fetched(
-    job: &Job<'_>,
-    store: &mut Store,
-    fetched: Fetched,
-    key: Option<&str>,
-    pace: &Pace,
-    prefetch: Option<&mut Option<Prefetch>>,
-) -> Result<BatchOutcome, Error> {
-    let batch_size = job.args.batch_size;
-    let page = match fetched.decoded {
-        Some(page) => page,
-        None => wire::read_page(&fetched.body).map_err(Error::BadData)?,
-    };
-    let fetched = page.tickets.len();
-    log::info!(
-        "page read: {}, next key {}",
-        count(fetched as u64, "ticket"),
-        quoted(page.next_page_key.as_deref())
-    );
-    let next_key = page
-        .next_page_key
-        .clone()
-        .or_else(|| key.map(str::to_owned));
-    let caught_up = fetched < batch_size as usize
-        || page.next_page_key.is_none()
-        || page.next_page_key.as_deref() == key;
-    let newest_change_at = newest_change(&page.tickets);
-    let mut another = false;
-    if let Some(slot) = prefetch
-        && !caught_up
-        && pace.room_for_another()
-    {
-        *slot = Prefetch::start(&job.client, next_key.clone(), batch_size, job.deadline);
-        another = true;
-    }
-    let counters = apply_page(
-        store,
-        "sync",
-        page.tickets.into_iter().map(|ticket| Ok(ticket.into())),
-        key,
-        next_key.as_deref(),
-        job.keys.save,
-        &job.mapping,
-    )?;
-    Ok(BatchOutcome {
-        counters,
-        next_key,
-        caught_up,
-        newest_change_at,
-        another,
-    })
 }
 
 /// The newest `lastUpdated` of a page's tickets, in the store's form.
