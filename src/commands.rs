@@ -3,12 +3,12 @@
 
 use serde_json::{Value, json};
 
+use crate::engine::lock_store;
 use crate::error::Error;
 use crate::lock::{LockState, RunLock};
 use crate::report::{count, escape, quoted};
 use crate::settings::{CursorAction, ErrorsAction, SkipAction, StoreFiles};
 use crate::store::{FeedState, Store, SyncErrorDetail, SyncErrorEntry};
-use crate::sync::lock_store;
 use crate::timestamp::Timestamp;
 use crate::tixngo::wire::PaginationKey;
 

@@ -20,6 +20,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod engine;
 pub mod error;
 pub mod exit;
 pub mod feedback;

@@ -10,11 +10,13 @@ use std::time::Instant;
 
 use serde_json::value::RawValue;
 
+use crate::engine::{
+    self, Incoming, KeyCommit, apply_page, lock_store, open_store, record_failure,
+};
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::report::{Replayed, Summary};
 use crate::settings::{ReplaySettings, StoreFiles};
-use crate::sync::{self, Incoming, apply_page, lock_store, open_store, record_failure};
 use crate::timestamp::Timestamp;
 use crate::tixngo::wire::{self, PageTicket};
 
@@ -25,12 +27,12 @@ pub fn run(files: &StoreFiles, settings: ReplaySettings, started: Instant) -> Su
         ..summary()
     };
     let result = replay(files, settings, &mut summary);
-    sync::finish(summary, result, started)
+    engine::finish(summary, result, started)
 }
 
 /// The summary of a `replay` whose settings were refused.
 pub fn refused(error: Error, started: Instant) -> Summary {
-    sync::finish(summary(), Err(error), started)
+    engine::finish(summary(), Err(error), started)
 }
 
 /// A replay's summary before it starts.
@@ -67,8 +69,13 @@ fn replay(
         let applied = match streamed {
             Some(mut stream) => {
                 let tickets = stream.by_ref().map(|ticket| ticket.map(Incoming::from));
-                let applied =
-                    apply_page(&mut store, "replay", tickets, None, None, false, &mapping);
+                let applied = apply_page(
+                    &mut store,
+                    "replay",
+                    tickets,
+                    &KeyCommit::UNTOUCHED,
+                    &mapping,
+                );
                 let next_key = stream.next_key.take();
                 summary.replayed = Some(Replayed::File { next_key });
                 applied.map_err(|error| stream.document_error().unwrap_or(error))
@@ -81,7 +88,13 @@ fn replay(
                         error_id: Some(*id),
                     })
                 });
-                apply_page(&mut store, "replay", tickets, None, None, false, &mapping)
+                apply_page(
+                    &mut store,
+                    "replay",
+                    tickets,
+                    &KeyCommit::UNTOUCHED,
+                    &mapping,
+                )
             }
         };
         mapping.report_notes(summary);
@@ -92,11 +105,7 @@ fn replay(
         })?;
         summary.batches = 1;
         summary.counters = counters;
-        Ok(if counters.failed > 0 {
-            ExitCode::Partial
-        } else {
-            ExitCode::Success
-        })
+        Ok(engine::exit_code(&counters))
     })
 }
 

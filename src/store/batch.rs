@@ -13,6 +13,7 @@ use rusqlite::{
 
 use super::InStore;
 use super::overlay::Overlay;
+use crate::engine::ContactWriter;
 use crate::error::Error;
 use crate::feedback::TicketRecord;
 use crate::feedback::contacts::{ContactBook, FoundContact, LineStatus, PendingLine};
@@ -643,5 +644,41 @@ impl ContactBook for BatchTransaction<'_> {
         }
         lines.sort_unstable_by_key(|line| line.id);
         Ok(lines)
+    }
+}
+
+impl ContactWriter for BatchTransaction<'_> {
+    fn create_owner_contact(&mut self, owner: &Spectator) -> Result<i64, Error> {
+        BatchTransaction::create_owner_contact(self, owner)
+    }
+
+    fn upgrade_contact(&mut self, id: i64, owner: &Spectator) -> Result<(), Error> {
+        BatchTransaction::upgrade_contact(self, id, owner)
+    }
+
+    fn create_temporary_contact(&mut self, email: &str) -> Result<i64, Error> {
+        BatchTransaction::create_temporary_contact(self, email)
+    }
+
+    fn set_line_status(&mut self, id: i64, status: LineStatus) -> Result<(), Error> {
+        BatchTransaction::set_line_status(self, id, status)
+    }
+
+    fn insert_line(
+        &mut self,
+        ticket_number: &str,
+        old_contact_id: Option<i64>,
+        new_contact_id: i64,
+        status: LineStatus,
+        written: &LineWritten<'_>,
+    ) -> Result<(), Error> {
+        BatchTransaction::insert_line(
+            self,
+            ticket_number,
+            old_contact_id,
+            new_contact_id,
+            status,
+            written,
+        )
     }
 }

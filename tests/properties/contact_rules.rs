@@ -192,85 +192,95 @@ impl Model {
             .map(|found| found.id)
     }
 
-    /// What `src/sync.rs` (`create_contacts`, `write_ticket`, `write_lines`) and the store's
-    /// statements do with a plan.
+    /// A plan carried out by the engine's own code, the ticket row written between the contacts
+    /// and the lines as the batch writes it.
     fn apply(
         &mut self,
         plan: &ContactPlan,
         ticket: &Ticket,
         mut record: TicketRecord,
-    ) -> Result<(), String> {
-        let owner = ticket.owner.clone().unwrap_or_default();
-        let mut new_owner = None;
-        let mut new_recipient = None;
-        if plan.create_owner {
-            let id = self.id();
-            self.contacts.push(Contact {
-                id,
-                // As BatchTransaction::create_owner_contact stores it: trimmed of ' \t\n\r' only.
-                email: owner
-                    .email
-                    .as_deref()
-                    .unwrap_or_default()
-                    .trim_matches([' ', '\t', '\n', '\r'])
-                    .to_owned(),
-                temporary: false,
-                internet: true,
-                individual: true,
-                first_name: owner.first_name.clone(),
-            });
-            new_owner = Some(id);
-        }
-        if let Some(id) = plan.upgrade {
-            // `UPDATE contact … WHERE id = ? AND temporary = 1`.
-            if let Some(c) = self.contacts.iter_mut().find(|c| c.id == id && c.temporary) {
-                c.temporary = false;
-                c.internet = true;
-                c.first_name.clone_from(&owner.first_name);
-            }
-        }
-        if let Some(email) = &plan.create_recipient {
-            let id = self.id();
-            self.contacts.push(Contact {
-                id,
-                email: email.clone(),
-                temporary: true,
-                internet: false,
-                individual: true,
-                first_name: Some("Pending".into()),
-            });
-            new_recipient = Some(id);
-        }
-        let resolve = |contact: ContactRef| match contact {
-            ContactRef::Existing(id) => Ok(id),
-            ContactRef::NewOwner => new_owner.ok_or("the plan names NewOwner but creates none"),
-            ContactRef::NewRecipient => {
-                new_recipient.ok_or("the plan names NewRecipient but creates none")
-            }
+    ) -> Result<(), Error> {
+        let mut counters = Counters::default();
+        let created = create_contacts(self, plan, ticket, &mut record, &mut counters)?;
+        self.ticket = Some(record.clone());
+        let written = LineWritten {
+            operator_login: "tixngo-feedback",
+            ticket_state: None,
+            date_time: NOW,
         };
-        if let Some(contact) = plan.cultural_contact {
-            record.cultural_contact_id = Some(resolve(contact)?);
+        write_lines(self, plan, &record, created, &mut counters, &written)
+    }
+}
+
+/// The store's statements, as far as the contacts and lines go.
+impl ContactWriter for Model {
+    fn create_owner_contact(&mut self, owner: &Spectator) -> Result<i64, Error> {
+        let id = self.id();
+        self.contacts.push(Contact {
+            id,
+            // As BatchTransaction::create_owner_contact stores it: trimmed of ' \t\n\r' only.
+            email: owner
+                .email
+                .as_deref()
+                .unwrap_or_default()
+                .trim_matches([' ', '\t', '\n', '\r'])
+                .to_owned(),
+            temporary: false,
+            internet: true,
+            individual: true,
+            first_name: owner.first_name.clone(),
+        });
+        Ok(id)
+    }
+
+    fn upgrade_contact(&mut self, id: i64, owner: &Spectator) -> Result<(), Error> {
+        // `UPDATE contact … WHERE id = ? AND temporary = 1`.
+        if let Some(c) = self.contacts.iter_mut().find(|c| c.id == id && c.temporary) {
+            c.temporary = false;
+            c.internet = true;
+            c.first_name.clone_from(&owner.first_name);
         }
-        self.ticket = Some(record);
-        for &(id, status) in &plan.line_updates {
-            let line = self
-                .lines
-                .iter_mut()
-                .find(|l| l.id == id)
-                .ok_or("an update names a line that does not exist")?;
-            line.status = status;
-        }
-        if let Some(line) = plan.new_line {
-            let id = self.id();
-            let old = line.old_contact.map(resolve).transpose()?;
-            let new = resolve(line.new_contact)?;
-            self.lines.push(Line {
-                id,
-                old,
-                new,
-                status: line.status,
-            });
-        }
+        Ok(())
+    }
+
+    fn create_temporary_contact(&mut self, email: &str) -> Result<i64, Error> {
+        let id = self.id();
+        self.contacts.push(Contact {
+            id,
+            email: email.to_owned(),
+            temporary: true,
+            internet: false,
+            individual: true,
+            first_name: Some("Pending".into()),
+        });
+        Ok(id)
+    }
+
+    fn set_line_status(&mut self, id: i64, status: LineStatus) -> Result<(), Error> {
+        let line =
+            self.lines.iter_mut().find(|l| l.id == id).ok_or_else(|| {
+                Error::Internal("an update names a line that does not exist".into())
+            })?;
+        line.status = status;
+        Ok(())
+    }
+
+    fn insert_line(
+        &mut self,
+        ticket_number: &str,
+        old_contact_id: Option<i64>,
+        new_contact_id: i64,
+        status: LineStatus,
+        _written: &LineWritten<'_>,
+    ) -> Result<(), Error> {
+        assert_eq!(ticket_number, "T1");
+        let id = self.id();
+        self.lines.push(Line {
+            id,
+            old: old_contact_id,
+            new: new_contact_id,
+            status,
+        });
         Ok(())
     }
 }
