@@ -8,6 +8,7 @@
 //! - [`cli`]: the command line (clap);
 //! - [`sync`]: one run of the job, batch after batch; [`replay`]: a saved response or the
 //!   sync errors through the same mapping; [`operator`]: `status`, `skip`, `cursor`, `errors`;
+//! - [`engine`]: one batch mapped and committed, the same for `sync` and `replay`;
 //! - [`tixngo`]: the diff endpoint's wire format and HTTP client;
 //! - [`feedback`]: the mapping and contact rules, pure functions;
 //! - [`store`]: the SQLite store, its schema and the one transaction per batch;
