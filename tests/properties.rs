@@ -1263,7 +1263,7 @@ proptest! {
 }
 
 // -------------------------------------------------------------------------------------------------
-// The contact rules (SPEC §4.5), applied to an in-memory store as src/sync.rs applies them
+// The contact rules (SPEC §4.5), carried out by src/engine/contacts.rs on an in-memory store
 // -------------------------------------------------------------------------------------------------
 
 const STATUSES: [&str; 12] = [
