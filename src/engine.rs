@@ -542,6 +542,22 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_names_its_ticket_only_by_a_number_of_the_grammar() {
+        assert_eq!(
+            describe_failure(Some("T-1"), "no status"),
+            "ticket T-1 cannot be mapped: no status"
+        );
+        // What stands in `taxNumber` of a ticket that does not map may be anything, personal
+        // data or control characters included: never echoed.
+        for unreadable in [None, Some(""), Some("ana@example.org"), Some("T-1\nforged")] {
+            assert_eq!(
+                describe_failure(unreadable, "no status"),
+                "a ticket without a readable number cannot be mapped: no status"
+            );
+        }
+    }
+
+    #[test]
     fn tickets_that_failed_make_the_exit_code_partial() {
         assert_eq!(exit_code(&mapped(10, 0)), ExitCode::Success);
         assert_eq!(exit_code(&mapped(10, 1)), ExitCode::Partial);

@@ -10,6 +10,7 @@
 //!   work starts; the commands take these, never the command line;
 //! - [`sync`]: one run of the job, batch after batch; [`replay`]: a saved response or the
 //!   sync errors through the same mapping; [`commands`]: `status`, `skip`, `cursor`, `errors`;
+//! - [`engine`]: one batch mapped and committed, the same for `sync` and `replay`;
 //! - [`tixngo`]: the diff endpoint's wire format, the API key and the HTTP client;
 //! - [`feedback`]: the mapping and contact rules, pure functions;
 //! - [`store`]: the SQLite store, its schema and the one transaction per batch;

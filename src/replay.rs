@@ -66,16 +66,11 @@ fn replay(
         let mut store = open_store(&files.store, mapping.dry_run, None)?;
         let started_at = Timestamp::now().to_string();
         mapping.skip.extend(store.skip_list()?);
+        let keys = &KeyCommit::UNTOUCHED;
         let applied = match streamed {
             Some(mut stream) => {
                 let tickets = stream.by_ref().map(|ticket| ticket.map(Incoming::from));
-                let applied = apply_page(
-                    &mut store,
-                    "replay",
-                    tickets,
-                    &KeyCommit::UNTOUCHED,
-                    &mapping,
-                );
+                let applied = apply_page(&mut store, "replay", tickets, keys, &mapping);
                 let next_key = stream.next_key.take();
                 summary.replayed = Some(Replayed::File { next_key });
                 applied.map_err(|error| stream.document_error().unwrap_or(error))
@@ -88,13 +83,7 @@ fn replay(
                         error_id: Some(*id),
                     })
                 });
-                apply_page(
-                    &mut store,
-                    "replay",
-                    tickets,
-                    &KeyCommit::UNTOUCHED,
-                    &mapping,
-                )
+                apply_page(&mut store, "replay", tickets, keys, &mapping)
             }
         };
         mapping.report_notes(summary);

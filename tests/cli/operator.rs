@@ -1978,6 +1978,14 @@ fn verbose_logs_a_line_per_step_and_very_verbose_a_decision_per_ticket_without_p
         "{}",
         again.stderr
     );
+    // Every ticket has an owner e-mail, first seen or not.
+    for ran in [&very, &again] {
+        assert!(
+            !ran.stderr.contains("no owner e-mail yet"),
+            "{}",
+            ran.stderr
+        );
+    }
 
     for ran in [&verbose, &very, &again] {
         for data in personal {

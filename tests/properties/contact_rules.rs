@@ -2,7 +2,7 @@ use super::*;
 use crate::merge::{LATER, NOW, instant};
 
 // -------------------------------------------------------------------------------------------------
-// The contact rules (SPEC §4.5), applied to an in-memory store as src/sync.rs applies them
+// The contact rules (SPEC §4.5), carried out by src/engine/contacts.rs on an in-memory store
 // -------------------------------------------------------------------------------------------------
 
 const STATUSES: [&str; 12] = [
@@ -199,7 +199,7 @@ impl Model {
         plan: &ContactPlan,
         ticket: &Ticket,
         mut record: TicketRecord,
-    ) -> Result<(), Error> {
+    ) -> Result<Counters, Error> {
         let mut counters = Counters::default();
         let created = create_contacts(self, plan, ticket, &mut record, &mut counters)?;
         self.ticket = Some(record.clone());
@@ -208,7 +208,8 @@ impl Model {
             ticket_state: None,
             date_time: NOW,
         };
-        write_lines(self, plan, &record, created, &mut counters, &written)
+        write_lines(self, plan, &record, created, &mut counters, &written)?;
+        Ok(counters)
     }
 }
 
@@ -572,9 +573,19 @@ fn run_states(
         let plan = contacts::plan(stored.as_ref(), ticket, &mut model)
             .map_err(|e| TestCaseError::fail(format!("step {step}: {e}")))?;
         effects.note(&plan, ticket);
-        model
+        let counters = model
             .apply(&plan, ticket, record)
             .map_err(|e| TestCaseError::fail(format!("step {step}: {e}: {plan:?}")))?;
+        // The summary's figures count the writes, one for one.
+        let created = model.contacts.len() - before.contacts.len();
+        prop_assert_eq!(counters.contacts_created, created as u64);
+        prop_assert_eq!(counters.contacts_updated, u64::from(plan.upgrade.is_some()));
+        let added = model.lines.len() - before.lines.len();
+        prop_assert_eq!(counters.distributions_created, added as u64);
+        prop_assert_eq!(
+            counters.distributions_updated,
+            plan.line_updates.len() as u64
+        );
         check_step(&before, &model, &plan, ticket).map_err(|e| {
             TestCaseError::fail(format!(
                 "step {step} {ticket:?}\nplan {plan:?}\nbefore {before:?}\nafter {model:?}\n{e}"
