@@ -128,12 +128,20 @@ fn raw_tickets(list: Option<&RawValue>) -> Result<Vec<&RawValue>, String> {
 
 const NOT_AN_ARRAY: &str = "the ticket list of the document is not an array";
 
-/// A document serde could not read, as bad data.
+/// A document serde could not read, as bad data. A syntax error is named by its place only:
+/// serde words the same fault differently depending on how the reader walked to it (a trailing
+/// comma in the ticket list is "trailing comma" to a streaming reader and "expected value" to one
+/// that skips the list whole), and the two readers of a page must say the same.
 fn not_a_diff_document(error: serde_json::Error) -> String {
-    format!(
-        "the document is not a valid diff document: {}",
-        without_values(error)
-    )
+    let why = match error.classify() {
+        serde_json::error::Category::Syntax => format!(
+            "invalid JSON at line {} column {}",
+            error.line(),
+            error.column()
+        ),
+        _ => without_values(error),
+    };
+    format!("the document is not a valid diff document: {why}")
 }
 
 #[derive(Deserialize)]
@@ -1101,6 +1109,24 @@ impl<'de> Deserialize<'de> for Flag {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn both_readers_name_a_syntax_error_alike() {
+        for doc in [
+            r#"{"result":[{"taxNumber":"1","status":"X"},]}"#,
+            r#"{"result":[{"taxNumber":"1","status":"X"}],}"#,
+            r#"{"result":[{"taxNumber":"1","status":"X",}]}"#,
+            r#"{"result":[{"taxNumber":"1" "status":"X"}]}"#,
+        ] {
+            let streamed = super::stream_page(doc.as_bytes(), &mut |_| true).unwrap_err();
+            let read = super::read_page(doc.as_bytes()).map(|_| ()).unwrap_err();
+            assert_eq!(streamed, read, "{doc}");
+            assert!(
+                streamed.contains("invalid JSON at line 1 column"),
+                "{streamed}"
+            );
+        }
+    }
+
     use super::*;
 
     fn page(body: &str) -> Result<DiffPage<'_>, String> {
