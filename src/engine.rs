@@ -306,7 +306,7 @@ fn log_commit(counters: &Counters, keys: &KeyCommit, dry_run: bool) {
     log::info!(
         "batch {}: {} stored, {} unchanged, {} skipped, {} stale, {} failed{}",
         if dry_run {
-            "written to the scratch copy"
+            "kept in memory (dry run)"
         } else {
             "committed"
         },

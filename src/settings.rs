@@ -102,7 +102,7 @@ pub struct MappingPolicy {
     pub stop_on_error: bool,
     pub max_failed_ratio: f64,
     pub contacts: bool,
-    /// Write to a scratch copy of the store, never to the store itself.
+    /// Map and report as a real run would, writing nothing: the changes stay in memory.
     pub dry_run: bool,
     /// The technical login written on distribution lines (`--operator-login`).
     pub operator_login: String,
