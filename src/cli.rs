@@ -391,14 +391,19 @@ fn parse_pagination_key(text: &str) -> Result<PaginationKey, String> {
     PaginationKey::new(text.to_owned()).map_err(|why| format!("the pagination key {why}"))
 }
 
-/// `--drain` (its implicit `true`) or `TIXNGO_DRAIN`, whose values are those of the other
-/// switches: on/off, true/false, 1/0.
-fn parse_drain(text: &str) -> Result<bool, String> {
+/// The value of a switch variable (`TIXNGO_DRAIN`, `TIXNGO_CONTACTS`): on/off, true/false or 1/0,
+/// trimmed, in any case; `None` for anything else.
+pub fn switch_value(text: &str) -> Option<bool> {
     match text.trim().to_ascii_lowercase().as_str() {
-        "on" | "true" | "1" => Ok(true),
-        "off" | "false" | "0" => Ok(false),
-        _ => Err("TIXNGO_DRAIN takes on/off, true/false or 1/0".to_owned()),
+        "on" | "true" | "1" => Some(true),
+        "off" | "false" | "0" => Some(false),
+        _ => None,
     }
+}
+
+/// `--drain` (its implicit `true`) or `TIXNGO_DRAIN`.
+fn parse_drain(text: &str) -> Result<bool, String> {
+    switch_value(text).ok_or_else(|| "TIXNGO_DRAIN takes on/off, true/false or 1/0".to_owned())
 }
 
 /// A path under the API URL: starts with `/`, holds no query or fragment, and only characters a
@@ -593,6 +598,27 @@ mod tests {
             let message = usage(args);
             assert!(message.contains(needle), "{args:?}: {message}");
             assert!(!message.contains('\n'), "{message}");
+        }
+    }
+
+    #[test]
+    fn switches_read_on_off_true_false_and_1_0_in_any_case() {
+        for (text, value) in [
+            (" ON ", Some(true)),
+            ("True", Some(true)),
+            ("1", Some(true)),
+        ] {
+            assert_eq!(switch_value(text), value, "{text}");
+        }
+        for (text, value) in [
+            ("off", Some(false)),
+            ("FALSE", Some(false)),
+            ("0", Some(false)),
+        ] {
+            assert_eq!(switch_value(text), value, "{text}");
+        }
+        for text in ["", "yes", "2", "of"] {
+            assert_eq!(switch_value(text), None, "{text}");
         }
     }
 

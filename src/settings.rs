@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{
-    Cli, Command, CursorCommand, ErrorsCommand, GlobalArgs, MappingArgs, ReplayArgs, SkipCommand,
-    SkipList, SyncArgs,
+    self, Cli, Command, CursorCommand, ErrorsCommand, GlobalArgs, MappingArgs, ReplayArgs,
+    SkipCommand, SkipList, SyncArgs,
 };
 use crate::error::Error;
 use crate::feedback::sentinel::RunNotes;
@@ -382,17 +382,11 @@ fn contacts_enabled(no_contacts: bool) -> Result<bool, Error> {
     let Some(value) = std::env::var_os("TIXNGO_CONTACTS") else {
         return Ok(true);
     };
-    match value
-        .to_str()
-        .map(|v| v.trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        Some("on" | "true" | "1") => Ok(true),
-        Some("off" | "false" | "0") => Ok(false),
-        _ => Err(Error::Usage(format!(
+    value.to_str().and_then(cli::switch_value).ok_or_else(|| {
+        Error::Usage(format!(
             "invalid TIXNGO_CONTACTS value {value:?}: expected on/off, true/false or 1/0"
-        ))),
-    }
+        ))
+    })
 }
 
 #[cfg(test)]
