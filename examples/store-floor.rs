@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             batch.write_ticket(&record, Some(row))?;
             batch.append_history(&record)?;
         }
-        batch.finish(&Counters::default(), None, false, 0)?;
+        batch.finish(&Counters::default(), None, false, None, 0)?;
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(

@@ -17,7 +17,7 @@ use crate::feedback::{Merge, TicketRecord, is_stale, merge};
 use crate::lock::RunLock;
 use crate::report::{Counters, Summary, count, quoted};
 use crate::settings::{MappingPolicy, StoreFiles};
-use crate::store::{BatchTransaction, LineWritten, RunRecord, Store};
+use crate::store::{BatchTransaction, FeedState, LineWritten, RunRecord, Store};
 use crate::tixngo::wire::{self, PageTicket, Ticket};
 
 mod contacts;
@@ -87,15 +87,17 @@ impl<'p> From<PageTicket<'p>> for Incoming<'p> {
 }
 
 /// The pagination key around one batch, as its transaction records it: the key it was fetched
-/// with, the key the next batch starts from, and whether the commit saves that one as the
-/// store's key.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// with, the key the next batch starts from, whether the commit saves that one as the store's
+/// key, and (for a live sync) where the batch leaves the feed.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct KeyCommit {
     /// `sync_run.key_before`.
     pub before: Option<String>,
     /// `sync_run.key_after`, and the store's key when `save` holds.
     pub after: Option<String>,
     pub save: bool,
+    /// Where a live batch leaves the feed, noted on its `sync_run` row in the same transaction.
+    pub feed: Option<FeedState>,
 }
 
 impl KeyCommit {
@@ -104,6 +106,7 @@ impl KeyCommit {
         before: None,
         after: None,
         save: false,
+        feed: None,
     };
 }
 
@@ -293,7 +296,13 @@ impl<'s, 'm> PageState<'s, 'm> {
             batch.record_unknown_fields(sentinel.unknown_fields())?;
         }
         let exit = exit_code(&counters);
-        batch.finish(&counters, keys.after.as_deref(), keys.save, exit.code())?;
+        batch.finish(
+            &counters,
+            keys.after.as_deref(),
+            keys.save,
+            keys.feed.as_ref(),
+            exit.code(),
+        )?;
         log_commit(&counters, keys, mapping.dry_run);
         let mut notes = mapping.notes.borrow_mut();
         notes.mapped(counters.fetched, counters.failed, first_failure);

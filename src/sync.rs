@@ -151,8 +151,9 @@ fn run_batches(job: &Job, store: &mut Store, summary: &mut Summary) -> Result<Ex
         let outcome = fetched
             .and_then(|fetched| run.apply(store, fetched, batch_number < limit))
             .inspect_err(|error| run.record_failure(store, error))?;
-        run.batch_done(store, &outcome, summary)?;
-        if !outcome.another {
+        let another = outcome.another;
+        run.batch_done(outcome, summary);
+        if !another {
             break;
         }
     }
@@ -227,18 +228,19 @@ impl<'j> Batches<'j> {
             self.prefetch =
                 Prefetch::start(&job.client, next_key.clone(), job.batch_size, job.deadline);
         }
+        let feed = self.feed.after_batch(caught_up, newest_change_at);
         let keys = KeyCommit {
             before: self.key.clone(),
             after: next_key.clone(),
             save: job.keys.save,
+            feed: job.keys.save.then(|| feed.clone()),
         };
         let tickets = page.tickets.into_iter().map(|ticket| Ok(ticket.into()));
         let counters = apply_page(store, "sync", tickets, &keys, &job.mapping)?;
         Ok(BatchOutcome {
             counters,
             next_key,
-            caught_up,
-            newest_change_at,
+            feed,
             another,
         })
     }
@@ -257,20 +259,17 @@ impl<'j> Batches<'j> {
     }
 
     /// Counts a committed batch and moves on to the key it leaves.
-    fn batch_done(
-        &mut self,
-        store: &Store,
-        outcome: &BatchOutcome,
-        summary: &mut Summary,
-    ) -> Result<(), Error> {
+    fn batch_done(&mut self, outcome: BatchOutcome, summary: &mut Summary) {
         self.pace.batch_done();
-        self.feed.batch_done(outcome, summary);
-        if self.job.keys.save {
-            store.note_feed_state(&self.feed.state)?;
-        }
+        summary.batches += 1;
+        summary.counters.add(&outcome.counters);
+        summary.caught_up = outcome.feed.caught_up;
+        summary.next_pagination_key.clone_from(&outcome.next_key);
+        summary.feed_lag_seconds = outcome.feed.feed_lag_seconds;
+        summary.runs_behind = Some(outcome.feed.runs_behind);
         summary.key_saved = self.job.keys.save;
-        self.key.clone_from(&outcome.next_key);
-        Ok(())
+        self.key = outcome.next_key;
+        self.feed.state = outcome.feed;
     }
 }
 
@@ -338,36 +337,30 @@ impl FeedProgress {
         }
     }
 
-    /// Counts a committed batch in the summary, as if the run ended with it.
-    fn batch_done(&mut self, batch: &BatchOutcome, summary: &mut Summary) {
-        let state = &mut self.state;
-        state.caught_up = batch.caught_up;
-        state.newest_change_at = state
-            .newest_change_at
-            .take()
-            .max(batch.newest_change_at.clone());
-        state.runs_behind = if batch.caught_up {
-            0
-        } else {
-            self.runs_behind_before + 1
-        };
+    /// Where the feed stands once a batch that caught up or not, and stored `newest` as its
+    /// newest change, is committed now: as if the run ended with it.
+    fn after_batch(&self, caught_up: bool, newest: Option<String>) -> FeedState {
+        let newest_change_at = self.state.newest_change_at.clone().max(newest);
         let now = Timestamp::now();
-        state.feed_lag_seconds = if batch.caught_up {
+        let feed_lag_seconds = if caught_up {
             Some(0.0)
         } else {
-            state
-                .newest_change_at
+            newest_change_at
                 .as_deref()
                 .and_then(Timestamp::parse_rfc3339)
                 .map(|newest| now.millis_since(newest).max(0) as f64 / 1000.0)
         };
-        state.checked_at = Some(now.to_string());
-        summary.batches += 1;
-        summary.counters.add(&batch.counters);
-        summary.caught_up = batch.caught_up;
-        summary.next_pagination_key.clone_from(&batch.next_key);
-        summary.feed_lag_seconds = state.feed_lag_seconds;
-        summary.runs_behind = Some(state.runs_behind);
+        FeedState {
+            checked_at: Some(now.to_string()),
+            caught_up,
+            newest_change_at,
+            feed_lag_seconds,
+            runs_behind: if caught_up {
+                0
+            } else {
+                self.runs_behind_before + 1
+            },
+        }
     }
 }
 
@@ -376,9 +369,8 @@ pub struct BatchOutcome {
     pub counters: Counters,
     /// The key the next batch or run starts from.
     pub next_key: Option<String>,
-    pub caught_up: bool,
-    /// The newest `lastUpdated` among the batch's tickets (the store's form).
-    pub newest_change_at: Option<String>,
+    /// Where the batch left the feed (noted on its `sync_run` row when the run saves the key).
+    pub feed: FeedState,
     /// Whether the run goes on with another batch (whose fetch has started).
     another: bool,
 }

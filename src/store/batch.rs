@@ -11,6 +11,7 @@ use rusqlite::{
     params,
 };
 
+use super::FeedState;
 use super::InStore;
 use super::overlay::Overlay;
 use crate::engine::ContactWriter;
@@ -579,6 +580,7 @@ impl<'s> BatchTransaction<'s> {
         counters: &Counters,
         key_after: Option<&str>,
         save_key: bool,
+        feed: Option<&FeedState>,
         exit_code: u8,
     ) -> Result<(), Error> {
         let finished_at = Timestamp::now().to_string();
@@ -587,6 +589,20 @@ impl<'s> BatchTransaction<'s> {
         values.extend(figures.iter().map(|v| v as &dyn ToSql));
         values.push(&self.run_id);
         self.execute(&FINISH_RUN, &values)?;
+        if let Some(feed) = feed {
+            self.execute(
+                "UPDATE sync_run
+                 SET caught_up = ?1, newest_change_at = ?2, feed_lag_seconds = ?3, runs_behind = ?4
+                 WHERE id = ?5",
+                params![
+                    feed.caught_up,
+                    feed.newest_change_at,
+                    feed.feed_lag_seconds,
+                    feed.runs_behind,
+                    self.run_id
+                ],
+            )?;
+        }
         if save_key {
             self.execute(
                 "UPDATE sync_state SET pagination_key = ?1, updated_at = ?2 WHERE id = 1",

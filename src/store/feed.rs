@@ -1,9 +1,9 @@
 //! Where the live feed stands (SPEC §6): every batch of a run that moves the live key notes on its
-//! `sync_run` row whether it caught up, the newest change it stored, how far behind the feed it
-//! ended and how many runs in a row have ended behind. `status` shows the latest such row and the
-//! next run counts on from it.
+//! `sync_run` row, in the batch's own transaction, whether it caught up, the newest change it
+//! stored, how far behind the feed it ended and how many runs in a row have ended behind. `status`
+//! shows the latest such row and the next run counts on from it.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use super::{InStore, Store};
@@ -44,25 +44,5 @@ impl Store {
             )
             .optional()
             .in_store(&self.path)
-    }
-
-    /// Notes `state` on the newest `sync_run` row: the batch this run (which holds the lock) has
-    /// just committed. A transaction of its own after the batch's: a crash in between leaves that
-    /// one row without a position, and `status` shows the one before.
-    pub fn note_feed_state(&self, state: &FeedState) -> Result<(), Error> {
-        self.conn
-            .execute(
-                "UPDATE sync_run
-                 SET caught_up = ?1, newest_change_at = ?2, feed_lag_seconds = ?3, runs_behind = ?4
-                 WHERE id = (SELECT max(id) FROM sync_run)",
-                params![
-                    state.caught_up,
-                    state.newest_change_at,
-                    state.feed_lag_seconds,
-                    state.runs_behind
-                ],
-            )
-            .in_store(&self.path)
-            .map(drop)
     }
 }

@@ -270,7 +270,7 @@ mod tests {
             201
         );
         batch
-            .finish(&crate::report::Counters::default(), None, false, 0)
+            .finish(&crate::report::Counters::default(), None, false, None, 0)
             .unwrap();
 
         assert_eq!(count(&dry, "ticket"), 1);

@@ -183,6 +183,31 @@ fn the_lag_and_the_runs_behind_show_in_the_summary_status_and_metrics() {
     assert_eq!(metric(&metrics, "tixngo_feedback_feed_lag_seconds"), 0.0);
     assert_eq!(metric(&metrics, "tixngo_feedback_runs_behind"), 0.0);
     env.cmd(&["status"]).stdout_has("feed: caught up at ").run();
+
+    // Every committed batch of a live run carries its feed position, written with the batch;
+    // a backfill from a given key (which moves no live key) and a failed run carry none.
+    env.sync(&sim)
+        .args(&["--batch-size", "20", "--pagination-key", ""])
+        .run();
+    let backfill = env.int("SELECT max(id) FROM sync_run");
+    assert_eq!(
+        env.int(&format!(
+            "SELECT count(*) FROM sync_run WHERE command = 'sync' AND exit_code IN (0, 2)
+             AND id < {backfill} AND caught_up IS NULL"
+        )),
+        0,
+        "a live batch without its feed position"
+    );
+    assert_eq!(
+        env.int(&format!(
+            "SELECT count(*) FROM sync_run WHERE id = {backfill} AND caught_up IS NULL"
+        )),
+        1
+    );
+    assert_eq!(
+        env.int("SELECT count(*) FROM sync_run WHERE exit_code = 77 AND caught_up IS NOT NULL"),
+        0
+    );
 }
 
 /// Runs `sync` with `args` on a schedule (every `period`, `runs` times) against a compressed
