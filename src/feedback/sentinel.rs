@@ -219,7 +219,7 @@ impl RunNotes {
             let statuses: Vec<String> = self
                 .unknown_statuses
                 .iter()
-                .map(|(status, count)| format!("{} ({count})", status.escape_debug()))
+                .map(|(status, count)| format!("{status} ({count})"))
                 .collect();
             lines.push(format!(
                 "statuses outside TIXNGO's documented lists, stored as sent; only an owner change \
@@ -230,7 +230,8 @@ impl RunNotes {
         lines
     }
 
-    /// Logs the run's warnings once, and the unread fields at info level (`-v`).
+    /// Logs the run's warnings once, and the unread fields at info level (`-v`). Server text in
+    /// them (statuses, field names) is escaped by the logger, as in every log line.
     pub fn log(&self) {
         for line in self.warnings() {
             log::warn!("{line}");
@@ -238,7 +239,7 @@ impl RunNotes {
         if !self.unknown_fields.is_empty() {
             log::info!(
                 "ticket fields the mapping does not read: {}",
-                self.unknown_fields.join(", ").escape_debug()
+                self.unknown_fields.join(", ")
             );
         }
     }

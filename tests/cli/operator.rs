@@ -1776,6 +1776,11 @@ fn server_text_with_terminal_escapes_never_reaches_the_terminal_raw() {
         "result": [
             { "taxNumber": ticket_number, "status": "DOWNLOADED", "lastUpdated": "2026-03-01T10:00:00Z" },
             { "taxNumber": "T-1", "status": "DOWNLOADED", "lastUpdated": "2026-03-01T10:00:00Z" },
+            // An undocumented status and an unread field, both named in the run's warnings.
+            {
+                "taxNumber": "T-2", "status": "NEW\u{1b}[2J", "lastUpdated": "2026-03-01T10:00:00Z",
+                "odd\u{7}field": 1,
+            },
         ],
     })
     .to_string();
