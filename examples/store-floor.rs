@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use rusqlite::{Connection, OpenFlags};
 use tixngo_feedback::report::Counters;
-use tixngo_feedback::store::Store;
+use tixngo_feedback::store::{KeyCommit, Store};
 
 const BATCH: usize = 1000;
 
@@ -31,10 +31,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let dir = tempfile::tempdir()?;
     let copy = dir.path().join("floor.db");
     std::fs::copy(&source, &copy)?;
-    let mut store = Store::open(&copy)?;
+    let mut store = Store::open(&copy, None)?;
     let started = Instant::now();
     for chunk in changes.chunks(BATCH) {
-        let batch = store.begin_batch("floor", None)?;
+        let mut batch = store.begin_batch("floor", None)?;
         for number in chunk {
             let (row, mut record) = batch
                 .ticket(number)?
@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             batch.write_ticket(&record, Some(row))?;
             batch.append_history(&record)?;
         }
-        batch.finish(&Counters::default(), None, false, None, 0)?;
+        batch.finish(&Counters::default(), &KeyCommit::UNTOUCHED, 0)?;
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(

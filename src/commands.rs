@@ -256,7 +256,7 @@ pub fn skip(files: &StoreFiles, command: &SkipAction) -> Shown {
         }
         SkipAction::Add { numbers, reason } => {
             let _lock = lock_store(files, false)?;
-            let mut store = Store::open(&files.store)?;
+            let mut store = Store::open(&files.store, None)?;
             let added = store.add_skips(numbers, reason.as_deref())?;
             let total = store.skip_list()?.len();
             let listed = numbers.len() - added;
@@ -270,7 +270,7 @@ pub fn skip(files: &StoreFiles, command: &SkipAction) -> Shown {
         }
         SkipAction::Remove { numbers } => {
             let _lock = lock_store(files, false)?;
-            let mut store = Store::open(&files.store)?;
+            let mut store = Store::open(&files.store, None)?;
             let removed = store.remove_skips(numbers)?;
             let total = store.skip_list()?.len();
             let missing = numbers.len() - removed;
@@ -313,7 +313,7 @@ pub fn cursor(files: &StoreFiles, command: &CursorAction) -> Shown {
         )));
     }
     let _lock = lock_store(files, false)?;
-    let before = Store::open(&files.store)?.set_pagination_key(name, key)?;
+    let before = Store::open(&files.store, None)?.set_pagination_key(name, key)?;
     Ok((
         format!(
             "{name}: key {} -> {}",
@@ -362,7 +362,7 @@ pub fn errors(files: &StoreFiles, command: &ErrorsAction) -> Shown {
                 return Err(Error::store(&files.store, "does not exist"));
             }
             let _lock = lock_store(files, false)?;
-            Store::open(&files.store)?.dismiss_errors(ids, reason)?;
+            Store::open(&files.store, None)?.dismiss_errors(ids, reason)?;
             let listed = ids
                 .iter()
                 .map(i64::to_string)

@@ -12,17 +12,18 @@ use serde_json::value::RawValue;
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::feedback::contacts::ContactPlan;
+use crate::feedback::contacts::LineWritten;
 use crate::feedback::sentinel::BatchSentinel;
 use crate::feedback::{Merge, TicketRecord, is_stale, merge};
 use crate::lock::RunLock;
 use crate::report::{Counters, Summary, count, quoted};
 use crate::settings::{MappingPolicy, StoreFiles};
-use crate::store::{BatchTransaction, FeedState, LineWritten, RunRecord, Store};
+use crate::store::{Batch, KeyCommit, RunRecord, Store};
 use crate::tixngo::wire::{self, PageTicket, Ticket};
 
 mod contacts;
 
-pub use contacts::{ContactWriter, NewContacts, create_contacts, write_lines};
+pub use contacts::{NewContacts, create_contacts, write_lines};
 
 /// Completes a summary with the run's outcome.
 pub fn finish(mut summary: Summary, result: Result<ExitCode, Error>, started: Instant) -> Summary {
@@ -44,7 +45,7 @@ pub fn open_store(path: &Path, dry_run: bool, deadline: Option<Instant>) -> Resu
     let store = if dry_run {
         Store::open_dry_run(path, deadline)
     } else {
-        Store::open_until(path, deadline)
+        Store::open(path, deadline)
     }?;
     log::info!(
         "store {} opened{}",
@@ -86,30 +87,6 @@ impl<'p> From<PageTicket<'p>> for Incoming<'p> {
     }
 }
 
-/// The pagination key around one batch, as its transaction records it: the key it was fetched
-/// with, the key the next batch starts from, whether the commit saves that one as the store's
-/// key, and (for a live sync) where the batch leaves the feed.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct KeyCommit {
-    /// `sync_run.key_before`.
-    pub before: Option<String>,
-    /// `sync_run.key_after`, and the store's key when `save` holds.
-    pub after: Option<String>,
-    pub save: bool,
-    /// Where a live batch leaves the feed, noted on its `sync_run` row in the same transaction.
-    pub feed: Option<FeedState>,
-}
-
-impl KeyCommit {
-    /// A replay's: it neither reads nor moves the stored key.
-    pub const UNTOUCHED: KeyCommit = KeyCommit {
-        before: None,
-        after: None,
-        save: false,
-        feed: None,
-    };
-}
-
 /// Maps every ticket of a page and commits them, with the run counters and (when `keys.save`)
 /// the next key, in one transaction. The tickets may still be arriving (a replay file is read
 /// while its first tickets are mapped): an `Err` among them fails the batch like any other error.
@@ -122,11 +99,25 @@ pub fn apply_page<'p>(
     mapping: &MappingPolicy,
 ) -> Result<Counters, Error> {
     let mut page = PageState::begin(store, command, keys.before.as_deref(), mapping)?;
-    for incoming in tickets {
-        page.take(incoming?)?;
+    let mut tickets = tickets.into_iter();
+    loop {
+        let chunk = tickets
+            .by_ref()
+            .take(PRELOAD_TICKETS)
+            .collect::<Result<Vec<_>, _>>()?;
+        if chunk.is_empty() {
+            return page.finish(keys);
+        }
+        page.preload(&chunk)?;
+        for incoming in chunk {
+            page.take(incoming)?;
+        }
     }
-    page.finish(keys)
 }
+
+/// Tickets whose reads a batch makes ahead at a time ([`Batch::preload`]): a page of the
+/// default size in one go, and a replay file of any size in pieces of bounded memory.
+const PRELOAD_TICKETS: usize = 1000;
 
 /// The exit code of tickets mapped: 2 when any of them failed (SPEC §3).
 pub fn exit_code(counters: &Counters) -> ExitCode {
@@ -178,7 +169,7 @@ impl FailurePolicy {
 /// skipped, settled (stale, stored or unchanged) or failed; the batch then finishes: rejected
 /// by the failure policy, or committed.
 struct PageState<'s, 'm> {
-    batch: BatchTransaction<'s>,
+    batch: Box<dyn Batch + 's>,
     mapping: &'m MappingPolicy,
     counters: Counters,
     /// The tickets with an unresolved `sync_error`: one that settles resolves it.
@@ -194,7 +185,7 @@ impl<'s, 'm> PageState<'s, 'm> {
         key_before: Option<&str>,
         mapping: &'m MappingPolicy,
     ) -> Result<PageState<'s, 'm>, Error> {
-        let batch = store.begin_batch(command, key_before)?;
+        let mut batch = store.begin_batch(command, key_before)?;
         Ok(PageState {
             unresolved: batch.unresolved_error_tickets()?,
             batch,
@@ -203,6 +194,18 @@ impl<'s, 'm> PageState<'s, 'm> {
             first_failure: None,
             sentinel: BatchSentinel::default(),
         })
+    }
+
+    /// Reads ahead what the rules will ask about these tickets.
+    fn preload(&mut self, chunk: &[Incoming<'_>]) -> Result<(), Error> {
+        let tickets: Vec<&Ticket> = chunk
+            .iter()
+            .filter_map(|incoming| match &incoming.ticket {
+                PageTicket::Decoded(ticket) => Some(ticket),
+                PageTicket::Unmappable { .. } => None,
+            })
+            .collect();
+        self.batch.preload(&tickets)
     }
 
     fn take(&mut self, Incoming { ticket, error_id }: Incoming<'_>) -> Result<(), Error> {
@@ -217,7 +220,7 @@ impl<'s, 'm> PageState<'s, 'm> {
                 }
                 self.sentinel.observe(ticket);
                 let outcome =
-                    apply_ticket(&mut self.batch, ticket, self.mapping, &mut self.counters)?;
+                    apply_ticket(&mut *self.batch, ticket, self.mapping, &mut self.counters)?;
                 self.settle(number, outcome, error_id)
             }
             PageTicket::Unmappable { raw, reason } => {
@@ -269,7 +272,7 @@ impl<'s, 'm> PageState<'s, 'm> {
         self.counters.failed += 1;
         match error_id {
             Some(id) => self.batch.refresh_error(id, reason)?,
-            None => fail_ticket(&self.batch, raw, number.as_deref(), reason)?,
+            None => fail_ticket(&mut *self.batch, raw, number.as_deref(), reason)?,
         }
         self.first_failure
             .get_or_insert_with(|| describe_failure(number.as_deref(), reason));
@@ -280,7 +283,7 @@ impl<'s, 'm> PageState<'s, 'm> {
     /// Rejects the batch or commits it with its counters and keys, then tells the run's notes.
     fn finish(self, keys: &KeyCommit) -> Result<Counters, Error> {
         let PageState {
-            batch,
+            mut batch,
             mapping,
             counters,
             first_failure,
@@ -296,13 +299,7 @@ impl<'s, 'm> PageState<'s, 'm> {
             batch.record_unknown_fields(sentinel.unknown_fields())?;
         }
         let exit = exit_code(&counters);
-        batch.finish(
-            &counters,
-            keys.after.as_deref(),
-            keys.save,
-            keys.feed.as_ref(),
-            exit.code(),
-        )?;
+        batch.finish(&counters, keys, exit.code())?;
         log_commit(&counters, keys, mapping.dry_run);
         let mut notes = mapping.notes.borrow_mut();
         notes.mapped(counters.fetched, counters.failed, first_failure);
@@ -362,7 +359,7 @@ fn describe_failure(number: Option<&str>, reason: &str) -> String {
 }
 
 fn fail_ticket(
-    batch: &BatchTransaction<'_>,
+    batch: &mut dyn Batch,
     raw: &RawValue,
     number: Option<&str>,
     reason: &str,
@@ -373,7 +370,7 @@ fn fail_ticket(
 
 /// Stores one decoded ticket: the row, its history and its contacts (SPEC §4.4 steps 3–6).
 fn apply_ticket(
-    batch: &mut BatchTransaction<'_>,
+    batch: &mut dyn Batch,
     ticket: &Ticket,
     mapping: &MappingPolicy,
     counters: &mut Counters,
@@ -428,7 +425,7 @@ fn apply_ticket(
 
 /// The contact rules' plan for a ticket, its warning told to the run's notes.
 fn plan_contacts(
-    batch: &mut BatchTransaction<'_>,
+    batch: &mut dyn Batch,
     stored: Option<&TicketRecord>,
     ticket: &Ticket,
     mapping: &MappingPolicy,

@@ -13,7 +13,8 @@
 //! - [`engine`]: one batch mapped and committed, the same for `sync` and `replay`;
 //! - [`tixngo`]: the diff endpoint's wire format, the API key and the HTTP client;
 //! - [`feedback`]: the mapping and contact rules, pure functions;
-//! - [`store`]: the SQLite store, its schema and the one transaction per batch;
+//! - [`store`]: the store behind one interface (an SQLite file), its schema and the one
+//!   transaction per batch;
 //! - [`report`]: counters, the summary line, the metrics file;
 //! - [`lock`]: the run lock; [`logging`]: stderr logs; [`manual`]: completions and man page;
 //! - [`error`] and [`exit`]: failures and the exit codes they map to;

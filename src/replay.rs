@@ -10,13 +10,12 @@ use std::time::Instant;
 
 use serde_json::value::RawValue;
 
-use crate::engine::{
-    self, Incoming, KeyCommit, apply_page, lock_store, open_store, record_failure,
-};
+use crate::engine::{self, Incoming, apply_page, lock_store, open_store, record_failure};
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::report::{Replayed, Summary};
 use crate::settings::{ReplaySettings, StoreFiles};
+use crate::store::KeyCommit;
 use crate::timestamp::Timestamp;
 use crate::tixngo::wire::{self, PageTicket};
 

@@ -8,14 +8,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::engine::{
-    KeyCommit, apply_page, exit_code, finish, lock_store, open_store, record_failure,
-};
+use crate::engine::{apply_page, exit_code, finish, lock_store, open_store, record_failure};
 use crate::error::{Error, KEY_UNCHANGED};
 use crate::exit::ExitCode;
 use crate::report::{Counters, Summary, count, quoted};
 use crate::settings::{MappingPolicy, StartKey, StoreFiles, SyncSettings};
-use crate::store::{FeedState, Store};
+use crate::store::{FeedState, KeyCommit, Store};
 use crate::timestamp::Timestamp;
 use crate::tixngo::client::Client;
 use crate::tixngo::wire::{self, Page, PageTicket, PaginationKey};

@@ -5,32 +5,9 @@
 
 use crate::error::Error;
 use crate::feedback::TicketRecord;
-use crate::feedback::contacts::{ContactPlan, ContactRef, LineStatus};
+use crate::feedback::contacts::{ContactPlan, ContactRef, ContactWriter, LineWritten};
 use crate::report::Counters;
-use crate::store::LineWritten;
 use crate::tixngo::wire::{Spectator, Ticket};
-
-/// What carrying out a plan asks of the store.
-pub trait ContactWriter {
-    /// Creates a full contact from `spectatorDetails` (internet account, individual): its id.
-    fn create_owner_contact(&mut self, owner: &Spectator) -> Result<i64, Error>;
-    /// Turns a temporary contact into a full one, in place, with `spectatorDetails`; a contact
-    /// that is not temporary is left as it is.
-    fn upgrade_contact(&mut self, id: i64, owner: &Spectator) -> Result<(), Error>;
-    /// Creates the temporary "Pending CREATION" contact of a transfer's recipient: its id.
-    fn create_temporary_contact(&mut self, email: &str) -> Result<i64, Error>;
-    /// Changes the status of a distribution line.
-    fn set_line_status(&mut self, id: i64, status: LineStatus) -> Result<(), Error>;
-    /// Adds a distribution line.
-    fn insert_line(
-        &mut self,
-        ticket_number: &str,
-        old_contact_id: Option<i64>,
-        new_contact_id: i64,
-        status: LineStatus,
-        written: &LineWritten<'_>,
-    ) -> Result<(), Error>;
-}
 
 /// Ids of the contacts a plan created.
 #[derive(Clone, Copy, Debug, Default)]
@@ -56,7 +33,7 @@ impl NewContacts {
 
 /// Creates and upgrades the plan's contacts and points the ticket at its new cultural contact.
 pub fn create_contacts(
-    writer: &mut impl ContactWriter,
+    writer: &mut (impl ContactWriter + ?Sized),
     plan: &ContactPlan,
     ticket: &Ticket,
     record: &mut TicketRecord,
@@ -85,7 +62,7 @@ pub fn create_contacts(
 
 /// Writes the plan's distribution changes (after the ticket row, which the lines reference).
 pub fn write_lines(
-    writer: &mut impl ContactWriter,
+    writer: &mut (impl ContactWriter + ?Sized),
     plan: &ContactPlan,
     record: &TicketRecord,
     created: NewContacts,

@@ -5,7 +5,7 @@
 //! or a fake in the tests) and returns a [`ContactPlan`]; it writes nothing itself.
 
 use crate::error::Error;
-use crate::tixngo::wire::Ticket;
+use crate::tixngo::wire::{Spectator, Ticket};
 
 use super::{TicketRecord, email_key};
 
@@ -38,6 +38,37 @@ pub trait ContactBook {
     fn contact_by_email(&mut self, email_key: &str) -> Result<Option<FoundContact>, Error>;
     /// The ticket's distribution lines in status `PENDING`, oldest first.
     fn pending_lines(&mut self, ticket_number: &str) -> Result<Vec<PendingLine>, Error>;
+}
+
+/// What carrying out a plan asks of the store.
+pub trait ContactWriter {
+    /// Creates a full contact from `spectatorDetails` (internet account, individual): its id.
+    fn create_owner_contact(&mut self, owner: &Spectator) -> Result<i64, Error>;
+    /// Turns a temporary contact into a full one, in place, with `spectatorDetails`; a contact
+    /// that is not temporary is left as it is.
+    fn upgrade_contact(&mut self, id: i64, owner: &Spectator) -> Result<(), Error>;
+    /// Creates the temporary "Pending CREATION" contact of a transfer's recipient: its id.
+    fn create_temporary_contact(&mut self, email: &str) -> Result<i64, Error>;
+    /// Changes the status of a distribution line.
+    fn set_line_status(&mut self, id: i64, status: LineStatus) -> Result<(), Error>;
+    /// Adds a distribution line.
+    fn insert_line(
+        &mut self,
+        ticket_number: &str,
+        old_contact_id: Option<i64>,
+        new_contact_id: i64,
+        status: LineStatus,
+        written: &LineWritten<'_>,
+    ) -> Result<(), Error>;
+}
+
+/// What S-360's distribution history says of a line beside the contacts: who wrote it (the job's
+/// technical login), the ticket's S-360 state then, and when TIXNGO made the change.
+#[derive(Clone, Copy, Debug)]
+pub struct LineWritten<'a> {
+    pub operator_login: &'a str,
+    pub ticket_state: Option<&'a str>,
+    pub date_time: &'a str,
 }
 
 /// A contact named by a plan: one that exists, or one the plan creates.
@@ -100,7 +131,7 @@ pub struct ContactPlan {
 pub fn plan(
     stored: Option<&TicketRecord>,
     ticket: &Ticket,
-    book: &mut impl ContactBook,
+    book: &mut (impl ContactBook + ?Sized),
 ) -> Result<ContactPlan, Error> {
     let mut rules = Rules {
         plan: ContactPlan::default(),
@@ -147,7 +178,7 @@ pub fn plan(
 }
 
 /// The state of one evaluation: the plan so far and what has been looked up.
-struct Rules<'a, B> {
+struct Rules<'a, B: ?Sized> {
     plan: ContactPlan,
     ticket: &'a Ticket,
     /// Whether the ticket can have lines at all (a first-seen ticket has none).
@@ -162,7 +193,7 @@ struct Rules<'a, B> {
     book: &'a mut B,
 }
 
-impl<B: ContactBook> Rules<'_, B> {
+impl<B: ContactBook + ?Sized> Rules<'_, B> {
     /// The owner's contact: found (upgraded if temporary) or created. Call only with an owner key.
     fn owner_contact(&mut self) -> Result<ContactRef, Error> {
         if let Some(found) = self.owner_contact {

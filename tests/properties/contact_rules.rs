@@ -219,7 +219,7 @@ impl ContactWriter for Model {
         let id = self.id();
         self.contacts.push(Contact {
             id,
-            // As BatchTransaction::create_owner_contact stores it: trimmed of ' \t\n\r' only.
+            // As the SQLite batch's create_owner_contact stores it: trimmed of ' \t\n\r' only.
             email: owner
                 .email
                 .as_deref()

@@ -15,13 +15,13 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use tixngo_feedback::Error;
-use tixngo_feedback::engine::{ContactWriter, create_contacts, write_lines};
+use tixngo_feedback::engine::{create_contacts, write_lines};
 use tixngo_feedback::feedback::contacts::{
-    self, ContactBook, ContactPlan, ContactRef, FoundContact, LineStatus, PendingLine,
+    self, ContactBook, ContactPlan, ContactRef, ContactWriter, FoundContact, LineStatus,
+    LineWritten, PendingLine,
 };
 use tixngo_feedback::feedback::{Merge, TicketRecord, email_key, merge, status};
 use tixngo_feedback::report::Counters;
-use tixngo_feedback::store::LineWritten;
 use tixngo_feedback::ticket_number;
 use tixngo_feedback::timestamp::Timestamp;
 use tixngo_feedback::tixngo::wire::{

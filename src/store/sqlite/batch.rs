@@ -1,4 +1,5 @@
-//! The one transaction of a batch: every read and write the sync makes for it.
+//! The one transaction of a batch in SQLite: every read and write the sync makes for it, one
+//! prepared statement per row (a read or a write costs no round trip here).
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -11,16 +12,17 @@ use rusqlite::{
     params,
 };
 
-use super::FeedState;
 use super::InStore;
 use super::overlay::Overlay;
-use crate::engine::ContactWriter;
 use crate::error::Error;
 use crate::feedback::TicketRecord;
-use crate::feedback::contacts::{ContactBook, FoundContact, LineStatus, PendingLine};
+use crate::feedback::contacts::{
+    ContactBook, ContactWriter, FoundContact, LineStatus, LineWritten, PendingLine,
+};
 use crate::report::Counters;
+use crate::store::{Batch, KeyCommit, StoredRow};
 use crate::timestamp::Timestamp;
-use crate::tixngo::wire::Spectator;
+use crate::tixngo::wire::{Spectator, Ticket};
 
 /// The columns of `ticket`, in the order of [`record_params`] and [`record_from_row`].
 const TICKET_COLUMNS: [&str; 37] = [
@@ -220,25 +222,8 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<TicketRecord> {
     })
 }
 
-/// What S-360's distribution history says of a line beside the contacts: who wrote it (the job's
-/// technical login), the ticket's S-360 state then, and when TIXNGO made the change.
-#[derive(Clone, Copy, Debug)]
-pub struct LineWritten<'a> {
-    pub operator_login: &'a str,
-    pub ticket_state: Option<&'a str>,
-    pub date_time: &'a str,
-}
-
-/// Where a ticket's stored row is, and the cultural contact it held when read: what
-/// [`BatchTransaction::write_ticket`] needs to update the row in place.
-#[derive(Clone, Copy, Debug)]
-pub struct StoredRow {
-    rowid: i64,
-    cultural_contact_id: Option<i64>,
-}
-
-/// The transaction of one batch. Dropping it without [`BatchTransaction::finish`] rolls everything back.
-pub struct BatchTransaction<'s> {
+/// The transaction of one batch. Dropping it without [`Batch::finish`] rolls everything back.
+pub struct SqliteBatch<'s> {
     /// The statements every ticket runs, prepared once per batch rather than looked up in the
     /// connection's cache by their text (hashing an update of over a kilobyte for every ticket
     /// is not free).
@@ -295,14 +280,14 @@ impl<'s> HotStatements<'s> {
     }
 }
 
-impl<'s> BatchTransaction<'s> {
+impl<'s> SqliteBatch<'s> {
     pub(super) fn begin(
         conn: &'s Connection,
         path: &'s Path,
         overlay: Option<&'s Overlay>,
         command: &str,
         key_before: Option<&str>,
-    ) -> Result<BatchTransaction<'s>, Error> {
+    ) -> Result<SqliteBatch<'s>, Error> {
         let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).in_store(path)?;
         let now = Timestamp::now().to_string();
         tx.execute(
@@ -311,7 +296,7 @@ impl<'s> BatchTransaction<'s> {
         )
         .in_store(path)?;
         let run_id = tx.last_insert_rowid();
-        Ok(BatchTransaction {
+        Ok(SqliteBatch {
             hot: HotStatements::prepare(conn).in_store(path)?,
             tx,
             path,
@@ -321,11 +306,6 @@ impl<'s> BatchTransaction<'s> {
         })
     }
 
-    /// The batch's time, in the store's form.
-    pub fn now(&self) -> &str {
-        &self.now
-    }
-
     fn execute(&self, sql: &str, params: &[&dyn ToSql]) -> Result<usize, Error> {
         self.tx
             .prepare_cached(sql)
@@ -333,8 +313,26 @@ impl<'s> BatchTransaction<'s> {
             .in_store(self.path)
     }
 
-    /// The stored row of a ticket, and where it is for [`BatchTransaction::write_ticket`].
-    pub fn ticket(&self, ticket_number: &str) -> Result<Option<(StoredRow, TicketRecord)>, Error> {
+    /// In a dry run, copies the rows a read is about to need from the store (see [`Overlay`]).
+    fn copy_in(&self, copy: impl FnOnce(&Overlay) -> &str, key: &str) -> Result<(), Error> {
+        match self.overlay {
+            Some(overlay) => self.execute(copy(overlay), &[&key]).map(drop),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Batch for SqliteBatch<'_> {
+    fn now(&self) -> &str {
+        &self.now
+    }
+
+    /// Nothing to read ahead: a read costs no round trip.
+    fn preload(&mut self, _tickets: &[&Ticket]) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn ticket(&mut self, ticket_number: &str) -> Result<Option<(StoredRow, TicketRecord)>, Error> {
         self.copy_in(|overlay| &overlay.copy_ticket, ticket_number)?;
         self.hot
             .select_ticket
@@ -342,7 +340,7 @@ impl<'s> BatchTransaction<'s> {
             .query_row([ticket_number], |row| {
                 let record = record_from_row(row)?;
                 let stored = StoredRow {
-                    rowid: row.get(TICKET_COLUMNS.len())?,
+                    id: row.get(TICKET_COLUMNS.len())?,
                     cultural_contact_id: record.cultural_contact_id,
                 };
                 Ok((stored, record))
@@ -351,10 +349,8 @@ impl<'s> BatchTransaction<'s> {
             .in_store(self.path)
     }
 
-    /// Writes a ticket row: inserted when `stored` is `None` (the ticket was not in the store
-    /// when read in this batch), else updated in place, the columns of [`SET_ONCE`] kept.
-    pub fn write_ticket(
-        &self,
+    fn write_ticket(
+        &mut self,
         record: &TicketRecord,
         stored: Option<StoredRow>,
     ) -> Result<(), Error> {
@@ -368,7 +364,7 @@ impl<'s> BatchTransaction<'s> {
                     &self.hot.update_ticket_and_contact
                 };
                 let mut values = values.to_vec();
-                values.push(&stored.rowid);
+                values.push(&stored.id);
                 statement.borrow_mut().execute(&values[..])
             }
         }
@@ -376,8 +372,7 @@ impl<'s> BatchTransaction<'s> {
         .in_store(self.path)
     }
 
-    /// Appends the ticket's current state to `ticket_history`.
-    pub fn append_history(&self, record: &TicketRecord) -> Result<(), Error> {
+    fn append_history(&mut self, record: &TicketRecord) -> Result<(), Error> {
         self.hot
             .insert_history
             .borrow_mut()
@@ -395,8 +390,7 @@ impl<'s> BatchTransaction<'s> {
             .in_store(self.path)
     }
 
-    /// Ticket numbers with an unresolved `sync_error`, read once per batch.
-    pub fn unresolved_error_tickets(&self) -> Result<HashSet<String>, Error> {
+    fn unresolved_error_tickets(&mut self) -> Result<HashSet<String>, Error> {
         let mut statement = self
             .tx
             .prepare_cached(
@@ -411,8 +405,7 @@ impl<'s> BatchTransaction<'s> {
         Ok(numbers)
     }
 
-    /// Marks the ticket's unresolved errors resolved.
-    pub fn resolve_errors(&self, ticket_number: &str) -> Result<(), Error> {
+    fn resolve_errors(&mut self, ticket_number: &str) -> Result<(), Error> {
         self.execute(
             "UPDATE sync_error SET resolved_at = ?1 WHERE ticket_number = ?2 AND resolved_at IS NULL",
             params![self.now, ticket_number],
@@ -420,9 +413,7 @@ impl<'s> BatchTransaction<'s> {
         .map(drop)
     }
 
-    /// Marks one `sync_error` row resolved: `replay --errors` settled its payload, whatever
-    /// ticket number (or none) the row was recorded under.
-    pub fn resolve_error(&self, id: i64) -> Result<(), Error> {
+    fn resolve_error(&mut self, id: i64) -> Result<(), Error> {
         self.execute(
             "UPDATE sync_error SET resolved_at = ?1 WHERE id = ?2 AND resolved_at IS NULL",
             params![self.now, id],
@@ -430,9 +421,7 @@ impl<'s> BatchTransaction<'s> {
         .map(drop)
     }
 
-    /// Records that the payload of one `sync_error` row failed again (`replay --errors`): the
-    /// row is refreshed, its payload kept as the operator left it, and no other row is added.
-    pub fn refresh_error(&self, id: i64, reason: &str) -> Result<(), Error> {
+    fn refresh_error(&mut self, id: i64, reason: &str) -> Result<(), Error> {
         self.execute(
             "UPDATE sync_error SET run_id = ?1, reason = ?2 WHERE id = ?3",
             params![self.run_id, reason, id],
@@ -440,11 +429,8 @@ impl<'s> BatchTransaction<'s> {
         .map(drop)
     }
 
-    /// Records a ticket that cannot be mapped, with its raw JSON. A ticket keeps one unresolved
-    /// error row, which the latest failure refreshes; a ticket without a readable number is
-    /// matched on its payload instead, so a page fetched again adds no duplicate.
-    pub fn record_error(
-        &self,
+    fn record_error(
+        &mut self,
         ticket_number: Option<&str>,
         reason: &str,
         payload: &str,
@@ -470,84 +456,7 @@ impl<'s> BatchTransaction<'s> {
         Ok(())
     }
 
-    /// Creates a full contact from `spectatorDetails`: internet account, individual.
-    pub fn create_owner_contact(&self, owner: &Spectator) -> Result<i64, Error> {
-        // Trimmed like `email_key` (and the column of that name), not of every Unicode blank:
-        // else an address with a no-break space around it could never be found again.
-        let email = owner
-            .email
-            .as_deref()
-            .unwrap_or_default()
-            .trim_matches([' ', '\t', '\n', '\r']);
-        let mut values = vec![&email as &dyn ToSql];
-        values.extend(contact_details(owner));
-        values.push(&self.now);
-        self.execute(
-            "INSERT INTO contact (email, title, first_name, last_name, birth_date, nationality,
-                id_number, phone, residence_country, language, accept_institution_email,
-                accept_third_party_email, temporary, has_internet_account, kind, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0, 1, 'individual', ?13, ?13)",
-            &values,
-        )?;
-        Ok(self.tx.last_insert_rowid())
-    }
-
-    /// Turns a temporary contact into a full one, in place (same id), with `spectatorDetails`.
-    pub fn upgrade_contact(&self, id: i64, owner: &Spectator) -> Result<(), Error> {
-        let mut values = contact_details(owner).to_vec();
-        values.extend([&self.now as &dyn ToSql, &id]);
-        self.execute(
-            "UPDATE contact SET title = ?1, first_name = ?2, last_name = ?3, birth_date = ?4,
-                nationality = ?5, id_number = ?6, phone = ?7, residence_country = ?8, language = ?9,
-                accept_institution_email = ?10, accept_third_party_email = ?11, temporary = 0,
-                has_internet_account = 1, updated_at = ?12
-             WHERE id = ?13 AND temporary = 1",
-            &values,
-        )
-        .map(drop)
-    }
-
-    /// Creates the temporary "Pending CREATION" contact of a transfer's recipient.
-    pub fn create_temporary_contact(&self, email: &str) -> Result<i64, Error> {
-        self.execute(
-            "INSERT INTO contact (email, first_name, last_name, temporary, has_internet_account, kind,
-                created_at, updated_at)
-             VALUES (?1, 'Pending', 'CREATION', 1, 0, 'individual', ?2, ?2)",
-            params![email, self.now],
-        )?;
-        Ok(self.tx.last_insert_rowid())
-    }
-
-    /// Adds a distribution line.
-    pub fn insert_line(
-        &self,
-        ticket_number: &str,
-        old_contact_id: Option<i64>,
-        new_contact_id: i64,
-        status: LineStatus,
-        written: &LineWritten<'_>,
-    ) -> Result<(), Error> {
-        self.execute(
-            "INSERT INTO distribution (ticket_number, old_contact_id, new_contact_id, action, status,
-                created_at, updated_at, run_id, operator_login, ticket_state, date_time)
-             VALUES (?1, ?2, ?3, 'DISTRIBUTE', ?4, ?5, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                ticket_number,
-                old_contact_id,
-                new_contact_id,
-                status.as_str(),
-                self.now,
-                self.run_id,
-                written.operator_login,
-                written.ticket_state,
-                written.date_time,
-            ],
-        )
-        .map(drop)
-    }
-
-    /// Names, in the batch's `sync_run` row, the ticket fields the mapping did not read.
-    pub fn record_unknown_fields(&self, names: &[String]) -> Result<(), Error> {
+    fn record_unknown_fields(&mut self, names: &[String]) -> Result<(), Error> {
         let names = serde_json::to_string(names).map_err(|e| Error::Internal(e.to_string()))?;
         self.execute(
             "UPDATE sync_run SET unknown_fields = ?1 WHERE id = ?2",
@@ -556,40 +465,20 @@ impl<'s> BatchTransaction<'s> {
         .map(drop)
     }
 
-    /// Changes the status of a distribution line.
-    pub fn set_line_status(&self, id: i64, status: LineStatus) -> Result<(), Error> {
-        self.execute(
-            "UPDATE distribution SET status = ?1, updated_at = ?2 WHERE id = ?3",
-            params![status.as_str(), self.now, id],
-        )
-        .map(drop)
-    }
-
-    /// In a dry run, copies the rows a read is about to need from the store (see [`Overlay`]).
-    fn copy_in(&self, copy: impl FnOnce(&Overlay) -> &str, key: &str) -> Result<(), Error> {
-        match self.overlay {
-            Some(overlay) => self.execute(copy(overlay), &[&key]).map(drop),
-            None => Ok(()),
-        }
-    }
-
-    /// Commits the batch: its counters and exit code in `sync_run`, and the next key when
-    /// `save_key` holds, all with the batch's data in one transaction.
-    pub fn finish(
-        self,
+    fn finish(
+        self: Box<Self>,
         counters: &Counters,
-        key_after: Option<&str>,
-        save_key: bool,
-        feed: Option<&FeedState>,
+        keys: &KeyCommit,
         exit_code: u8,
     ) -> Result<(), Error> {
+        let key_after = keys.after.as_deref();
         let finished_at = Timestamp::now().to_string();
         let mut values: Vec<&dyn ToSql> = vec![&finished_at, &key_after, &exit_code];
         let figures = counters.values();
         values.extend(figures.iter().map(|v| v as &dyn ToSql));
         values.push(&self.run_id);
         self.execute(&FINISH_RUN, &values)?;
-        if let Some(feed) = feed {
+        if let Some(feed) = &keys.feed {
             self.execute(
                 "UPDATE sync_run
                  SET caught_up = ?1, newest_change_at = ?2, feed_lag_seconds = ?3, runs_behind = ?4
@@ -603,7 +492,7 @@ impl<'s> BatchTransaction<'s> {
                 ],
             )?;
         }
-        if save_key {
+        if keys.save {
             self.execute(
                 "UPDATE sync_state SET pagination_key = ?1, updated_at = ?2 WHERE id = 1",
                 params![key_after, finished_at],
@@ -613,7 +502,7 @@ impl<'s> BatchTransaction<'s> {
     }
 }
 
-impl ContactBook for BatchTransaction<'_> {
+impl ContactBook for SqliteBatch<'_> {
     fn contact_by_email(&mut self, email_key: &str) -> Result<Option<FoundContact>, Error> {
         self.copy_in(|overlay| &overlay.copy_contacts, email_key)?;
         let mut statement = self.hot.contact_by_email.borrow_mut();
@@ -663,21 +552,58 @@ impl ContactBook for BatchTransaction<'_> {
     }
 }
 
-impl ContactWriter for BatchTransaction<'_> {
+impl ContactWriter for SqliteBatch<'_> {
     fn create_owner_contact(&mut self, owner: &Spectator) -> Result<i64, Error> {
-        BatchTransaction::create_owner_contact(self, owner)
+        // Trimmed like `email_key` (and the column of that name), not of every Unicode blank:
+        // else an address with a no-break space around it could never be found again.
+        let email = owner
+            .email
+            .as_deref()
+            .unwrap_or_default()
+            .trim_matches([' ', '\t', '\n', '\r']);
+        let mut values = vec![&email as &dyn ToSql];
+        values.extend(contact_details(owner));
+        values.push(&self.now);
+        self.execute(
+            "INSERT INTO contact (email, title, first_name, last_name, birth_date, nationality,
+                id_number, phone, residence_country, language, accept_institution_email,
+                accept_third_party_email, temporary, has_internet_account, kind, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0, 1, 'individual', ?13, ?13)",
+            &values,
+        )?;
+        Ok(self.tx.last_insert_rowid())
     }
 
     fn upgrade_contact(&mut self, id: i64, owner: &Spectator) -> Result<(), Error> {
-        BatchTransaction::upgrade_contact(self, id, owner)
+        let mut values = contact_details(owner).to_vec();
+        values.extend([&self.now as &dyn ToSql, &id]);
+        self.execute(
+            "UPDATE contact SET title = ?1, first_name = ?2, last_name = ?3, birth_date = ?4,
+                nationality = ?5, id_number = ?6, phone = ?7, residence_country = ?8, language = ?9,
+                accept_institution_email = ?10, accept_third_party_email = ?11, temporary = 0,
+                has_internet_account = 1, updated_at = ?12
+             WHERE id = ?13 AND temporary = 1",
+            &values,
+        )
+        .map(drop)
     }
 
     fn create_temporary_contact(&mut self, email: &str) -> Result<i64, Error> {
-        BatchTransaction::create_temporary_contact(self, email)
+        self.execute(
+            "INSERT INTO contact (email, first_name, last_name, temporary, has_internet_account, kind,
+                created_at, updated_at)
+             VALUES (?1, 'Pending', 'CREATION', 1, 0, 'individual', ?2, ?2)",
+            params![email, self.now],
+        )?;
+        Ok(self.tx.last_insert_rowid())
     }
 
     fn set_line_status(&mut self, id: i64, status: LineStatus) -> Result<(), Error> {
-        BatchTransaction::set_line_status(self, id, status)
+        self.execute(
+            "UPDATE distribution SET status = ?1, updated_at = ?2 WHERE id = ?3",
+            params![status.as_str(), self.now, id],
+        )
+        .map(drop)
     }
 
     fn insert_line(
@@ -688,13 +614,22 @@ impl ContactWriter for BatchTransaction<'_> {
         status: LineStatus,
         written: &LineWritten<'_>,
     ) -> Result<(), Error> {
-        BatchTransaction::insert_line(
-            self,
-            ticket_number,
-            old_contact_id,
-            new_contact_id,
-            status,
-            written,
+        self.execute(
+            "INSERT INTO distribution (ticket_number, old_contact_id, new_contact_id, action, status,
+                created_at, updated_at, run_id, operator_login, ticket_state, date_time)
+             VALUES (?1, ?2, ?3, 'DISTRIBUTE', ?4, ?5, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                ticket_number,
+                old_contact_id,
+                new_contact_id,
+                status.as_str(),
+                self.now,
+                self.run_id,
+                written.operator_login,
+                written.ticket_state,
+                written.date_time,
+            ],
         )
+        .map(drop)
     }
 }

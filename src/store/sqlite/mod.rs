@@ -1,18 +1,13 @@
-//! The S-360 store: an SQLite file holding tickets, contacts, distribution history, the
-//! pagination key, the skip list and the run log (SPEC §4.3).
-//!
-//! Everything the sync writes goes through a [`BatchTransaction`]: one `BEGIN IMMEDIATE`
-//! transaction per batch, committed by [`BatchTransaction::finish`] with the run counters and the
-//! next key, or rolled back when dropped. That is what makes a crash at any point leave the store as it was.
+//! The SQLite store: one file on the cron host, nothing to install (SPEC §4.3). A batch is one
+//! `BEGIN IMMEDIATE` transaction ([`batch`]); the commands' reads and changes are in [`queries`];
+//! a dry run reads the store through an in-memory overlay ([`overlay`]).
 
 pub(crate) mod access;
 mod batch;
-mod feed;
 mod overlay;
 mod queries;
 mod schema;
 
-use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::io::ErrorKind;
 use std::os::unix::fs::OpenOptionsExt;
@@ -23,12 +18,8 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 pub use access::check_path;
-pub use batch::{BatchTransaction, LineWritten, StoredRow};
-pub use feed::FeedState;
-pub use queries::{SkipEntry, StatusFigures, SyncErrorDetail, SyncErrorEntry};
 
 use crate::error::Error;
-use crate::report::Counters;
 
 /// How long a statement waits for another connection's lock (a reader checkpointing, an S-360
 /// tool writing) before the store counts as unusable.
@@ -54,8 +45,8 @@ const FINAL_CHECKPOINT_WAIT: Duration = Duration::from_secs(1);
 /// Prepared statements kept per connection (a batch uses about twenty).
 const STATEMENT_CACHE: usize = 64;
 
-/// An open store.
-pub struct Store {
+/// An open SQLite store.
+pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     /// The run's deadline: no wait for another connection's lock outlasts it.
@@ -64,7 +55,7 @@ pub struct Store {
     overlay: Option<overlay::Overlay>,
 }
 
-impl Drop for Store {
+impl Drop for SqliteStore {
     /// Empties the WAL (checkpoint, then truncate to zero bytes) once the readers in it have
     /// left: the next program to open the store rebuilds the WAL index from the whole WAL while
     /// readers without a busy timeout get "database is locked", so an empty WAL keeps that moment
@@ -83,18 +74,6 @@ impl Drop for Store {
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         }
     }
-}
-
-/// A run's line in `sync_run`, for runs that ended without committing a batch.
-#[derive(Debug)]
-pub struct RunRecord<'a> {
-    pub command: &'a str,
-    pub started_at: &'a str,
-    pub key_before: Option<&'a str>,
-    pub key_after: Option<&'a str>,
-    pub counters: &'a Counters,
-    pub exit_code: u8,
-    pub error: Option<&'a str>,
 }
 
 /// Adds the store's path to SQLite errors.
@@ -135,15 +114,11 @@ fn foreign_database(path: &Path, objects: i64) -> Error {
     ))
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens the store for writing, creating it (mode 0600, schema included) when missing and
-    /// migrating it forward. A store newer than this binary is refused.
-    pub fn open(path: &Path) -> Result<Store, Error> {
-        Store::open_until(path, None)
-    }
-
-    /// [`Store::open`], with every wait for another program's lock ending at `deadline`.
-    pub fn open_until(path: &Path, deadline: Option<Instant>) -> Result<Store, Error> {
+    /// migrating it forward. A store newer than this binary is refused; every wait for another
+    /// program's lock ends at `deadline`.
+    pub fn open(path: &Path, deadline: Option<Instant>) -> Result<SqliteStore, Error> {
         check_path(path, false)?;
         access::check_private(path)?;
         match OpenOptions::new()
@@ -161,7 +136,7 @@ impl Store {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .in_store(path)?;
-        let mut store = Store {
+        let mut store = SqliteStore {
             conn,
             path: path.to_owned(),
             deadline,
@@ -176,7 +151,7 @@ impl Store {
 
     /// Opens an existing store for reading only (`status`, `cursor show`, `skip list`): a
     /// missing store is an error and nothing is created.
-    pub fn open_read_only(path: &Path) -> Result<Store, Error> {
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore, Error> {
         check_path(path, true)?;
         if !path.exists() {
             return Err(Error::store(
@@ -191,7 +166,7 @@ impl Store {
         )
         .in_store(path)?;
         conn.busy_timeout(BUSY_TIMEOUT).in_store(path)?;
-        let store = Store {
+        let store = SqliteStore {
             conn,
             path: path.to_owned(),
             deadline: None,
@@ -221,7 +196,7 @@ impl Store {
     /// A private copy of the store for a dry run: a temporary database that SQLite deletes on
     /// close, filled from the store (read-only) when it exists, or empty. The dry run writes to
     /// the copy as a real run would and the store file, its WAL included, is never written.
-    pub fn open_scratch(path: &Path) -> Result<Store, Error> {
+    pub fn open_scratch(path: &Path) -> Result<SqliteStore, Error> {
         let mut scratch = Connection::open("").in_store(path)?;
         if path.exists() {
             check_path(path, true)?;
@@ -237,7 +212,7 @@ impl Store {
                 .in_store(path)?;
         }
         scratch.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        let mut store = Store {
+        let mut store = SqliteStore {
             conn: scratch,
             path: path.to_owned(),
             deadline: None,
@@ -350,78 +325,6 @@ impl Store {
                 version + 1
             );
         }
-        Ok(())
-    }
-
-    /// The path the store was opened from.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The stored pagination key; `None` (or empty) is the start of the feed.
-    pub fn pagination_key(&self) -> Result<Option<String>, Error> {
-        self.conn
-            .query_row(
-                "SELECT pagination_key FROM sync_state WHERE id = 1",
-                [],
-                |row| row.get(0),
-            )
-            .in_store(&self.path)
-    }
-
-    /// The persisted skip list.
-    pub fn skip_list(&self) -> Result<HashSet<String>, Error> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT ticket_number FROM skip_ticket")
-            .in_store(&self.path)?;
-        let numbers = statement
-            .query_map([], |row| row.get(0))
-            .and_then(|rows| rows.collect())
-            .in_store(&self.path)?;
-        Ok(numbers)
-    }
-
-    /// Starts the transaction of one batch and its `sync_run` row.
-    pub fn begin_batch(
-        &mut self,
-        command: &str,
-        key_before: Option<&str>,
-    ) -> Result<BatchTransaction<'_>, Error> {
-        self.bound_busy_wait()?;
-        BatchTransaction::begin(
-            &self.conn,
-            &self.path,
-            self.overlay.as_ref(),
-            command,
-            key_before,
-        )
-    }
-
-    /// Records a run that committed no batch (a failure after the rollback), in its own transaction.
-    pub fn record_run(&mut self, run: &RunRecord<'_>) -> Result<(), Error> {
-        self.bound_busy_wait()?;
-        let now = crate::timestamp::Timestamp::now().to_string();
-        let sql = format!(
-            "INSERT INTO sync_run (command, started_at, finished_at, key_before, key_after, exit_code, error, {})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, {})",
-            Counters::NAMES.join(", "),
-            (8..8 + Counters::NAMES.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
-        );
-        let mut values: Vec<&dyn rusqlite::types::ToSql> = vec![
-            &run.command,
-            &run.started_at,
-            &now,
-            &run.key_before,
-            &run.key_after,
-            &run.exit_code,
-            &run.error,
-        ];
-        let figures = run.counters.values();
-        values.extend(figures.iter().map(|v| v as &dyn rusqlite::types::ToSql));
-        self.conn
-            .execute(&sql, values.as_slice())
-            .in_store(&self.path)?;
         Ok(())
     }
 }

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use rusqlite::{Connection, params};
 
-use super::{BUSY_TIMEOUT, InStore, STATEMENT_CACHE, Store, access, check_path, schema};
+use super::{BUSY_TIMEOUT, InStore, STATEMENT_CACHE, SqliteStore, access, check_path, schema};
 use crate::error::Error;
 
 /// The schema name of the attached store.
@@ -95,12 +95,12 @@ fn has_companions(path: &Path) -> bool {
         .all(|suffix| access::companion(path, suffix).exists())
 }
 
-impl Store {
+impl SqliteStore {
     /// The store of a dry run: the real store read-only behind an in-memory overlay (see the
     /// module's documentation), or an empty in-memory store when it does not exist. No file is
     /// created or written. A store of an older schema is copied whole and migrated in memory
-    /// ([`Store::open_scratch`]): the overlay's rows must have the schema's columns.
-    pub fn open_dry_run(path: &Path, deadline: Option<Instant>) -> Result<Store, Error> {
+    /// ([`SqliteStore::open_scratch`]): the overlay's rows must have the schema's columns.
+    pub fn open_dry_run(path: &Path, deadline: Option<Instant>) -> Result<SqliteStore, Error> {
         let exists = path.exists();
         if exists {
             check_path(path, true)?;
@@ -110,7 +110,7 @@ impl Store {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch("PRAGMA foreign_keys = OFF;")
             .in_store(path)?;
-        let mut store = Store {
+        let mut store = SqliteStore {
             conn,
             path: path.to_owned(),
             deadline,
@@ -120,7 +120,7 @@ impl Store {
             let supported = schema::MIGRATIONS.len() as i64;
             if store.attached_version()? < supported {
                 drop(store);
-                return Store::open_scratch(path);
+                return SqliteStore::open_scratch(path);
             }
             store.migrate()?;
             store.overlay = Some(store.seed_overlay().in_store(path)?);
@@ -216,11 +216,11 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feedback::contacts::ContactBook;
+    use crate::store::Backend;
 
     /// A store of 200 tickets, each with an owner contact and one pending distribution line.
     fn store_of_200(path: &Path) {
-        let store = Store::open(path).unwrap();
+        let store = SqliteStore::open(path, None).unwrap();
         store
             .conn
             .execute_batch(
@@ -236,7 +236,7 @@ mod tests {
             .unwrap();
     }
 
-    fn count(store: &Store, table: &str) -> i64 {
+    fn count(store: &SqliteStore, table: &str) -> i64 {
         store
             .conn
             .query_row(&format!("SELECT count(*) FROM main.{table}"), [], |row| {
@@ -250,7 +250,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.db");
         store_of_200(&path);
-        let mut dry = Store::open_dry_run(&path, None).unwrap();
+        let mut dry = SqliteStore::open_dry_run(&path, None).unwrap();
         // The rows with the largest ids only, so that new ids continue after them.
         assert_eq!((count(&dry, "ticket"), count(&dry, "contact")), (0, 1));
         assert_eq!(count(&dry, "distribution"), 1);
@@ -270,7 +270,11 @@ mod tests {
             201
         );
         batch
-            .finish(&crate::report::Counters::default(), None, false, None, 0)
+            .finish(
+                &crate::report::Counters::default(),
+                &crate::store::KeyCommit::UNTOUCHED,
+                0,
+            )
             .unwrap();
 
         assert_eq!(count(&dry, "ticket"), 1);

@@ -1,64 +1,107 @@
 //! What the operator commands read and change: the key, the skip list, the run log, the errors.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use rusqlite::types::ValueRef;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
-use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{InStore, Store};
+use super::batch::SqliteBatch;
+use super::{InStore, SqliteStore};
 use crate::error::Error;
+use crate::report::Counters;
+use crate::store::{
+    Backend, Batch, FeedState, RunRecord, SkipEntry, StatusFigures, SyncErrorDetail, SyncErrorEntry,
+};
 use crate::timestamp::Timestamp;
 
-/// A line of the skip list.
-#[derive(Clone, Debug, Serialize)]
-pub struct SkipEntry {
-    pub ticket_number: String,
-    pub reason: Option<String>,
-    pub added_at: String,
-}
+impl Backend for SqliteStore {
+    fn pagination_key(&self) -> Result<Option<String>, Error> {
+        self.conn
+            .query_row(
+                "SELECT pagination_key FROM sync_state WHERE id = 1",
+                [],
+                |row| row.get(0),
+            )
+            .in_store(&self.path)
+    }
 
-/// An unresolved sync error as `errors list` shows it.
-#[derive(Clone, Debug, Serialize)]
-pub struct SyncErrorEntry {
-    pub id: i64,
-    /// `None`: the ticket had no readable number.
-    pub ticket_number: Option<String>,
-    pub reason: String,
-    pub first_seen_at: Option<String>,
-}
+    fn skip_list(&self) -> Result<HashSet<String>, Error> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT ticket_number FROM skip_ticket")
+            .in_store(&self.path)?;
+        let numbers = statement
+            .query_map([], |row| row.get(0))
+            .and_then(|rows| rows.collect())
+            .in_store(&self.path)?;
+        Ok(numbers)
+    }
 
-/// One sync error whole, as `errors show` prints it.
-#[derive(Clone, Debug, Serialize)]
-pub struct SyncErrorDetail {
-    #[serde(flatten)]
-    pub entry: SyncErrorEntry,
-    /// The ticket's raw JSON, as TIXNGO sent it.
-    pub payload: String,
-    pub resolved_at: Option<String>,
-    /// The operator's reason, for an error dismissed by hand.
-    pub resolution: Option<String>,
-}
+    fn begin_batch(
+        &mut self,
+        command: &str,
+        key_before: Option<&str>,
+    ) -> Result<Box<dyn Batch + '_>, Error> {
+        self.bound_busy_wait()?;
+        let batch = SqliteBatch::begin(
+            &self.conn,
+            &self.path,
+            self.overlay.as_ref(),
+            command,
+            key_before,
+        )?;
+        Ok(Box::new(batch))
+    }
 
-/// What `status` shows, read in one read transaction so the figures agree with each other.
-#[derive(Clone, Debug, Serialize)]
-pub struct StatusFigures {
-    pub pagination_key: Option<String>,
-    pub pagination_key_saved_at: Option<String>,
-    /// The latest `sync_run` rows, newest first, as objects.
-    pub runs: Vec<Map<String, Value>>,
-    pub skip_count: u64,
-    pub unresolved_errors: u64,
-    /// The first ticket numbers with an unresolved error.
-    pub unresolved_error_tickets: Vec<String>,
-    pub tickets: u64,
-    pub contacts: u64,
-}
+    fn record_run(&mut self, run: &RunRecord<'_>) -> Result<(), Error> {
+        self.bound_busy_wait()?;
+        let now = crate::timestamp::Timestamp::now().to_string();
+        let sql = format!(
+            "INSERT INTO sync_run (command, started_at, finished_at, key_before, key_after, exit_code, error, {})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, {})",
+            Counters::NAMES.join(", "),
+            (8..8 + Counters::NAMES.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+        );
+        let mut values: Vec<&dyn rusqlite::types::ToSql> = vec![
+            &run.command,
+            &run.started_at,
+            &now,
+            &run.key_before,
+            &run.key_after,
+            &run.exit_code,
+            &run.error,
+        ];
+        let figures = run.counters.values();
+        values.extend(figures.iter().map(|v| v as &dyn rusqlite::types::ToSql));
+        self.conn
+            .execute(&sql, values.as_slice())
+            .in_store(&self.path)?;
+        Ok(())
+    }
 
-impl Store {
-    /// The figures of `status`.
-    pub fn status(&mut self, runs: usize, error_tickets: usize) -> Result<StatusFigures, Error> {
+    fn feed_state(&self) -> Result<Option<FeedState>, Error> {
+        self.conn
+            .query_row(
+                "SELECT finished_at, caught_up, newest_change_at, feed_lag_seconds, runs_behind
+                 FROM sync_run WHERE caught_up IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [],
+                |row| {
+                    Ok(FeedState {
+                        checked_at: row.get(0)?,
+                        caught_up: row.get(1)?,
+                        newest_change_at: row.get(2)?,
+                        feed_lag_seconds: row.get(3)?,
+                        runs_behind: row.get::<_, Option<u64>>(4)?.unwrap_or(0),
+                    })
+                },
+            )
+            .optional()
+            .in_store(&self.path)
+    }
+
+    fn status(&mut self, runs: usize, error_tickets: usize) -> Result<StatusFigures, Error> {
         let path = self.path.clone();
         let tx = self.conn.transaction().in_store(&path)?;
         let (pagination_key, pagination_key_saved_at) = pagination_state(&tx, &path)?;
@@ -94,14 +137,11 @@ impl Store {
         Ok(figures)
     }
 
-    /// The stored key and when it was saved.
-    pub fn pagination_state(&self) -> Result<(Option<String>, Option<String>), Error> {
+    fn pagination_state(&self) -> Result<(Option<String>, Option<String>), Error> {
         pagination_state(&self.conn, &self.path)
     }
 
-    /// Moves the live key (`None`: the start of the feed) and records the change in `sync_run`
-    /// under `command`, in one transaction. Returns the key it replaced.
-    pub fn set_pagination_key(
+    fn set_pagination_key(
         &mut self,
         command: &str,
         key: Option<&str>,
@@ -134,8 +174,7 @@ impl Store {
         Ok(before)
     }
 
-    /// The skip list, by ticket number.
-    pub fn skip_entries(&self) -> Result<Vec<SkipEntry>, Error> {
+    fn skip_entries(&self) -> Result<Vec<SkipEntry>, Error> {
         let mut statement = self
             .conn
             .prepare(
@@ -155,8 +194,7 @@ impl Store {
         Ok(entries)
     }
 
-    /// Adds ticket numbers to the skip list (a listed one keeps its entry). Returns how many were new.
-    pub fn add_skips(&mut self, numbers: &[String], reason: Option<&str>) -> Result<usize, Error> {
+    fn add_skips(&mut self, numbers: &[String], reason: Option<&str>) -> Result<usize, Error> {
         let now = Timestamp::now().to_string();
         self.in_transaction(|tx, path| {
             let mut added = 0;
@@ -173,8 +211,7 @@ impl Store {
         })
     }
 
-    /// Removes ticket numbers from the skip list. Returns how many were listed.
-    pub fn remove_skips(&mut self, numbers: &[String]) -> Result<usize, Error> {
+    fn remove_skips(&mut self, numbers: &[String]) -> Result<usize, Error> {
         self.in_transaction(|tx, path| {
             let mut removed = 0;
             for number in numbers {
@@ -186,8 +223,7 @@ impl Store {
         })
     }
 
-    /// The ids and raw payloads of the unresolved sync errors, oldest first.
-    pub fn unresolved_payloads(&self) -> Result<Vec<(i64, String)>, Error> {
+    fn unresolved_payloads(&self) -> Result<Vec<(i64, String)>, Error> {
         let mut statement = self
             .conn
             .prepare("SELECT id, payload FROM sync_error WHERE resolved_at IS NULL ORDER BY id")
@@ -199,8 +235,7 @@ impl Store {
         Ok(payloads)
     }
 
-    /// The unresolved sync errors, oldest first.
-    pub fn unresolved_errors(&self) -> Result<Vec<SyncErrorEntry>, Error> {
+    fn unresolved_errors(&self) -> Result<Vec<SyncErrorEntry>, Error> {
         let mut statement = self
             .conn
             .prepare(
@@ -215,8 +250,7 @@ impl Store {
         Ok(entries)
     }
 
-    /// One sync error, resolved or not; `None` when there is no such id.
-    pub fn sync_error(&self, id: i64) -> Result<Option<SyncErrorDetail>, Error> {
+    fn sync_error(&self, id: i64) -> Result<Option<SyncErrorDetail>, Error> {
         self.conn
             .query_row(
                 "SELECT id, ticket_number, reason, first_seen_at, payload, resolved_at, resolution
@@ -235,9 +269,7 @@ impl Store {
             .in_store(&self.path)
     }
 
-    /// Marks unresolved sync errors resolved with the operator's reason, all or none: an id
-    /// that does not exist or is already resolved is a usage error naming it, and nothing changes.
-    pub fn dismiss_errors(&mut self, ids: &[i64], reason: &str) -> Result<(), Error> {
+    fn dismiss_errors(&mut self, ids: &[i64], reason: &str) -> Result<(), Error> {
         let now = Timestamp::now().to_string();
         self.in_transaction(|tx, path| {
             for &id in ids {
@@ -271,7 +303,9 @@ impl Store {
             Ok(())
         })
     }
+}
 
+impl SqliteStore {
     fn in_transaction<T>(
         &mut self,
         work: impl FnOnce(&rusqlite::Transaction<'_>, &Path) -> Result<T, Error>,
