@@ -11,6 +11,7 @@ mod files;
 mod mapping;
 mod matchday;
 mod operator;
+mod postgres;
 mod smoke;
 mod soak;
 mod sync;

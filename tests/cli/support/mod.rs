@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod dump;
+pub mod pg;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
