@@ -6,9 +6,9 @@
 use crate::error::Error;
 use crate::feedback::TicketRecord;
 use crate::feedback::contacts::{ContactPlan, ContactRef, LineStatus};
+use crate::feedback::{Spectator, Ticket};
 use crate::report::Counters;
 use crate::store::LineWritten;
-use crate::tixngo::wire::{Spectator, Ticket};
 
 /// What carrying out a plan asks of the store.
 pub trait ContactWriter {

@@ -16,11 +16,11 @@ use super::InStore;
 use super::overlay::Overlay;
 use crate::engine::ContactWriter;
 use crate::error::Error;
+use crate::feedback::Spectator;
 use crate::feedback::TicketRecord;
 use crate::feedback::contacts::{ContactBook, FoundContact, LineStatus, PendingLine};
 use crate::report::Counters;
 use crate::timestamp::Timestamp;
-use crate::tixngo::wire::Spectator;
 
 /// The columns of `ticket`, in the order of [`record_params`] and [`record_from_row`].
 const TICKET_COLUMNS: [&str; 37] = [
