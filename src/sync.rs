@@ -13,6 +13,7 @@ use crate::engine::{
 };
 use crate::error::{Error, KEY_UNCHANGED};
 use crate::exit::ExitCode;
+use crate::feedback::sentinel::RunNotes;
 use crate::report::{Counters, Summary, count, quoted};
 use crate::settings::{MappingPolicy, StartKey, StoreFiles, SyncSettings};
 use crate::store::{FeedState, Store};
@@ -119,8 +120,9 @@ fn sync(
         started_at,
         deadline,
     };
-    let result = run_batches(&job, &mut store, summary);
-    job.mapping.report_notes(summary);
+    let mut notes = RunNotes::new(job.mapping.dry_run);
+    let result = run_batches(&job, &mut store, summary, &mut notes);
+    notes.report(summary);
     result
 }
 
@@ -138,8 +140,13 @@ struct Job {
 
 /// Fetches and commits batch after batch (SPEC §4.7): page k+1 is fetched while batch k commits
 /// and its outcome read only after that commit; the run goes on while it is behind, allowed another
-/// batch and the deadline leaves time for one.
-fn run_batches(job: &Job, store: &mut Store, summary: &mut Summary) -> Result<ExitCode, Error> {
+/// batch and the deadline leaves time for one. The batches tell `notes` what they find.
+fn run_batches(
+    job: &Job,
+    store: &mut Store,
+    summary: &mut Summary,
+    notes: &mut RunNotes,
+) -> Result<ExitCode, Error> {
     let mut run = Batches::start(job, store)?;
     let limit = job.max_batches;
     for batch_number in 1..=limit {
@@ -149,7 +156,7 @@ fn run_batches(job: &Job, store: &mut Store, summary: &mut Summary) -> Result<Ex
             break;
         }
         let outcome = fetched
-            .and_then(|fetched| run.apply(store, fetched, batch_number < limit))
+            .and_then(|fetched| run.apply(store, fetched, batch_number < limit, notes))
             .inspect_err(|error| run.record_failure(store, error))?;
         let another = outcome.another;
         run.batch_done(outcome, summary);
@@ -202,6 +209,7 @@ impl<'j> Batches<'j> {
         store: &mut Store,
         fetched: Fetched,
         may_go_on: bool,
+        notes: &mut RunNotes,
     ) -> Result<BatchOutcome, Error> {
         let job = self.job;
         let key = self.key.as_deref();
@@ -236,7 +244,7 @@ impl<'j> Batches<'j> {
             feed: job.keys.save.then(|| feed.clone()),
         };
         let tickets = page.tickets.into_iter().map(|ticket| Ok(ticket.into()));
-        let counters = apply_page(store, "sync", tickets, &keys, &job.mapping)?;
+        let counters = apply_page(store, "sync", tickets, &keys, &job.mapping, notes)?;
         Ok(BatchOutcome {
             counters,
             next_key,

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use crate::report::Summary;
 use crate::tixngo::wire::{Patch, Ticket};
 
 use super::status;
@@ -228,6 +229,13 @@ impl RunNotes {
             ));
         }
         lines
+    }
+
+    /// Ends the run's notes: logs their warnings once and puts their findings in the summary.
+    pub fn report(self, summary: &mut Summary) {
+        self.log();
+        summary.unknown_statuses = self.unknown_statuses;
+        summary.unknown_fields = self.unknown_fields;
     }
 
     /// Logs the run's warnings once, and the unread fields at info level (`-v`). Server text in
