@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::engine::{
     KeyCommit, apply_page, exit_code, finish, lock_store, open_store, record_failure,
 };
-use crate::error::{Error, KEY_UNCHANGED};
+use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::feedback::sentinel::RunNotes;
 use crate::report::{Counters, Summary, count, quoted};
@@ -28,13 +28,9 @@ pub fn run(files: &StoreFiles, settings: SyncSettings, started: Instant) -> Summ
         ..summary()
     };
     let result = sync(files, settings, started, &mut summary);
-    let mut summary = finish(summary, result, started);
-    if summary.batches > 0
-        && let Some(error) = &mut summary.error
-    {
-        *error = after_committed_batches(error, summary.batches);
-    }
-    summary
+    let committed = summary.batches;
+    let result = result.map_err(|error| after_committed_batches(error, committed));
+    finish(summary, result, started)
 }
 
 /// The summary of a `sync` whose settings were refused.
@@ -57,18 +53,17 @@ fn summary() -> Summary {
     }
 }
 
-/// The error line of a run that failed after committing batches. The error's own text says that
-/// the pagination key is unchanged, which is true of the failed batch only: the key moved with the
-/// batches before it (SPEC §4.7).
-fn after_committed_batches(message: &str, committed: u64) -> String {
-    let kept = format!("the pagination key stays where batch {committed} left it");
-    let message = message
-        .replace(
-            &format!("nothing was written, {KEY_UNCHANGED}"),
-            &format!("nothing of it was written, {kept}"),
-        )
-        .replace(KEY_UNCHANGED, &kept);
-    format!("batch {}: {message}", committed + 1)
+/// The error of a run that failed after committing `committed` batches. The error alone would say
+/// that the pagination key is unchanged, which is true of the failed batch only: the key moved with
+/// the batches before it (SPEC §4.7).
+fn after_committed_batches(error: Error, committed: u64) -> Error {
+    if committed == 0 {
+        return error;
+    }
+    Error::AfterBatches {
+        committed,
+        error: Box::new(error),
+    }
 }
 
 struct KeyPolicy {
@@ -469,7 +464,7 @@ mod tests {
             Error::BadData("not JSON".into()),
             Error::BatchRejected("ticket T-1 cannot be mapped".into()),
         ] {
-            let message = after_committed_batches(&error.to_string(), 2);
+            let message = after_committed_batches(error, 2).to_string();
             assert!(message.starts_with("batch 3: "), "{message}");
             assert!(!message.contains("unchanged"), "{message}");
             assert!(
