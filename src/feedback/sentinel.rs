@@ -179,20 +179,33 @@ impl RunNotes {
                 )
             })
             .collect();
-        if let Some(first) = &self.first_failure {
-            lines.push(format!(
-                "{} of {} {} cannot be mapped; {}; first: {first}",
-                self.failed,
-                self.fetched,
-                tickets(self.fetched),
-                if self.dry_run {
-                    "would be recorded in sync_error (dry run: nothing was written)"
-                } else {
-                    "recorded in sync_error"
-                }
-            ));
-        }
+        lines.extend(self.failure_warning());
+        lines.extend(self.batch_warnings());
+        lines.extend(self.unknown_status_warning());
+        lines
+    }
+
+    /// The tickets that could not be mapped, and what became of them.
+    fn failure_warning(&self) -> Option<String> {
+        let first = self.first_failure.as_ref()?;
+        Some(format!(
+            "{} of {} {} cannot be mapped; {}; first: {first}",
+            self.failed,
+            self.fetched,
+            tickets(self.fetched),
+            if self.dry_run {
+                "would be recorded in sync_error (dry run: nothing was written)"
+            } else {
+                "recorded in sync_error"
+            }
+        ))
+    }
+
+    /// The batches whose tickets lacked what the mapping reads, naming the fields looked for.
+    /// Batches without any mapped field say only that: the narrower warnings follow from it.
+    fn batch_warnings(&self) -> Vec<String> {
         let of_batches = |count: u64| format!("{count} of {} batches", self.batches);
+        let mut lines = Vec::new();
         if self.without_mapped_fields > 0 {
             lines.push(format!(
                 "{}: no ticket has any field the mapping reads beyond taxNumber and status \
@@ -200,35 +213,40 @@ impl RunNotes {
                  in --json)",
                 of_batches(self.without_mapped_fields)
             ));
-        } else {
-            if self.without_timestamp > 0 {
-                lines.push(format!(
-                    "{}: no ticket has a timestamp (looked for {TIMESTAMP_FIELDS}): stale \
-                     protection is off for them",
-                    of_batches(self.without_timestamp)
-                ));
-            }
-            if self.without_owner_email > 0 {
-                lines.push(format!(
-                    "{}: no ticket a spectator holds has an owner e-mail (looked for {OWNER_EMAIL_FIELD}): no \
-                     cultural contact could be seeded or moved",
-                    of_batches(self.without_owner_email)
-                ));
-            }
+            return lines;
         }
-        if !self.unknown_statuses.is_empty() {
-            let statuses: Vec<String> = self
-                .unknown_statuses
-                .iter()
-                .map(|(status, count)| format!("{status} ({count})"))
-                .collect();
+        if self.without_timestamp > 0 {
             lines.push(format!(
-                "statuses outside TIXNGO's documented lists, stored as sent; only an owner change \
-                 moves a contact for them: {}",
-                statuses.join(", ")
+                "{}: no ticket has a timestamp (looked for {TIMESTAMP_FIELDS}): stale \
+                 protection is off for them",
+                of_batches(self.without_timestamp)
+            ));
+        }
+        if self.without_owner_email > 0 {
+            lines.push(format!(
+                "{}: no ticket a spectator holds has an owner e-mail (looked for {OWNER_EMAIL_FIELD}): no \
+                 cultural contact could be seeded or moved",
+                of_batches(self.without_owner_email)
             ));
         }
         lines
+    }
+
+    /// The statuses outside the documented lists, with how many tickets had each.
+    fn unknown_status_warning(&self) -> Option<String> {
+        if self.unknown_statuses.is_empty() {
+            return None;
+        }
+        let statuses: Vec<String> = self
+            .unknown_statuses
+            .iter()
+            .map(|(status, count)| format!("{status} ({count})"))
+            .collect();
+        Some(format!(
+            "statuses outside TIXNGO's documented lists, stored as sent; only an owner change \
+             moves a contact for them: {}",
+            statuses.join(", ")
+        ))
     }
 
     /// Ends the run's notes: logs their warnings once and puts their findings in the summary.
