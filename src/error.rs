@@ -104,7 +104,7 @@ pub enum Error {
 /// Where a failed fetch or batch leaves the pagination key, as its message says it (never "the
 /// key": the API key is a key too).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyLeft {
+enum KeyLeft {
     /// Where the run found it: no batch of the run was committed.
     Unchanged,
     /// Where the run's committed batch N left it.
@@ -159,7 +159,7 @@ impl Error {
 
     /// The error line, saying of the pagination key what `key` says; a failed fetch or batch
     /// displays itself with the key unchanged.
-    pub fn message(&self, key: KeyLeft) -> String {
+    fn message(&self, key: KeyLeft) -> String {
         match self {
             Error::Unavailable(why) => {
                 format!("TIXNGO unavailable: {why}; {key}, the next run retries")

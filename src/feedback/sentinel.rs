@@ -352,6 +352,21 @@ mod tests {
     }
 
     #[test]
+    fn the_run_reports_its_unknown_statuses_and_fields_in_the_summary() {
+        let mut odd = ticket("RESALE_PENDING");
+        odd.unknown_fields = vec!["eventName".into()];
+        let mut notes = RunNotes::default();
+        notes.add_batch(batch(&[odd]));
+        let mut summary = Summary::default();
+        notes.report(&mut summary);
+        assert_eq!(
+            summary.unknown_statuses,
+            BTreeMap::from([("RESALE_PENDING".into(), 1)])
+        );
+        assert_eq!(summary.unknown_fields, ["eventName"]);
+    }
+
+    #[test]
     fn a_batch_of_tickets_not_yet_downloaded_is_expected_to_have_no_owner() {
         let mut injected = ticket("INJECTED");
         injected.owner = None;
