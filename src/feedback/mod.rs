@@ -6,7 +6,7 @@ mod record;
 pub mod sentinel;
 pub mod status;
 
-pub use record::{Merge, TicketRecord, is_stale, merge};
+pub use record::{FieldValue, Merge, ReadColumns, TicketRecord, is_stale, merge};
 
 /// The key e-mails are compared on: trimmed of blanks and ASCII-lowercased, exactly like the
 /// store's `lower(trim(email, ' \t\n\r'))`, so that look-ups in Rust and in SQL agree.

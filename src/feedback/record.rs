@@ -6,49 +6,147 @@ use crate::tixngo::wire::{Patch, Ticket};
 
 use super::email_key;
 
-/// The `ticket` row: the S-360 ticket as the feedback keeps it (SPEC §4.3).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TicketRecord {
-    pub ticket_number: String,
-    pub tixngo_ticket_id: Option<String>,
-    pub barcode: Option<String>,
-    pub event_id: Option<String>,
-    /// The S-360 ticket state: `PRINTED` when the feedback creates the row, never changed by it.
-    pub s360_state: Option<String>,
-    pub mobile_status: String,
-    /// TIXNGO's `lastUpdated` in the store's UTC form; orders changes of one ticket.
-    pub tixngo_updated_at: Option<String>,
-    pub owner_email: Option<String>,
-    pub owner_title: Option<String>,
-    pub owner_first_name: Option<String>,
-    pub owner_last_name: Option<String>,
-    pub owner_birth_date: Option<String>,
-    pub owner_nationality: Option<String>,
-    pub owner_id_number: Option<String>,
-    pub owner_phone: Option<String>,
-    pub owner_residence_country: Option<String>,
-    pub owner_language: Option<String>,
-    pub holder_first_name: Option<String>,
-    pub holder_last_name: Option<String>,
-    pub holder_birth_date: Option<String>,
-    pub holder_id_number: Option<String>,
-    pub holder_nationality: Option<String>,
-    pub holder_birth_place: Option<String>,
-    pub holder_birth_region: Option<String>,
-    pub holder_country_code: Option<String>,
-    pub previous_owner_email: Option<String>,
-    pub initial_owner_email: Option<String>,
-    pub injected_at: Option<String>,
-    pub downloaded_at: Option<String>,
-    pub assigned_at: Option<String>,
-    pub activated_at: Option<String>,
-    pub checked_at: Option<String>,
-    pub controlled_at: Option<String>,
-    pub deleted_at: Option<String>,
-    /// The ticket's cultural contact (S-360 4.2); maintained by the contact rules.
-    pub cultural_contact_id: Option<i64>,
-    pub first_synced_at: String,
-    pub last_synced_at: String,
+/// Declares the `ticket` row from one table of `column: type` lines: the [`TicketRecord`] fields,
+/// [`TicketRecord::COLUMNS`], [`TicketRecord::values`] and [`TicketRecord::read`] all come from
+/// it, so a column is added by one line here (and the migration that adds it to the schema).
+/// A type is `String` (never NULL when written; NULL reads as empty), `Option<String>` or
+/// `Option<i64>`: the types [`Field`] knows.
+macro_rules! ticket_record {
+    ($(#[$meta:meta])* pub struct $name:ident {
+        $($(#[$field_meta:meta])* pub $column:ident: $type:ty,)*
+    }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$field_meta])* pub $column: $type,)*
+        }
+
+        impl $name {
+            /// The columns of the row, in the order of [`Self::values`] and [`Self::read`].
+            pub const COLUMNS: [&'static str; [$(stringify!($column)),*].len()] =
+                [$(stringify!($column)),*];
+
+            /// Every column's value, in the order of [`Self::COLUMNS`]: what a store binds.
+            pub fn values(&self) -> [FieldValue<'_>; Self::COLUMNS.len()] {
+                [$(Field::value(&self.$column)),*]
+            }
+
+            /// The record from a stored row whose columns are [`Self::COLUMNS`], in that order.
+            pub fn read<R: ReadColumns>(row: &R) -> Result<$name, R::Error> {
+                /// The position of each column: its place in the table.
+                #[allow(non_camel_case_types)]
+                enum Index {
+                    $($column,)*
+                }
+                Ok($name {
+                    $($column: Field::read(row, Index::$column as usize)?,)*
+                })
+            }
+        }
+    };
+}
+
+ticket_record! {
+    /// The `ticket` row: the S-360 ticket as the feedback keeps it (SPEC §4.3).
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct TicketRecord {
+        pub ticket_number: String,
+        pub tixngo_ticket_id: Option<String>,
+        pub barcode: Option<String>,
+        pub event_id: Option<String>,
+        /// The S-360 ticket state: `PRINTED` when the feedback creates the row, never changed by it.
+        pub s360_state: Option<String>,
+        pub mobile_status: String,
+        /// TIXNGO's `lastUpdated` in the store's UTC form; orders changes of one ticket.
+        pub tixngo_updated_at: Option<String>,
+        pub owner_email: Option<String>,
+        pub owner_title: Option<String>,
+        pub owner_first_name: Option<String>,
+        pub owner_last_name: Option<String>,
+        pub owner_birth_date: Option<String>,
+        pub owner_nationality: Option<String>,
+        pub owner_id_number: Option<String>,
+        pub owner_phone: Option<String>,
+        pub owner_residence_country: Option<String>,
+        pub owner_language: Option<String>,
+        pub holder_first_name: Option<String>,
+        pub holder_last_name: Option<String>,
+        pub holder_birth_date: Option<String>,
+        pub holder_id_number: Option<String>,
+        pub holder_nationality: Option<String>,
+        pub holder_birth_place: Option<String>,
+        pub holder_birth_region: Option<String>,
+        pub holder_country_code: Option<String>,
+        pub previous_owner_email: Option<String>,
+        pub initial_owner_email: Option<String>,
+        pub injected_at: Option<String>,
+        pub downloaded_at: Option<String>,
+        pub assigned_at: Option<String>,
+        pub activated_at: Option<String>,
+        pub checked_at: Option<String>,
+        pub controlled_at: Option<String>,
+        pub deleted_at: Option<String>,
+        /// The ticket's cultural contact (S-360 4.2); maintained by the contact rules.
+        pub cultural_contact_id: Option<i64>,
+        pub first_synced_at: String,
+        pub last_synced_at: String,
+    }
+}
+
+/// One column's value in a [`TicketRecord`], borrowed from it, whatever store binds it: SQLite
+/// binds each value as a parameter, a server store can gather each column into one array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldValue<'a> {
+    /// Text that is always there (`ticket_number`, `mobile_status`, the sync times).
+    Text(&'a String),
+    /// Text or NULL.
+    OptionalText(&'a Option<String>),
+    /// An integer or NULL.
+    OptionalInteger(&'a Option<i64>),
+}
+
+/// A stored row as a store's driver reads it, column by column (the index of a column in
+/// [`TicketRecord::COLUMNS`]).
+pub trait ReadColumns {
+    type Error;
+    fn text(&self, index: usize) -> Result<Option<String>, Self::Error>;
+    fn integer(&self, index: usize) -> Result<Option<i64>, Self::Error>;
+}
+
+/// The Rust types a [`TicketRecord`] column may have.
+trait Field: Sized {
+    fn value(&self) -> FieldValue<'_>;
+    fn read<R: ReadColumns>(row: &R, index: usize) -> Result<Self, R::Error>;
+}
+
+impl Field for String {
+    fn value(&self) -> FieldValue<'_> {
+        FieldValue::Text(self)
+    }
+
+    /// A row another S-360 tool inserted may lack the sync times: read as empty.
+    fn read<R: ReadColumns>(row: &R, index: usize) -> Result<String, R::Error> {
+        Ok(row.text(index)?.unwrap_or_default())
+    }
+}
+
+impl Field for Option<String> {
+    fn value(&self) -> FieldValue<'_> {
+        FieldValue::OptionalText(self)
+    }
+
+    fn read<R: ReadColumns>(row: &R, index: usize) -> Result<Option<String>, R::Error> {
+        row.text(index)
+    }
+}
+
+impl Field for Option<i64> {
+    fn value(&self) -> FieldValue<'_> {
+        FieldValue::OptionalInteger(self)
+    }
+
+    fn read<R: ReadColumns>(row: &R, index: usize) -> Result<Option<i64>, R::Error> {
+        row.integer(index)
+    }
 }
 
 /// What an incoming ticket does to the stored row.
