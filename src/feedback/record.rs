@@ -1,8 +1,10 @@
 //! S-360 4.1 "Which TIXNGO ticket data is synced back": how an incoming ticket updates the stored
 //! ticket row (SPEC §4.4 steps 3 to 5).
 
+use std::ops::BitOr;
+
 use crate::timestamp::Timestamp;
-use crate::tixngo::wire::{Patch, Ticket};
+use crate::tixngo::wire::{Attributes, Holder, Patch, Spectator, Ticket};
 
 use super::email_key;
 
@@ -192,38 +194,71 @@ pub fn merge(stored: Option<TicketRecord>, ticket: &Ticket, now: &str) -> Merge 
         first_synced_at: now.to_owned(),
         ..TicketRecord::default()
     });
-    let mut changes = Changes::default();
-    changes.history |= record.mobile_status != ticket.status;
+    let mut changes = merge_ticket(&mut record, ticket);
+    if let Some(owner) = &ticket.owner {
+        changes = changes | merge_owner(&mut record, owner);
+    }
+    changes = changes
+        | merge_holder(&mut record, &ticket.holder)
+        | merge_attributes(&mut record, &ticket.attributes);
+    now.clone_into(&mut record.last_synced_at);
+    Merge::Apply {
+        record: Box::new(record),
+        changed: first_seen || changes.any,
+        history: first_seen || changes.history,
+    }
+}
+
+/// The ticket's own fields: status, identifiers, `lastUpdated`, previous and initial owner.
+fn merge_ticket(record: &mut TicketRecord, ticket: &Ticket) -> Changes {
+    let mut changes = Changes {
+        history: record.mobile_status != ticket.status,
+        ..Changes::default()
+    };
     changes.set(&mut record.mobile_status, &ticket.status);
     changes.keep_or_set(&mut record.tixngo_ticket_id, &ticket.tixngo_ticket_id);
     changes.keep_or_set(&mut record.barcode, &ticket.barcode);
     changes.keep_or_set(&mut record.event_id, &ticket.event_id);
     changes.keep_or_set_instant(&mut record.tixngo_updated_at, ticket.last_updated);
-    if let Some(owner) = &ticket.owner {
-        if let Some(email) = &owner.email {
-            changes.history |= email_key(record.owner_email.as_deref()) != email_key(Some(email));
-        }
-        changes.keep_or_set(&mut record.owner_email, &owner.email);
-        changes.keep_or_set(&mut record.owner_title, &owner.title);
-        changes.keep_or_set(&mut record.owner_first_name, &owner.first_name);
-        changes.keep_or_set(&mut record.owner_last_name, &owner.last_name);
-        changes.keep_or_set(&mut record.owner_birth_date, &owner.birth_date);
-        changes.keep_or_set(&mut record.owner_nationality, &owner.nationality);
-        changes.keep_or_set(&mut record.owner_id_number, &owner.id_number);
-        changes.keep_or_set(&mut record.owner_phone, &owner.phone);
-        changes.keep_or_set(
-            &mut record.owner_residence_country,
-            &owner.residence_country,
-        );
-        changes.keep_or_set(&mut record.owner_language, &owner.language);
+    changes.keep_or_set(
+        &mut record.previous_owner_email,
+        &ticket.previous_owner_email,
+    );
+    changes.keep_or_set(&mut record.initial_owner_email, &ticket.initial_owner_email);
+    changes
+}
+
+/// `spectatorDetails`: the wallet owner. Its e-mail counts for history by its key only.
+fn merge_owner(record: &mut TicketRecord, owner: &Spectator) -> Changes {
+    let mut changes = Changes::default();
+    if let Some(email) = &owner.email {
+        changes.history = email_key(record.owner_email.as_deref()) != email_key(Some(email));
     }
-    let names_before = changes.any;
-    match &ticket.holder {
+    changes.keep_or_set(&mut record.owner_email, &owner.email);
+    changes.keep_or_set(&mut record.owner_title, &owner.title);
+    changes.keep_or_set(&mut record.owner_first_name, &owner.first_name);
+    changes.keep_or_set(&mut record.owner_last_name, &owner.last_name);
+    changes.keep_or_set(&mut record.owner_birth_date, &owner.birth_date);
+    changes.keep_or_set(&mut record.owner_nationality, &owner.nationality);
+    changes.keep_or_set(&mut record.owner_id_number, &owner.id_number);
+    changes.keep_or_set(&mut record.owner_phone, &owner.phone);
+    changes.keep_or_set(
+        &mut record.owner_residence_country,
+        &owner.residence_country,
+    );
+    changes.keep_or_set(&mut record.owner_language, &owner.language);
+    changes
+}
+
+/// `holder`: patched field by field, or cleared whole by an explicit `null`. A change of its
+/// name (or clearing a named holder) counts for history.
+fn merge_holder(record: &mut TicketRecord, holder: &Patch<Holder>) -> Changes {
+    let mut changes = Changes::default();
+    match holder {
         Patch::Absent => {}
         Patch::Clear => {
-            let holder_named =
+            changes.history =
                 record.holder_first_name.is_some() || record.holder_last_name.is_some();
-            changes.history |= holder_named;
             for column in [
                 &mut record.holder_first_name,
                 &mut record.holder_last_name,
@@ -238,11 +273,9 @@ pub fn merge(stored: Option<TicketRecord>, ticket: &Ticket, now: &str) -> Merge 
             }
         }
         Patch::Set(holder) => {
-            changes.any = false;
             changes.keep_or_set(&mut record.holder_first_name, &holder.first_name);
             changes.keep_or_set(&mut record.holder_last_name, &holder.last_name);
-            changes.history |= changes.any;
-            changes.any |= names_before;
+            changes.history = changes.any;
             changes.keep_or_set(&mut record.holder_birth_date, &holder.birth_date);
             changes.keep_or_set(&mut record.holder_id_number, &holder.id_number);
             changes.keep_or_set(&mut record.holder_nationality, &holder.nationality);
@@ -251,12 +284,12 @@ pub fn merge(stored: Option<TicketRecord>, ticket: &Ticket, now: &str) -> Merge 
             changes.keep_or_set(&mut record.holder_country_code, &holder.country_code);
         }
     }
-    changes.keep_or_set(
-        &mut record.previous_owner_email,
-        &ticket.previous_owner_email,
-    );
-    changes.keep_or_set(&mut record.initial_owner_email, &ticket.initial_owner_email);
-    let attributes = &ticket.attributes;
+    changes
+}
+
+/// `attributes`: the milestones, each kept when absent and cleared by an explicit `null`.
+fn merge_attributes(record: &mut TicketRecord, attributes: &Attributes) -> Changes {
+    let mut changes = Changes::default();
     for (column, value) in [
         (&mut record.injected_at, &attributes.injected_at),
         (&mut record.downloaded_at, &attributes.downloaded_at),
@@ -268,12 +301,7 @@ pub fn merge(stored: Option<TicketRecord>, ticket: &Ticket, now: &str) -> Merge 
     ] {
         changes.patch_instant(column, value);
     }
-    now.clone_into(&mut record.last_synced_at);
-    Merge::Apply {
-        record: Box::new(record),
-        changed: first_seen || changes.any,
-        history: first_seen || changes.history,
-    }
+    changes
 }
 
 /// What a merge changed so far.
@@ -283,6 +311,18 @@ struct Changes {
     any: bool,
     /// A column that `ticket_history` follows changed (status, owner e-mail key, holder name).
     history: bool,
+}
+
+/// The changes of two parts of a ticket together.
+impl BitOr for Changes {
+    type Output = Changes;
+
+    fn bitor(self, other: Changes) -> Changes {
+        Changes {
+            any: self.any || other.any,
+            history: self.history || other.history,
+        }
+    }
 }
 
 impl Changes {
