@@ -9,6 +9,7 @@ mod access;
 mod batch;
 mod feed;
 mod overlay;
+pub mod postgres;
 mod queries;
 mod schema;
 

@@ -148,11 +148,18 @@ impl Cluster {
             .arg("-l")
             .arg(dir.join("server.log"))
             .args(["-w", "-t", "60", "start"]));
-        Cluster {
+        let cluster = Cluster {
             dir,
             port,
             password,
-        }
+        };
+        // Every role may create its schema (granted once: concurrent GRANTs on one database
+        // fail with "tuple concurrently updated").
+        cluster
+            .admin()
+            .batch_execute("GRANT CREATE ON DATABASE postgres TO PUBLIC")
+            .expect("the grant to create schemas");
+        cluster
     }
 
     /// A URL to the cluster over TCP for `user` (no password in it: SPEC §10).
@@ -176,15 +183,12 @@ impl Cluster {
         format!("t{}", NEXT_NAME.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// A new login role with a password, allowed to create schemas: `(name, password)`.
+    /// A new login role with a password (it may create schemas): `(name, password)`.
     pub fn role(&self) -> (String, String) {
         let name = format!("r{}", NEXT_NAME.fetch_add(1, Ordering::Relaxed));
         let password = format!("pw-{:016x}", fastrand::u64(..));
         self.admin()
-            .batch_execute(&format!(
-                "CREATE ROLE {name} LOGIN PASSWORD '{password}';
-                 GRANT CREATE ON DATABASE postgres TO {name};"
-            ))
+            .batch_execute(&format!("CREATE ROLE {name} LOGIN PASSWORD '{password}'"))
             .expect("a new role");
         (name, password)
     }
