@@ -91,7 +91,7 @@ mod tests {
         assert_eq!(unsigned(""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(unsigned("a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(unsigned("foobar"), 0x8594_4171_f739_67e8);
-        assert_eq!(lock_key("tixngo_feedback"), lock_key("tixngo_feedback"));
+        assert_eq!(lock_key("tixngo_feedback"), -4_631_113_708_555_359_732);
         assert_ne!(lock_key("acme"), lock_key("acme2"));
     }
 }
