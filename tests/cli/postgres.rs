@@ -283,3 +283,120 @@ fn the_email_key_lowers_ascii_only_as_sqlites_does() {
         .get(0);
     assert_eq!(collation, "C");
 }
+
+/// The store's timestamps (`YYYY-MM-DDTHH:MM:SS.mmmZ`) as `<ts>`, so that two runs of one story
+/// compare; anything else shaped almost like one stays and shows the difference.
+fn mask_timestamps(text: &str) -> String {
+    let shape = |window: &[u8]| {
+        window.len() == 24
+            && window.iter().enumerate().all(|(i, &b)| match i {
+                4 | 7 => b == b'-',
+                10 => b == b'T',
+                13 | 16 => b == b':',
+                19 => b == b'.',
+                23 => b == b'Z',
+                _ => b.is_ascii_digit(),
+            })
+    };
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes.len() - i >= 24 && shape(&bytes[i..i + 24]) {
+            out.push_str("<ts>");
+            i += 24;
+        } else {
+            let c = text[i..].chars().next().unwrap();
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
+/// The operator commands' story, told to a store of either kind: every answer, one line each.
+/// `sql` runs a statement on the store as another S-360 tool would.
+macro_rules! operator_story {
+    ($store:expr, $sql:expr) => {{
+        let store = &mut $store;
+        let sql: &mut dyn FnMut(&str) = &mut $sql;
+        let mut told = Vec::new();
+        let numbers = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        told.push(format!("{:?}", store.pagination_key()));
+        told.push(format!("{:?}", store.set_pagination_key("cursor set", Some("k1"))));
+        told.push(format!("{:?}", store.pagination_state()));
+        told.push(format!("{:?}", store.add_skips(&numbers(&["b", "a", "a"]), Some("why"))));
+        told.push(format!("{:?}", store.add_skips(&numbers(&["a", "c"]), None)));
+        told.push(format!("{:?}", store.remove_skips(&numbers(&["c", "x"]))));
+        told.push(format!("{:?}", store.skip_entries()));
+        let mut skips: Vec<String> = store.skip_list().unwrap().into_iter().collect();
+        skips.sort();
+        told.push(format!("{skips:?}"));
+        let counters = tixngo_feedback::report::Counters {
+            fetched: 3,
+            failed: 3,
+            ..Default::default()
+        };
+        told.push(format!(
+            "{:?}",
+            store.record_run(&tixngo_feedback::store::RunRecord {
+                command: "sync",
+                started_at: "2026-01-02T03:04:05.678Z",
+                key_before: Some("k1"),
+                key_after: None,
+                counters: &counters,
+                exit_code: 69,
+                error: Some("TIXNGO unavailable"),
+            })
+        ));
+        told.push(format!("{:?}", store.feed_state()));
+        sql(
+            "INSERT INTO sync_error (ticket_number, reason, payload) VALUES ('T1', 'bad', '{}'), (NULL, 'unreadable', '[')",
+        );
+        sql(
+            "INSERT INTO sync_run (command, started_at, finished_at, caught_up, newest_change_at, feed_lag_seconds, runs_behind)
+             VALUES ('sync', '2026-01-02T03:04:05.678Z', '2026-01-02T03:04:06.000Z', 0, '2026-01-02T03:00:00.000Z', 245.5, 3)",
+        );
+        told.push(format!("{:?}", store.feed_state()));
+        told.push(format!("{:?}", store.unresolved_errors()));
+        told.push(format!("{:?}", store.unresolved_payloads()));
+        told.push(format!("{:?}", store.sync_error(2)));
+        told.push(format!("{:?}", store.sync_error(99)));
+        told.push(format!("{:?}", store.dismiss_errors(&[1, 99], "gone").map_err(|e| e.to_string())));
+        told.push(format!("{:?}", store.dismiss_errors(&[1], "gone")));
+        told.push(format!("{:?}", store.dismiss_errors(&[1], "again").map_err(|e| e.to_string())));
+        told.push(format!("{:?}", store.sync_error(1)));
+        told.push(serde_json::to_string(&store.status(10, 5).unwrap()).unwrap());
+        told
+    }};
+}
+
+#[test]
+fn the_operator_commands_read_and_change_both_stores_alike() {
+    let Some(cluster) = pg::cluster() else { return };
+    let env = Env::new();
+    let case = case(cluster, &env);
+    let mut sqlite = tixngo_feedback::store::Store::open(&env.store()).unwrap();
+    let writer = env.writable_db();
+    let sqlite_told = operator_story!(sqlite, |sql: &str| {
+        writer.execute_batch(sql).unwrap();
+    });
+    let mut postgres = opened(PgStore::open(&case.target, None));
+    let mut admin = cluster.admin();
+    admin
+        .batch_execute(&format!("SET search_path = {}", case.schema))
+        .unwrap();
+    let postgres_told = operator_story!(postgres, |sql: &str| {
+        admin.batch_execute(sql).unwrap();
+    });
+    // The feed state holds the timestamps as written: the store's text form on both.
+    assert!(
+        sqlite_told[10].contains("2026-01-02T03:04:06.000Z"),
+        "{}",
+        sqlite_told[10]
+    );
+    assert_eq!(sqlite_told[10], postgres_told[10]);
+    for (sqlite, postgres) in sqlite_told.iter().zip(&postgres_told) {
+        assert_eq!(mask_timestamps(sqlite), mask_timestamps(postgres));
+    }
+}

@@ -9,9 +9,11 @@
 mod connect;
 mod failure;
 mod lock;
+mod queries;
 mod schema;
 mod target;
 
+use std::cell::RefCell;
 use std::time::Instant;
 
 use postgres::Client;
@@ -22,9 +24,11 @@ pub use target::{DEFAULT_SCHEMA, PgTarget, is_url, parse_schema};
 use crate::error::Error;
 use failure::{InPg, unusable};
 
-/// An open PostgreSQL store: the run's one session, locked when it writes.
+/// An open PostgreSQL store: the run's one session, locked when it writes. The session sits in
+/// a `RefCell` because the client needs `&mut` even to read, and the store's readers take `&self`
+/// as SQLite's do.
 pub struct PgStore {
-    client: Client,
+    client: RefCell<Client>,
     /// The store as messages name it (URL without password, and schema).
     store: String,
     schema: String,
@@ -36,7 +40,7 @@ impl PgStore {
     /// binary is refused (78).
     pub fn open(target: &PgTarget, deadline: Option<Instant>) -> Result<PgStore, Error> {
         let mut store = PgStore::connect(target, deadline, false)?;
-        lock::acquire(&mut store.client, &store.store, &store.schema)?;
+        lock::acquire(store.client.get_mut(), &store.store, &store.schema)?;
         store.migrate()?;
         Ok(store)
     }
@@ -69,7 +73,7 @@ impl PgStore {
         read_only: bool,
     ) -> Result<PgStore, Error> {
         Ok(PgStore {
-            client: connect::connect(target, deadline, read_only)?,
+            client: RefCell::new(connect::connect(target, deadline, read_only)?),
             store: target.to_string(),
             schema: target.schema().to_owned(),
         })
@@ -82,13 +86,14 @@ impl PgStore {
 
     /// The session, for the batch transaction and the queries.
     pub fn client(&mut self) -> &mut Client {
-        &mut self.client
+        self.client.get_mut()
     }
 
     /// The schema's version; `None` when the schema has no version table (or does not exist).
     fn schema_version(&mut self) -> Result<Option<i64>, Error> {
         let versioned: bool = self
             .client
+            .get_mut()
             .query_one(
                 "SELECT to_regclass(format('%I.schema_version', $1::text)) IS NOT NULL",
                 &[&self.schema],
@@ -100,6 +105,7 @@ impl PgStore {
         }
         let version: i32 = self
             .client
+            .get_mut()
             .query_one("SELECT version FROM schema_version", &[])
             .in_pg(&self.store)?
             .get(0);
@@ -131,7 +137,7 @@ impl PgStore {
         }
         for (version, sql) in schema::MIGRATIONS.iter().enumerate().skip(found as usize) {
             let next = version as i32 + 1;
-            let mut tx = self.client.transaction().in_pg(&self.store)?;
+            let mut tx = self.client.get_mut().transaction().in_pg(&self.store)?;
             tx.batch_execute(sql).in_pg(&self.store)?;
             tx.execute(
                 "UPDATE schema_version SET version = $1, migrated_at = now()",
@@ -150,6 +156,7 @@ impl PgStore {
     fn create_schema(&mut self) -> Result<(), Error> {
         let row = self
             .client
+            .get_mut()
             .query_one(
                 "SELECT n.oid IS NOT NULL,
                         (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'v', 'm'))
@@ -164,7 +171,7 @@ impl PgStore {
                 self.store
             )));
         }
-        let mut tx = self.client.transaction().in_pg(&self.store)?;
+        let mut tx = self.client.get_mut().transaction().in_pg(&self.store)?;
         if !exists {
             tx.batch_execute(&format!("CREATE SCHEMA \"{}\"", self.schema))
                 .in_pg(&self.store)?;
