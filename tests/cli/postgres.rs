@@ -400,3 +400,36 @@ fn the_operator_commands_read_and_change_both_stores_alike() {
         assert_eq!(mask_timestamps(sqlite), mask_timestamps(postgres));
     }
 }
+
+#[test]
+fn sslmode_require_verifies_the_server_against_the_roots_and_the_ca_file() {
+    let Some(cluster) = pg::cluster() else { return };
+    let env = Env::new();
+    let case = case(cluster, &env);
+    let (role, password) = cluster.role();
+    let password_file = env.write("tls-password", password.as_bytes(), 0o600);
+    let url = format!(
+        "postgres://{role}@127.0.0.1:{}/postgres?sslmode=require",
+        cluster.port
+    );
+    let target = |ca_file: Option<PathBuf>| {
+        PgTarget::parse(&url, &case.schema)
+            .unwrap()
+            .with_ca_file(ca_file)
+            .with_password_from(Some(&password_file))
+            .unwrap()
+    };
+    let error = refused(PgStore::open(&target(None), None));
+    assert_eq!(code(&error), 78, "{error}");
+    assert!(error.to_string().contains("--ca-file"), "{error}");
+    let mut store = opened(PgStore::open(&target(Some(pg::test_ca())), None));
+    let encrypted: bool = store
+        .client()
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(encrypted, "the session is not encrypted");
+}

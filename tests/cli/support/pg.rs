@@ -1,6 +1,7 @@
 //! A throwaway PostgreSQL cluster for the tests of the PostgreSQL store: one per test process,
 //! started on first use, in a temporary directory, listening on 127.0.0.1 (a free port, password
-//! authentication) and on a Unix socket in that directory (trust, for the tests' own SQL).
+//! authentication; TLS with the test CA's certificate for the clients that ask) and on a Unix
+//! socket in that directory (trust, for the tests' own SQL).
 //!
 //! Where PostgreSQL is not installed, [`cluster`] prints `SKIPPED: PostgreSQL not installed` on
 //! stderr and the test returns, unless `TIXNGO_REQUIRE_POSTGRES=1` (CI sets it): then it fails.
@@ -132,13 +133,14 @@ impl Cluster {
             // initdb's own fsync of the new files only: the server keeps fsync on.
             .args(["--no-sync", "--no-instructions"]));
         let port = free_port();
+        let tls = install_tls_files(&dir, user);
         let mut conf = std::fs::OpenOptions::new()
             .append(true)
             .open(data.join("postgresql.conf"))
             .unwrap();
         writeln!(
             conf,
-            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'",
+            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n{tls}",
             dir.display()
         )
         .unwrap();
@@ -192,6 +194,32 @@ impl Cluster {
             .expect("a new role");
         (name, password)
     }
+}
+
+/// The test CA's server certificate (for localhost and 127.0.0.1) and its key, copied where the
+/// server may read them (the key must be the server user's, mode 0600); returns the settings that
+/// turn TLS on. Clients choose: the tests connect without TLS unless they ask for it.
+fn install_tls_files(dir: &Path, user: Option<(u32, u32)>) -> String {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    for name in ["server.pem", "server.key"] {
+        let copy = dir.join(name);
+        std::fs::copy(fixtures.join(name), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&copy, Some(uid), Some(gid)).unwrap();
+        }
+    }
+    format!(
+        "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'",
+        dir.join("server.pem").display(),
+        dir.join("server.key").display()
+    )
+}
+
+/// The test CA that signed the cluster's certificate, for `--ca-file`.
+pub fn test_ca() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/ca.pem")
 }
 
 /// `program`, run as the `postgres` OS user when this process is root.
