@@ -173,6 +173,12 @@ fn a_wrong_password_is_a_configuration_error_and_never_shown() {
     assert!(text.contains("password authentication failed"), "{text}");
     assert!(!text.contains("4711") && !text.contains('\n'), "{text}");
     assert!(case.password_file.exists());
+    // No password at all, where the server asks for one.
+    let url = cluster.url("postgres");
+    let without = PgTarget::parse(&url, &case.schema).unwrap();
+    let error = refused(PgStore::open(&without, None));
+    assert_eq!(code(&error), 78, "{error}");
+    assert!(error.to_string().contains("asks for a password"), "{error}");
 }
 
 #[test]
