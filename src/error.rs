@@ -40,6 +40,11 @@ pub enum Error {
     )]
     StoreBusy { path: PathBuf },
 
+    /// Another session got in the way of a PostgreSQL batch (a serialization failure, a
+    /// deadlock, or another run moved the key: this one lost its lock).
+    #[error("store {store}: {message}; the batch was rolled back, try again later")]
+    StoreContended { store: String, message: String },
+
     /// The store was written by a newer version of this program.
     #[error(
         "store {} has schema version {found}, newer than the {supported} this binary knows: upgrade tixngo-feedback",
@@ -115,9 +120,10 @@ impl Error {
             | Error::StoreTooNew { .. }
             | Error::Redirected { .. }
             | Error::Rejected { .. } => ExitCode::Config,
-            Error::LockHeld { .. } | Error::RateLimited | Error::StoreBusy { .. } => {
-                ExitCode::TempFail
-            }
+            Error::LockHeld { .. }
+            | Error::RateLimited
+            | Error::StoreBusy { .. }
+            | Error::StoreContended { .. } => ExitCode::TempFail,
             Error::LockFile { .. } | Error::Store { .. } => ExitCode::IoErr,
             Error::Unavailable(_) => ExitCode::Unavailable,
             Error::Unauthorized { .. } => ExitCode::NoPerm,
@@ -161,6 +167,13 @@ mod tests {
             ),
             (Error::store(&path, "disk full"), 74),
             (Error::StoreBusy { path: path.clone() }, 75),
+            (
+                Error::StoreContended {
+                    store: "pg".into(),
+                    message: "m".into(),
+                },
+                75,
+            ),
             (
                 Error::StoreTooNew {
                     path,

@@ -7,6 +7,7 @@
 //! [`Batch::finish`] with the run counters and the next key, or rolled back when dropped. That is
 //! what makes a crash at any point leave the store as it was.
 
+pub mod postgres;
 mod sqlite;
 
 use std::collections::HashSet;
@@ -23,12 +24,14 @@ use crate::feedback::contacts::{ContactBook, ContactWriter};
 use crate::report::Counters;
 use crate::tixngo::wire::Ticket;
 
+use postgres::PgStore;
 use sqlite::SqliteStore;
 pub use sqlite::check_path;
 
 /// An open store.
 pub enum Store {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 impl Store {
@@ -57,6 +60,7 @@ impl Deref for Store {
     fn deref(&self) -> &(dyn Backend + 'static) {
         match self {
             Store::Sqlite(store) => store,
+            Store::Postgres(store) => store,
         }
     }
 }
@@ -65,6 +69,7 @@ impl DerefMut for Store {
     fn deref_mut(&mut self) -> &mut (dyn Backend + 'static) {
         match self {
             Store::Sqlite(store) => store,
+            Store::Postgres(store) => store,
         }
     }
 }

@@ -1,0 +1,422 @@
+//! The PostgreSQL batch (SPEC §10): pages applied by the batch engine to a PostgreSQL store of
+//! the throwaway cluster, the rows read back with SQL. The same pages into SQLite and into
+//! PostgreSQL give the same rows, ids included; a batch costs a fixed number of round trips; the
+//! key's compare-and-set fences a run that lost its lock; a dry run commits nothing.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde_json::{Value, json};
+use tixngo_feedback::engine::{Incoming, apply_page};
+use tixngo_feedback::error::Error;
+use tixngo_feedback::feedback::sentinel::RunNotes;
+use tixngo_feedback::report::Counters;
+use tixngo_feedback::settings::MappingPolicy;
+use tixngo_feedback::store::postgres::PgStore;
+use tixngo_feedback::store::{KeyCommit, Store};
+use tixngo_feedback::tixngo::wire::read_page;
+use tixngo_sim::Feed;
+
+use crate::support::{self, pg};
+
+const ANN: &str = "ann@example.org";
+const BOB: &str = "Bob@Example.org ";
+
+fn policy(dry_run: bool) -> MappingPolicy {
+    MappingPolicy {
+        skip: HashSet::new(),
+        stop_on_error: false,
+        max_failed_ratio: 1.0,
+        contacts: true,
+        dry_run,
+        operator_login: "TIXNGO_FEEDBACK".to_owned(),
+        notes: RefCell::new(RunNotes::new(dry_run)),
+    }
+}
+
+/// A PostgreSQL store on a new schema, and a session of the test's own on that schema.
+fn pg_store(cluster: &pg::Cluster, dry_run: bool) -> (Store, postgres::Client) {
+    let schema = cluster.schema();
+    let mut client = cluster.admin();
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema}; SET search_path TO {schema}"
+        ))
+        .unwrap();
+    let store = PgStore::from_client(client, &schema, dry_run).expect("the store opens");
+    let mut reader = cluster.admin();
+    reader
+        .batch_execute(&format!("SET search_path TO {schema}"))
+        .unwrap();
+    (Store::Postgres(store), reader)
+}
+
+fn round_trips(store: &Store) -> u32 {
+    match store {
+        Store::Postgres(store) => store.last_batch_round_trips(),
+        Store::Sqlite(_) => unreachable!("a PostgreSQL store"),
+    }
+}
+
+/// Applies one diff document as a live batch that saves its next key.
+fn apply(store: &mut Store, body: &str, dry_run: bool) -> Result<Counters, Error> {
+    let page = read_page(body.as_bytes()).expect("a diff document");
+    let keys = KeyCommit {
+        before: store.pagination_key()?,
+        after: page.next_page_key.clone(),
+        save: true,
+        feed: None,
+    };
+    let tickets = page.tickets.into_iter().map(|t| Ok(Incoming::from(t)));
+    apply_page(store, "sync", tickets, &keys, &policy(dry_run))
+}
+
+fn page(next_key: &str, events: &[Value]) -> String {
+    json!({ "pagination": { "nextPageKey": next_key }, "result": events }).to_string()
+}
+
+/// `ticket` in `status` at minute `minute` of a fixed day, owned by `owner` when given.
+fn ev(ticket: &str, status: &str, minute: u32, owner: Option<&str>) -> Value {
+    let mut event = support::ticket(
+        ticket,
+        status,
+        &format!("2026-03-01T{:02}:{:02}:00Z", 8 + minute / 60, minute % 60),
+    );
+    if let Some(email) = owner {
+        event["spectatorDetails"] = json!({
+            "firstName": email.trim().split('@').next(),
+            "lastName": "Example",
+            "email": email,
+            "organizerSpectatorPreference": { "allowPromoEmail": true, "allowThirdPartyEmail": false }
+        });
+    }
+    event
+}
+
+fn to(mut event: Value, recipient: &str) -> Value {
+    event["transfer"] = json!({ "recipientEmail": recipient });
+    event
+}
+
+/// A ticket that cannot be mapped (its `lastUpdated` is no time).
+fn broken(ticket: Option<&str>) -> Value {
+    let mut event = json!({ "status": "INJECTED", "lastUpdated": "not a time" });
+    if let Some(number) = ticket {
+        event["taxNumber"] = json!(number);
+    }
+    event
+}
+
+/// Pages that exercise a batch's memory: the same ticket several times, a transfer started and
+/// completed in one batch (the recipient's temporary contact created, then found and upgraded;
+/// the line created, then confirmed), errors recorded, refreshed, resolved and recorded again.
+fn story_pages() -> Vec<String> {
+    let first = [
+        ev("T1", "DOWNLOADED", 1, Some(ANN)),
+        to(ev("T1", "PENDING_TRANSFER", 2, Some(ANN)), BOB),
+        ev("T1", "TRANSFERRED", 3, Some(BOB)),
+        ev("T2", "DOWNLOADED", 1, Some("bob@example.org")),
+        to(
+            ev("T3", "PENDING_TRANSFER", 1, Some(ANN)),
+            "carol@example.org",
+        ),
+        broken(Some("E1")),
+        broken(Some("E1")),
+        broken(None),
+        broken(None),
+        broken(Some("E2")),
+        ev("E2", "INJECTED", 1, None),
+        broken(Some("E2")),
+        ev("T1", "TRANSFERRED", 3, Some(BOB)),
+    ];
+    let second = [
+        ev("E1", "INJECTED", 2, None),
+        broken(None),
+        to(
+            ev("T4", "PENDING_TRANSFER", 5, Some("carol@example.org")),
+            ANN,
+        ),
+        ev("T3", "TRANSFERRED", 6, Some("Carol@example.org")),
+        ev("T4", "DOWNLOADED", 7, Some("carol@example.org")),
+    ];
+    vec![page("k1", &first), page("k2", &second)]
+}
+
+/// The pages of a generated organizer, `limit` events each.
+fn feed_pages(feed: &Feed, limit: usize) -> Vec<String> {
+    let mut pages = Vec::new();
+    let mut key: Option<String> = None;
+    for _ in 0..feed.len() / limit + 1 {
+        let body = feed.page_json(key.as_deref(), limit).unwrap();
+        key = read_page(body.as_bytes()).unwrap().next_page_key;
+        pages.push(body);
+    }
+    pages
+}
+
+/// Columns written with the batch's clock, compared as set or not.
+const CLOCK: [&str; 9] = [
+    "first_synced_at",
+    "last_synced_at",
+    "recorded_at",
+    "created_at",
+    "updated_at",
+    "first_seen_at",
+    "resolved_at",
+    "started_at",
+    "finished_at",
+];
+
+const TABLES: [(&str, &str); 7] = [
+    ("ticket", "ticket_number"),
+    ("ticket_history", "id"),
+    ("contact", "id"),
+    ("distribution", "id"),
+    ("sync_error", "id"),
+    ("sync_state", "id"),
+    ("sync_run", "id"),
+];
+
+fn clocked(column: &str, value: String) -> String {
+    match CLOCK.contains(&column) {
+        true if value != "NULL" => "(set)".to_owned(),
+        _ => value,
+    }
+}
+
+/// Every row of the tables of [`TABLES`] as text, one line per row.
+fn sqlite_rows(path: &Path) -> Vec<String> {
+    let db = rusqlite::Connection::open(path).unwrap();
+    let mut lines = Vec::new();
+    for (table, order) in TABLES {
+        let columns = sqlite_columns(&db, table);
+        let sql = format!(
+            "SELECT {} FROM {table} ORDER BY {order}",
+            columns.join(", ")
+        );
+        let mut statement = db.prepare(&sql).unwrap();
+        let mut rows = statement.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            let values: Vec<String> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| clocked(c, support::value_text(row.get_ref(i).unwrap())))
+                .collect();
+            lines.push(format!("{table}\t{}", values.join("\t")));
+        }
+    }
+    lines
+}
+
+fn sqlite_columns(db: &rusqlite::Connection, table: &str) -> Vec<String> {
+    db.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+        .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())
+        .unwrap()
+}
+
+/// The same rows of PostgreSQL, with the columns SQLite has, times in the store's text form.
+fn pg_rows(client: &mut postgres::Client, columns_of: &dyn Fn(&str) -> Vec<String>) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (table, order) in TABLES {
+        let columns = columns_of(table);
+        let selected: Vec<String> = columns
+            .iter()
+            .map(|c| match c.ends_with("_at") || c == "date_time" {
+                true => {
+                    format!("to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+                }
+                false => format!("{c}::text"),
+            })
+            .collect();
+        // By the table's column, not the text of the same name, in byte order as SQLite.
+        let collation = if order == "id" { "" } else { " COLLATE \"C\"" };
+        let sql = format!(
+            "SELECT {} FROM {table} ORDER BY {table}.{order}{collation}",
+            selected.join(", ")
+        );
+        for row in client.query(&sql, &[]).unwrap() {
+            let values: Vec<String> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let value: Option<String> = row.get(i);
+                    clocked(c, value.unwrap_or_else(|| "NULL".to_owned()))
+                })
+                .collect();
+            lines.push(format!("{table}\t{}", values.join("\t")));
+        }
+    }
+    lines
+}
+
+#[test]
+fn the_same_pages_give_the_same_rows_ids_included_in_sqlite_and_in_postgresql() {
+    let Some(cluster) = pg::cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s360.db");
+    let mut sqlite = Store::open(&path, None).unwrap();
+    let (mut postgres, mut reader) = pg_store(cluster, false);
+    let feed = Feed::generate(7, 400);
+    let pages = story_pages().into_iter().chain(feed_pages(&feed, 500));
+    for body in pages {
+        let in_sqlite = apply(&mut sqlite, &body, false).unwrap();
+        let in_postgres = apply(&mut postgres, &body, false).unwrap();
+        assert_eq!(in_postgres, in_sqlite);
+    }
+    drop(sqlite);
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let expected = sqlite_rows(&path);
+    let actual = pg_rows(&mut reader, &|table| sqlite_columns(&db, table));
+    assert!(expected.len() > 1500, "{} rows", expected.len());
+    for (line, (want, got)) in expected.iter().zip(&actual).enumerate() {
+        assert_eq!(got, want, "row {line}");
+    }
+    assert_eq!(actual.len(), expected.len());
+}
+
+/// The rows of a query as text, NULL as `NULL`.
+fn texts(client: &mut postgres::Client, sql: &str) -> Vec<String> {
+    client
+        .query(sql, &[])
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| row.get::<_, Option<String>>(i).unwrap_or("NULL".into()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_applies_its_own_changes_in_order_before_writing_them_once() {
+    let Some(cluster) = pg::cluster() else { return };
+    let (mut store, mut reader) = pg_store(cluster, false);
+    let first = &story_pages()[0];
+    apply(&mut store, first, false).unwrap();
+    // T1 three times changed, then the same state again: one row, three history rows.
+    assert_eq!(
+        texts(
+            &mut reader,
+            "SELECT mobile_status || ' ' || count(*) OVER () FROM ticket WHERE ticket_number = 'T1'"
+        ),
+        ["TRANSFERRED 1"]
+    );
+    assert_eq!(
+        texts(
+            &mut reader,
+            "SELECT mobile_status FROM ticket_history WHERE ticket_number = 'T1' ORDER BY id"
+        ),
+        ["DOWNLOADED", "PENDING_TRANSFER", "TRANSFERRED"]
+    );
+    // Bob's temporary contact, created by the transfer, found and upgraded when he became the
+    // owner; T2's owner, the same address in another case, found it too.
+    assert_eq!(
+        texts(
+            &mut reader,
+            "SELECT email, temporary::text, has_internet_account::text, first_name FROM contact
+             WHERE email_key = 'bob@example.org'"
+        ),
+        ["Bob@Example.org 0 1 Bob"]
+    );
+    assert_eq!(
+        texts(
+            &mut reader,
+            "SELECT t.ticket_number FROM ticket t JOIN contact c ON c.id = t.cultural_contact_id
+             WHERE c.email_key = 'bob@example.org' ORDER BY 1"
+        ),
+        ["T1", "T2"]
+    );
+    // The line the transfer created, confirmed by its completion in the same batch.
+    assert_eq!(
+        texts(
+            &mut reader,
+            "SELECT o.email_key, n.email_key, d.status FROM distribution d
+             JOIN contact o ON o.id = d.old_contact_id JOIN contact n ON n.id = d.new_contact_id
+             WHERE d.ticket_number = 'T1'"
+        ),
+        ["ann@example.org bob@example.org CONFIRMED"]
+    );
+    // E1 failed twice: one error; the unnumbered ticket twice: one; E2 failed, settled and
+    // failed again: a resolved error and an unresolved one.
+    assert_eq!(
+        texts(
+            &mut reader,
+            "SELECT coalesce(ticket_number, '-'), (resolved_at IS NOT NULL)::text FROM sync_error ORDER BY id"
+        ),
+        ["E1 false", "- false", "E2 true", "E2 false"]
+    );
+}
+
+#[test]
+fn a_batch_of_a_thousand_tickets_costs_at_most_twenty_round_trips() {
+    let Some(cluster) = pg::cluster() else { return };
+    let (mut store, _reader) = pg_store(cluster, false);
+    let feed = Feed::generate(3, 2_000);
+    for (batch, body) in feed_pages(&feed, 1_000).iter().take(3).enumerate() {
+        let counters = apply(&mut store, body, false).unwrap();
+        assert_eq!(counters.fetched, 1_000);
+        let cost = round_trips(&store);
+        eprintln!("batch {batch}: 1 000 tickets in {cost} round trips");
+        assert!(cost <= 20, "batch {batch}: {cost} round trips");
+    }
+}
+
+#[test]
+fn a_run_whose_key_another_run_moved_exits_75_and_commits_nothing() {
+    let Some(cluster) = pg::cluster() else { return };
+    let (mut store, mut reader) = pg_store(cluster, false);
+    let pages = story_pages();
+    apply(&mut store, &pages[0], false).unwrap();
+    let before = texts(
+        &mut reader,
+        "SELECT (SELECT count(*) FROM sync_run)::text, (SELECT count(*) FROM ticket)::text",
+    );
+    // Another run, holding the lock this one lost, moves the key.
+    reader
+        .batch_execute("UPDATE sync_state SET pagination_key = 'moved'")
+        .unwrap();
+    let page = read_page(pages[1].as_bytes()).unwrap();
+    let keys = KeyCommit {
+        before: Some("k1".into()),
+        after: page.next_page_key.clone(),
+        save: true,
+        feed: None,
+    };
+    let tickets = page.tickets.into_iter().map(|t| Ok(Incoming::from(t)));
+    let error = apply_page(&mut store, "sync", tickets, &keys, &policy(false)).unwrap_err();
+    assert_eq!(error.exit_code().code(), 75, "{error}");
+    assert!(error.to_string().contains("lost its lock"), "{error}");
+    let after = texts(
+        &mut reader,
+        "SELECT (SELECT count(*) FROM sync_run)::text, (SELECT count(*) FROM ticket)::text",
+    );
+    assert_eq!(after, before);
+    assert_eq!(
+        texts(&mut reader, "SELECT pagination_key FROM sync_state"),
+        ["moved"]
+    );
+}
+
+#[test]
+fn a_dry_run_sees_its_own_batches_and_commits_nothing() {
+    let Some(cluster) = pg::cluster() else { return };
+    let (mut store, mut reader) = pg_store(cluster, true);
+    let body = &story_pages()[0];
+    let first = apply(&mut store, body, true).unwrap();
+    let again = apply(&mut store, body, true).unwrap();
+    // The second batch reads what the first left in the run's transaction: nothing to store.
+    assert!(first.stored > 0);
+    assert_eq!((again.stored, again.failed), (0, first.failed));
+    drop(store);
+    assert_eq!(
+        texts(
+            &mut reader,
+            "SELECT (SELECT count(*) FROM ticket)::text || ' ' || (SELECT count(*) FROM sync_run)::text
+             || ' ' || coalesce((SELECT pagination_key FROM sync_state), 'NULL')"
+        ),
+        ["0 0 NULL"]
+    );
+}
