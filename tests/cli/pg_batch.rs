@@ -14,7 +14,7 @@ use tixngo_feedback::feedback::sentinel::RunNotes;
 use tixngo_feedback::report::Counters;
 use tixngo_feedback::settings::MappingPolicy;
 use tixngo_feedback::store::postgres::PgStore;
-use tixngo_feedback::store::{KeyCommit, Store};
+use tixngo_feedback::store::{FeedState, KeyCommit, RunRecord, Store};
 use tixngo_feedback::tixngo::wire::read_page;
 use tixngo_sim::Feed;
 
@@ -41,7 +41,8 @@ fn pg_store(cluster: &pg::Cluster, dry_run: bool) -> (Store, postgres::Client) {
     let mut client = cluster.admin();
     client
         .batch_execute(&format!(
-            "CREATE SCHEMA {schema}; SET search_path TO {schema}"
+            "CREATE SCHEMA {schema}; SET search_path TO {schema};
+             SET application_name = {schema}; SET lock_timeout = '200ms'"
         ))
         .unwrap();
     let store = PgStore::from_client(client, &schema, dry_run).expect("the store opens");
@@ -50,6 +51,18 @@ fn pg_store(cluster: &pg::Cluster, dry_run: bool) -> (Store, postgres::Client) {
         .batch_execute(&format!("SET search_path TO {schema}"))
         .unwrap();
     (Store::Postgres(store), reader)
+}
+
+/// Ends the store's session from the server's side.
+fn terminate_store_session(reader: &mut postgres::Client) {
+    let ended = reader
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = current_schema()",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(ended.len(), 1);
 }
 
 fn round_trips(store: &Store) -> u32 {
@@ -419,4 +432,232 @@ fn a_dry_run_sees_its_own_batches_and_commits_nothing() {
         ),
         ["0 0 NULL"]
     );
+}
+
+/// A `status` run object with its clock values replaced by whether they are set.
+fn run_shape(run: &serde_json::Map<String, Value>) -> Vec<(String, Value)> {
+    run.iter()
+        .map(
+            |(name, value)| match (CLOCK.contains(&name.as_str()), value) {
+                (true, Value::String(at)) => {
+                    let form = tixngo_feedback::timestamp::Timestamp::parse_rfc3339(at)
+                        .is_some_and(|t| t.to_string() == *at);
+                    (
+                        name.clone(),
+                        json!(format!("time in the store's form: {form}")),
+                    )
+                }
+                _ => (name.clone(), value.clone()),
+            },
+        )
+        .collect()
+}
+
+/// A live batch without tickets that leaves the feed behind, and a run that failed before its
+/// first batch.
+fn behind_by_one_empty_batch(store: &mut Store) {
+    let keys = KeyCommit {
+        before: Some("k2".into()),
+        after: Some("k3".into()),
+        save: true,
+        feed: Some(FeedState {
+            checked_at: None,
+            caught_up: false,
+            newest_change_at: Some("2026-03-01T08:07:00.000Z".into()),
+            feed_lag_seconds: Some(12.5),
+            runs_behind: 2,
+        }),
+    };
+    apply_page(store, "sync", std::iter::empty(), &keys, &policy(false)).unwrap();
+    let counters = Counters {
+        fetched: 3,
+        ..Counters::default()
+    };
+    let run = RunRecord {
+        command: "replay",
+        started_at: "2026-03-01T09:00:00.250Z",
+        key_before: Some("k3"),
+        key_after: None,
+        counters: &counters,
+        exit_code: 65,
+        error: Some("bad data"),
+    };
+    store.record_run(&run).unwrap();
+}
+
+/// What the operator commands read and change, on one store.
+fn commands(store: &mut Store) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut note = |what: &str, value: String| seen.push(format!("{what}: {value}"));
+    let feed = store.feed_state().unwrap().unwrap();
+    note(
+        "feed",
+        format!(
+            "{:?}",
+            FeedState {
+                checked_at: feed.checked_at.map(|at| at.len().to_string()),
+                ..feed
+            }
+        ),
+    );
+    let numbers = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    note(
+        "added",
+        format!(
+            "{:?}",
+            store.add_skips(&numbers(&["S2", "S1", "S2"]), Some("fraud"))
+        ),
+    );
+    note(
+        "added again",
+        format!("{:?}", store.add_skips(&numbers(&["S1", "S3"]), None)),
+    );
+    note(
+        "removed",
+        format!("{:?}", store.remove_skips(&numbers(&["S3", "S9"]))),
+    );
+    let skips = store.skip_entries().unwrap();
+    note(
+        "skips",
+        format!(
+            "{:?}",
+            skips
+                .iter()
+                .map(|s| (&s.ticket_number, &s.reason))
+                .collect::<Vec<_>>()
+        ),
+    );
+    let errors = store.unresolved_errors().unwrap();
+    let ids: Vec<i64> = errors.iter().map(|e| e.id).collect();
+    note(
+        "errors",
+        format!(
+            "{:?}",
+            errors
+                .iter()
+                .map(|e| (e.id, &e.ticket_number, &e.reason))
+                .collect::<Vec<_>>()
+        ),
+    );
+    note(
+        "payloads",
+        format!("{:?}", store.unresolved_payloads().unwrap()),
+    );
+    let detail = store.sync_error(ids[0]).unwrap().unwrap();
+    note(
+        "detail",
+        format!("{} {:?}", detail.payload, detail.resolution),
+    );
+    note(
+        "no such error",
+        format!("{:?}", store.sync_error(999).unwrap().is_none()),
+    );
+    note(
+        "dismiss unknown",
+        store
+            .dismiss_errors(&[ids[0], 999], "x")
+            .unwrap_err()
+            .to_string(),
+    );
+    note(
+        "dismiss twice",
+        format!(
+            "{:?}",
+            store.dismiss_errors(&[ids[0], ids[0]], "x").is_err()
+        ),
+    );
+    note(
+        "dismissed",
+        format!("{:?}", store.dismiss_errors(&[ids[0]], "handled").is_ok()),
+    );
+    note(
+        "dismissed again",
+        format!("{:?}", store.dismiss_errors(&[ids[0]], "x").is_err()),
+    );
+    note(
+        "resolution",
+        format!(
+            "{:?}",
+            store.sync_error(ids[0]).unwrap().unwrap().resolution
+        ),
+    );
+    note(
+        "cursor set",
+        format!("{:?}", store.set_pagination_key("cursor set", Some("pk9"))),
+    );
+    note("key", format!("{:?}", store.pagination_state().unwrap().0));
+    let status = store.status(5, 5).unwrap();
+    note(
+        "status",
+        format!(
+            "{:?} {} {} {:?} {} {}",
+            status.pagination_key,
+            status.skip_count,
+            status.unresolved_errors,
+            status.unresolved_error_tickets,
+            status.tickets,
+            status.contacts
+        ),
+    );
+    for run in &status.runs {
+        note("run", format!("{:?}", run_shape(run)));
+    }
+    seen
+}
+
+#[test]
+fn the_commands_read_and_change_postgresql_as_they_do_sqlite() {
+    let Some(cluster) = pg::cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut sqlite = Store::open(&dir.path().join("s360.db"), None).unwrap();
+    let (mut postgres, _reader) = pg_store(cluster, false);
+    for body in story_pages() {
+        apply(&mut sqlite, &body, false).unwrap();
+        apply(&mut postgres, &body, false).unwrap();
+    }
+    for store in [&mut sqlite, &mut postgres] {
+        behind_by_one_empty_batch(store);
+    }
+    let in_sqlite = commands(&mut sqlite);
+    let in_postgres = commands(&mut postgres);
+    assert!(
+        in_sqlite.iter().any(|line| line.starts_with("run: ")),
+        "{in_sqlite:#?}"
+    );
+    for (want, got) in in_sqlite.iter().zip(&in_postgres) {
+        assert_eq!(got, want);
+    }
+    assert_eq!(in_postgres.len(), in_sqlite.len());
+}
+
+#[test]
+fn a_session_lost_mid_run_fails_it_74_and_a_lock_wait_75_without_sql_or_data() {
+    let Some(cluster) = pg::cluster() else { return };
+    let (mut store, mut reader) = pg_store(cluster, false);
+    let pages = story_pages();
+    apply(&mut store, &pages[0], false).unwrap();
+    // Another session holds the ticket table past the store's lock_timeout.
+    let mut holder = reader.transaction().unwrap();
+    holder
+        .batch_execute("LOCK TABLE ticket IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let waited = apply(&mut store, &pages[1], false).unwrap_err();
+    holder.rollback().unwrap();
+    assert_eq!(waited.exit_code().code(), 75, "{waited}");
+    terminate_store_session(&mut reader);
+    let lost = apply(&mut store, &pages[1], false).unwrap_err();
+    assert_eq!(lost.exit_code().code(), 74, "{lost}");
+    for error in [&waited, &lost] {
+        let message = error.to_string();
+        for word in [
+            "SELECT",
+            "UPDATE",
+            "INSERT",
+            "ticket_number",
+            "example.org",
+            "E1",
+        ] {
+            assert!(!message.contains(word), "{message}");
+        }
+    }
 }
