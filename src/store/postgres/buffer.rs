@@ -271,3 +271,117 @@ impl BatchBuffer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(email: &str) -> Spectator {
+        Spectator {
+            email: Some(email.to_owned()),
+            first_name: Some("Bob".to_owned()),
+            ..Spectator::default()
+        }
+    }
+
+    #[test]
+    fn a_contact_created_in_the_batch_ranks_as_the_newest_and_is_upgraded_in_place() {
+        let mut buffer = BatchBuffer::default();
+        let stored_temporary = ContactRow {
+            id: 41,
+            temporary: true,
+            internet: false,
+            individual: true,
+        };
+        buffer.load_contacts("bob@example.org", vec![stored_temporary]);
+        let created = buffer.create_contact(" Bob@Example.org", None);
+        // Two temporary contacts: the lower id, the stored one, wins.
+        let found = buffer.contact_by_email("bob@example.org").unwrap();
+        assert_eq!(found.id, 41);
+        buffer.upgrade_contact(created, &owner("bob@example.org"));
+        let found = buffer.contact_by_email("bob@example.org").unwrap();
+        assert_eq!((found.id, found.temporary), (created, false));
+        assert!(buffer.upgrades.is_empty(), "written once, by the insert");
+        assert!(buffer.new_contacts[0].details.is_some());
+    }
+
+    #[test]
+    fn a_stored_temporary_contact_is_upgraded_once() {
+        let mut buffer = BatchBuffer::default();
+        let row = ContactRow {
+            id: 7,
+            temporary: true,
+            internet: false,
+            individual: false,
+        };
+        buffer.load_contacts("ann@example.org", vec![row]);
+        buffer.upgrade_contact(7, &owner("ann@example.org"));
+        buffer.upgrade_contact(7, &owner("ann@example.org"));
+        assert_eq!(buffer.upgrades.len(), 1);
+        assert!(
+            !buffer
+                .contact_by_email("ann@example.org")
+                .unwrap()
+                .temporary
+        );
+    }
+
+    #[test]
+    fn a_line_added_then_confirmed_leaves_the_pending_lines_and_is_written_confirmed() {
+        let mut buffer = BatchBuffer::default();
+        buffer.load_lines(
+            "T1",
+            vec![PendingLine {
+                id: 3,
+                new_contact_id: 1,
+            }],
+        );
+        buffer.insert_line(NewLine {
+            ticket_number: "T1".into(),
+            old_contact_id: Some(1),
+            new_contact_id: 2,
+            status: LineStatus::Pending,
+            operator_login: "TIXNGO_FEEDBACK".into(),
+            ticket_state: None,
+            date_time: "2026-03-01T08:00:00.000Z".into(),
+        });
+        let ids: Vec<i64> = buffer.pending_lines("T1").iter().map(|l| l.id).collect();
+        assert_eq!(ids, [3, PROVISIONAL]);
+        buffer.set_line_status(PROVISIONAL, LineStatus::Confirmed);
+        buffer.set_line_status(3, LineStatus::Cancelled);
+        assert!(buffer.pending_lines("T1").is_empty());
+        assert_eq!(buffer.new_lines[0].status, LineStatus::Confirmed);
+        assert_eq!(buffer.line_statuses, [(3, LineStatus::Cancelled)]);
+    }
+
+    #[test]
+    fn a_ticket_written_twice_is_written_once_its_set_once_columns_kept() {
+        let mut buffer = BatchBuffer::default();
+        buffer.load_ticket("T1", None);
+        let first = TicketRecord {
+            ticket_number: "T1".into(),
+            s360_state: Some("PRINTED".into()),
+            first_synced_at: "first".into(),
+            mobile_status: "INJECTED".into(),
+            ..TicketRecord::default()
+        };
+        buffer.write_ticket(&first);
+        let second = TicketRecord {
+            s360_state: Some("OTHER".into()),
+            first_synced_at: "second".into(),
+            mobile_status: "DOWNLOADED".into(),
+            ..first.clone()
+        };
+        buffer.write_ticket(&second);
+        let written: Vec<_> = buffer.written_tickets().collect();
+        assert_eq!(written.len(), 1);
+        assert_eq!(
+            (
+                written[0].s360_state.as_deref(),
+                written[0].first_synced_at.as_str()
+            ),
+            (Some("PRINTED"), "first")
+        );
+        assert_eq!(written[0].mobile_status, "DOWNLOADED");
+    }
+}
