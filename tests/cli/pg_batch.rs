@@ -271,7 +271,8 @@ fn the_same_pages_give_the_same_rows_ids_included_in_sqlite_and_in_postgresql() 
     let mut sqlite = Store::open(&path, None).unwrap();
     let (mut postgres, mut reader) = pg_store(cluster, false);
     let feed = Feed::generate(7, 400);
-    let pages = story_pages().into_iter().chain(feed_pages(&feed, 500));
+    // Batches longer than one read-ahead (1 000 tickets) too.
+    let pages = story_pages().into_iter().chain(feed_pages(&feed, 1_200));
     for body in pages {
         let in_sqlite = apply(&mut sqlite, &body, false).unwrap();
         let in_postgres = apply(&mut postgres, &body, false).unwrap();

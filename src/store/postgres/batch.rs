@@ -177,9 +177,10 @@ impl<'s> PgBatch<'s> {
         Ok(self.buffer.create_contact(email, details))
     }
 
-    /// Sends the batch's changes, in foreign-key order: contacts, tickets, history, lines,
-    /// errors, the run row.
-    fn flush(&mut self, counters: &Counters, keys: &KeyCommit, exit_code: u8) -> Result<(), Error> {
+    /// Sends the changes kept so far, in foreign-key order (contacts, tickets, history, lines,
+    /// errors), and forgets what the batch had read: the store now holds it all, so that the
+    /// batch's memory stays bounded by what one read-ahead brings, however long the batch.
+    fn write_changes(&mut self) -> Result<(), Error> {
         let ids = self.contact_ids()?;
         let real = |id: i64| match id {
             id if id >= PROVISIONAL => ids[(id - PROVISIONAL) as usize],
@@ -218,11 +219,11 @@ impl<'s> PgBatch<'s> {
                 statements.push((&sql::INSERT_ERRORS, params));
             }
         }
-        let run = sql::finished_run(self.run_id, counters, keys, exit_code, &self.unknown_fields);
-        statements.push((&sql::FINISH_RUN, run));
         for (statement, params) in statements {
             self.wire.query(statement, &params.as_slice())?;
         }
+        self.buffer = BatchBuffer::default();
+        self.errors = None;
         Ok(())
     }
 
@@ -285,8 +286,9 @@ impl Batch for PgBatch<'_> {
     }
 
     /// Three queries: the tickets' rows, the contacts of their owners' and recipients' e-mail
-    /// keys, their pending lines.
+    /// keys, their pending lines; after the changes of the tickets before them are written.
     fn preload(&mut self, tickets: &[&Ticket]) -> Result<(), Error> {
+        self.write_changes()?;
         let numbers: Vec<&str> = tickets.iter().map(|t| t.ticket_number.as_str()).collect();
         let keys: Vec<String> = tickets
             .iter()
@@ -368,7 +370,9 @@ impl Batch for PgBatch<'_> {
         keys: &KeyCommit,
         exit_code: u8,
     ) -> Result<(), Error> {
-        self.flush(counters, keys, exit_code)?;
+        self.write_changes()?;
+        let run = sql::finished_run(self.run_id, counters, keys, exit_code, &self.unknown_fields);
+        self.wire.query(&sql::FINISH_RUN, &run.as_slice())?;
         if keys.save {
             self.save_key(keys.after.as_deref())?;
         }
@@ -383,7 +387,7 @@ impl Batch for PgBatch<'_> {
             *key_seen.borrow_mut() = Some(keys.after.clone());
         }
         *last_round_trips = round_trips;
-        log::info!("batch committed in {round_trips} round trips to the server");
+        log::info!("batch written in {round_trips} round trips to the server");
         Ok(())
     }
 }
