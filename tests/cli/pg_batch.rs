@@ -383,7 +383,10 @@ fn a_run_whose_key_another_run_moved_exits_75_and_commits_nothing() {
     let Some(cluster) = pg::cluster() else { return };
     let (mut store, mut reader) = pg_store(cluster, false);
     let pages = story_pages();
-    apply(&mut store, &pages[0], false).unwrap();
+    // The run reads the key once; each batch it commits then fences on the key it saved.
+    assert_eq!(store.pagination_key().unwrap(), None);
+    apply_saving(&mut store, &pages[0], None).unwrap();
+    apply_saving(&mut store, &pages[0], Some("k1")).unwrap();
     let before = texts(
         &mut reader,
         "SELECT (SELECT count(*) FROM sync_run)::text, (SELECT count(*) FROM ticket)::text",
@@ -392,15 +395,7 @@ fn a_run_whose_key_another_run_moved_exits_75_and_commits_nothing() {
     reader
         .batch_execute("UPDATE sync_state SET pagination_key = 'moved'")
         .unwrap();
-    let page = read_page(pages[1].as_bytes()).unwrap();
-    let keys = KeyCommit {
-        before: Some("k1".into()),
-        after: page.next_page_key.clone(),
-        save: true,
-        feed: None,
-    };
-    let tickets = page.tickets.into_iter().map(|t| Ok(Incoming::from(t)));
-    let error = apply_page(&mut store, "sync", tickets, &keys, &policy(false)).unwrap_err();
+    let error = apply_saving(&mut store, &pages[1], Some("k1")).unwrap_err();
     assert_eq!(error.exit_code().code(), 75, "{error}");
     assert!(error.to_string().contains("lost its lock"), "{error}");
     let after = texts(
@@ -412,6 +407,20 @@ fn a_run_whose_key_another_run_moved_exits_75_and_commits_nothing() {
         texts(&mut reader, "SELECT pagination_key FROM sync_state"),
         ["moved"]
     );
+}
+
+/// Applies a page fetched with `before` as a live batch that saves its next key, without
+/// reading the stored key first (as a run's later batches do).
+fn apply_saving(store: &mut Store, body: &str, before: Option<&str>) -> Result<Counters, Error> {
+    let page = read_page(body.as_bytes()).unwrap();
+    let keys = KeyCommit {
+        before: before.map(str::to_owned),
+        after: page.next_page_key.clone(),
+        save: true,
+        feed: None,
+    };
+    let tickets = page.tickets.into_iter().map(|t| Ok(Incoming::from(t)));
+    apply_page(store, "sync", tickets, &keys, &policy(false))
 }
 
 #[test]
