@@ -15,7 +15,7 @@ use tixngo_feedback::report::Counters;
 use tixngo_feedback::settings::MappingPolicy;
 use tixngo_feedback::store::postgres::PgStore;
 use tixngo_feedback::store::{FeedState, KeyCommit, RunRecord, Store};
-use tixngo_feedback::tixngo::wire::read_page;
+use tixngo_feedback::tixngo::wire::{PageTicket, read_page};
 use tixngo_sim::Feed;
 
 use crate::support::{self, pg};
@@ -279,14 +279,71 @@ fn the_same_pages_give_the_same_rows_ids_included_in_sqlite_and_in_postgresql() 
         assert_eq!(in_postgres, in_sqlite);
     }
     drop(sqlite);
-    let db = rusqlite::Connection::open(&path).unwrap();
-    let expected = sqlite_rows(&path);
-    let actual = pg_rows(&mut reader, &|table| sqlite_columns(&db, table));
-    assert!(expected.len() > 1500, "{} rows", expected.len());
+    let rows = assert_same_rows(&path, &mut reader);
+    assert!(rows > 1500, "{rows} rows");
+}
+
+/// Asserts that the PostgreSQL store holds the rows of the SQLite one: how many.
+fn assert_same_rows(path: &Path, reader: &mut postgres::Client) -> usize {
+    let db = rusqlite::Connection::open(path).unwrap();
+    let expected = sqlite_rows(path);
+    let actual = pg_rows(reader, &|table| sqlite_columns(&db, table));
     for (line, (want, got)) in expected.iter().zip(&actual).enumerate() {
         assert_eq!(got, want, "row {line}");
     }
     assert_eq!(actual.len(), expected.len());
+    expected.len()
+}
+
+/// `replay --errors` on one store: every unresolved error's payload, mapped again under its id.
+fn replay_errors(store: &mut Store) -> Counters {
+    let payloads = store.unresolved_payloads().unwrap();
+    let raws: Vec<(i64, Box<serde_json::value::RawValue>)> = payloads
+        .into_iter()
+        .map(|(id, payload)| (id, serde_json::from_str(&payload).unwrap()))
+        .collect();
+    let tickets = raws.iter().map(|(id, raw)| {
+        Ok(Incoming {
+            ticket: PageTicket::decode(raw),
+            error_id: Some(*id),
+        })
+    });
+    apply_page(
+        store,
+        "replay",
+        tickets,
+        &KeyCommit::UNTOUCHED,
+        &policy(false),
+    )
+    .unwrap()
+}
+
+#[test]
+fn replaying_the_errors_changes_postgresql_as_it_changes_sqlite() {
+    let Some(cluster) = pg::cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s360.db");
+    let mut sqlite = Store::open(&path, None).unwrap();
+    let (mut postgres, mut reader) = pg_store(cluster, false);
+    for body in story_pages() {
+        apply(&mut sqlite, &body, false).unwrap();
+        apply(&mut postgres, &body, false).unwrap();
+    }
+    // The operator fixes E2's payload; the unnumbered ticket stays broken.
+    let fix =
+        "UPDATE sync_error SET payload = replace(payload, 'not a time', '2026-03-01T09:00:00Z')
+               WHERE ticket_number = 'E2' AND resolved_at IS NULL";
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(fix, [])
+        .unwrap();
+    reader.batch_execute(fix).unwrap();
+    let in_sqlite = replay_errors(&mut sqlite);
+    let in_postgres = replay_errors(&mut postgres);
+    assert_eq!((in_postgres.stored, in_postgres.failed), (1, 1));
+    assert_eq!(in_postgres, in_sqlite);
+    drop(sqlite);
+    assert_same_rows(&path, &mut reader);
 }
 
 /// The rows of a query as text, NULL as `NULL`.
