@@ -263,21 +263,49 @@ fn pg_rows(client: &mut postgres::Client, columns_of: &dyn Fn(&str) -> Vec<Strin
     lines
 }
 
+/// An SQLite store and a PostgreSQL one given the same pages, each batch counting the same.
+struct Pair {
+    dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    sqlite: Store,
+    postgres: Store,
+    reader: postgres::Client,
+}
+
+impl Pair {
+    fn given(cluster: &pg::Cluster, pages: impl IntoIterator<Item = String>) -> Pair {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s360.db");
+        let mut sqlite = Store::open(&path, None).unwrap();
+        let (mut postgres, reader) = pg_store(cluster, false);
+        for body in pages {
+            let in_sqlite = apply(&mut sqlite, &body, false).unwrap();
+            let in_postgres = apply(&mut postgres, &body, false).unwrap();
+            assert_eq!(in_postgres, in_sqlite);
+        }
+        Pair {
+            dir,
+            path,
+            sqlite,
+            postgres,
+            reader,
+        }
+    }
+}
+
 #[test]
 fn the_same_pages_give_the_same_rows_ids_included_in_sqlite_and_in_postgresql() {
     let Some(cluster) = pg::cluster() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s360.db");
-    let mut sqlite = Store::open(&path, None).unwrap();
-    let (mut postgres, mut reader) = pg_store(cluster, false);
     let feed = Feed::generate(7, 400);
     // Batches longer than one read-ahead (1 000 tickets) too.
     let pages = story_pages().into_iter().chain(feed_pages(&feed, 1_200));
-    for body in pages {
-        let in_sqlite = apply(&mut sqlite, &body, false).unwrap();
-        let in_postgres = apply(&mut postgres, &body, false).unwrap();
-        assert_eq!(in_postgres, in_sqlite);
-    }
+    let Pair {
+        dir: _dir,
+        path,
+        sqlite,
+        postgres: _postgres,
+        mut reader,
+    } = Pair::given(cluster, pages);
     drop(sqlite);
     let rows = assert_same_rows(&path, &mut reader);
     assert!(rows > 1500, "{rows} rows");
@@ -321,14 +349,13 @@ fn replay_errors(store: &mut Store) -> Counters {
 #[test]
 fn replaying_the_errors_changes_postgresql_as_it_changes_sqlite() {
     let Some(cluster) = pg::cluster() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s360.db");
-    let mut sqlite = Store::open(&path, None).unwrap();
-    let (mut postgres, mut reader) = pg_store(cluster, false);
-    for body in story_pages() {
-        apply(&mut sqlite, &body, false).unwrap();
-        apply(&mut postgres, &body, false).unwrap();
-    }
+    let Pair {
+        dir: _dir,
+        path,
+        mut sqlite,
+        mut postgres,
+        mut reader,
+    } = Pair::given(cluster, story_pages());
     // The operator fixes E2's payload; the unnumbered ticket stays broken.
     let fix =
         "UPDATE sync_error SET payload = replace(payload, 'not a time', '2026-03-01T09:00:00Z')
@@ -675,13 +702,11 @@ fn commands(store: &mut Store) -> Vec<String> {
 #[test]
 fn the_commands_read_and_change_postgresql_as_they_do_sqlite() {
     let Some(cluster) = pg::cluster() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let mut sqlite = Store::open(&dir.path().join("s360.db"), None).unwrap();
-    let (mut postgres, _reader) = pg_store(cluster, false);
-    for body in story_pages() {
-        apply(&mut sqlite, &body, false).unwrap();
-        apply(&mut postgres, &body, false).unwrap();
-    }
+    let Pair {
+        mut sqlite,
+        mut postgres,
+        ..
+    } = Pair::given(cluster, story_pages());
     for store in [&mut sqlite, &mut postgres] {
         behind_by_one_empty_batch(store);
     }
