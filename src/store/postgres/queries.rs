@@ -12,7 +12,8 @@ use super::{PgStore, Wire, read_time, write_time};
 use crate::error::Error;
 use crate::report::Counters;
 use crate::store::{
-    Backend, Batch, FeedState, RunRecord, SkipEntry, StatusFigures, SyncErrorDetail, SyncErrorEntry,
+    Backend, Batch, FeedState, RunRecord, SkipEntry, StatusFigures, SyncErrorDetail,
+    SyncErrorEntry, check_dismissal,
 };
 use crate::timestamp::Timestamp;
 
@@ -279,24 +280,8 @@ impl Backend for PgStore {
                 ),
                 &[(&ids, Type::INT8_ARRAY)],
             )?;
-            let mut resolved_at: std::collections::HashMap<i64, Option<String>> =
-                rows.iter().map(|row| (row.get(0), row.get(1))).collect();
-            for &id in ids {
-                match resolved_at.get(&id) {
-                    None => {
-                        return Err(Error::Usage(format!(
-                            "there is no sync error {id} (see `errors list`); nothing was dismissed"
-                        )));
-                    }
-                    Some(Some(at)) => {
-                        return Err(Error::Usage(format!(
-                            "sync error {id} was already resolved at {at}; nothing was dismissed"
-                        )));
-                    }
-                    // Dismissed now: named again further on, it is resolved already.
-                    Some(None) => resolved_at.insert(id, Some(now.clone())),
-                };
-            }
+            let resolved_at = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+            check_dismissal(ids, resolved_at, &now)?;
             wire.query(
                 &format!(
                     "UPDATE sync_error SET resolved_at = {}, resolution = $2 WHERE id = ANY($3)",
