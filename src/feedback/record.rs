@@ -369,6 +369,8 @@ impl Changes {
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
     use super::*;
     use crate::timestamp::Timestamp;
     use crate::tixngo::wire::{Holder, Spectator};
@@ -550,6 +552,56 @@ mod tests {
             record.activated_at.as_deref(),
             Some("2026-06-01T12:30:00.000Z")
         );
+    }
+
+    /// A row whose text columns hold their own name and whose integer columns their position.
+    struct Named;
+
+    impl ReadColumns for Named {
+        type Error = Infallible;
+
+        fn text(&self, index: usize) -> Result<Option<String>, Infallible> {
+            Ok(Some(TicketRecord::COLUMNS[index].to_owned()))
+        }
+
+        fn integer(&self, index: usize) -> Result<Option<i64>, Infallible> {
+            Ok(i64::try_from(index).ok())
+        }
+    }
+
+    /// A row of NULLs.
+    struct Nulls;
+
+    impl ReadColumns for Nulls {
+        type Error = Infallible;
+
+        fn text(&self, _: usize) -> Result<Option<String>, Infallible> {
+            Ok(None)
+        }
+
+        fn integer(&self, _: usize) -> Result<Option<i64>, Infallible> {
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn every_column_is_read_and_valued_in_its_place_and_null_text_reads_as_empty() {
+        let Ok(record) = TicketRecord::read(&Named);
+        assert_eq!(record.ticket_number, "ticket_number");
+        assert_eq!(record.owner_email.as_deref(), Some("owner_email"));
+        assert_eq!(record.cultural_contact_id, Some(34));
+        let values = record.values();
+        for (index, (column, value)) in TicketRecord::COLUMNS.iter().zip(values).enumerate() {
+            match value {
+                FieldValue::Text(text) => assert_eq!(text, column),
+                FieldValue::OptionalText(text) => assert_eq!(text.as_deref(), Some(*column)),
+                FieldValue::OptionalInteger(integer) => {
+                    assert_eq!(*integer, i64::try_from(index).ok());
+                }
+            }
+        }
+        let Ok(record) = TicketRecord::read(&Nulls);
+        assert_eq!(record, TicketRecord::default());
     }
 
     /// A ticket carrying only what a test sets: no owner, no attributes.
