@@ -416,6 +416,7 @@ mod tests {
         let (record, changed, history) =
             apply(None, &ticket("INJECTED", "2026-06-01T12:00:00+02:00"), NOW);
         assert!(changed && history);
+        assert_eq!(record.ticket_number, "T1");
         assert_eq!(record.s360_state.as_deref(), Some("PRINTED"));
         assert_eq!(record.mobile_status, "INJECTED");
         assert_eq!(
@@ -695,6 +696,31 @@ mod tests {
         // Clearing what is already clear changes nothing.
         let (_, changed, _) = apply(Some(&record), &incoming, LATER);
         assert!(!changed);
+    }
+
+    #[test]
+    fn clearing_a_holder_known_by_one_name_only_is_historised() {
+        let mut incoming = bare("ASSIGNED", "2026-06-01T12:00:00Z");
+        incoming.holder = Patch::Set(Holder {
+            last_name: Some("Müller".into()),
+            ..Holder::default()
+        });
+        let (stored, _, _) = apply(None, &incoming, NOW);
+        incoming.holder = Patch::Clear;
+        let (cleared, changed, history) = apply(Some(&stored), &incoming, LATER);
+        assert!(changed && history);
+        assert_eq!(cleared.holder_last_name, None);
+    }
+
+    #[test]
+    fn clearing_a_milestone_alone_is_a_change() {
+        let mut incoming = bare("ONLINE_ACTIVATED", "2026-06-01T12:00:00Z");
+        incoming.attributes.activated_at = Patch::Set(at("2026-06-01T12:00:00Z").unwrap());
+        let (stored, _, _) = apply(None, &incoming, NOW);
+        incoming.attributes.activated_at = Patch::Clear;
+        let (record, changed, history) = apply(Some(&stored), &incoming, LATER);
+        assert!(changed && !history);
+        assert_eq!(record.activated_at, None);
     }
 
     #[test]
