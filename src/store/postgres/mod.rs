@@ -84,6 +84,12 @@ impl PgStore {
         &self.store
     }
 
+    /// Who holds the store's lock now (its `application_name`, server pid, address and start),
+    /// or `None`: what `status` shows, without taking the lock.
+    pub fn lock_holder(&self) -> Result<Option<String>, Error> {
+        lock::holder_of(&mut self.client.borrow_mut(), &self.store, &self.schema)
+    }
+
     /// The session, for the batch transaction and the queries.
     pub fn client(&mut self) -> &mut Client {
         self.client.get_mut()
