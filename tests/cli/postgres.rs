@@ -64,6 +64,32 @@ fn opened(result: Result<PgStore, Error>) -> PgStore {
     result.unwrap_or_else(|e| panic!("the store did not open: {e}"))
 }
 
+/// Ends a store's session and waits (up to a minute) until the server has ended it too: the
+/// server releases the session's lock as its backend exits, a moment after the client hung up.
+fn close(cluster: &pg::Cluster, mut store: PgStore) {
+    let backend: i32 = store
+        .client()
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    drop(store);
+    let mut admin = cluster.admin();
+    for _ in 0..600 {
+        let sessions: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                &[&backend],
+            )
+            .unwrap()
+            .get(0);
+        if sessions == 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the server kept the session {backend} a minute after the client ended it");
+}
+
 fn refused(result: Result<PgStore, Error>) -> Error {
     match result {
         Ok(store) => panic!("{} opened", store.name()),
@@ -89,7 +115,7 @@ fn the_first_writing_open_creates_the_schema_at_the_current_version() {
     let count: i64 = admin.query_one(schemas, &[&case.schema]).unwrap().get(0);
     assert_eq!(count, 0, "a read-only open created the schema");
 
-    drop(opened(PgStore::open(&case.target, None, false)));
+    close(cluster, opened(PgStore::open(&case.target, None, false)));
     let version: i32 = admin
         .query_one(
             &format!("SELECT version FROM {}.schema_version", case.schema),
@@ -129,7 +155,7 @@ fn a_schema_newer_than_the_binary_is_refused() {
     let Some(cluster) = pg::cluster() else { return };
     let env = Env::new();
     let case = case(cluster, &env);
-    drop(opened(PgStore::open(&case.target, None, false)));
+    close(cluster, opened(PgStore::open(&case.target, None, false)));
     let sql = format!("UPDATE {}.schema_version SET version = 99", case.schema);
     cluster.admin().execute(&sql, &[]).unwrap();
     for error in [
@@ -216,8 +242,13 @@ fn a_held_lock_refuses_a_second_run_naming_the_holder_until_its_session_ends() {
     ] {
         assert!(text.contains(&needle), "{needle:?} missing from {text}");
     }
-    // Readers never wait for the lock.
-    opened(PgStore::open_read_only(&case.target, None));
+    // Readers never wait for the lock, and see who holds it.
+    let reader = opened(PgStore::open_read_only(&case.target, None));
+    let shown = reader.lock_holder().unwrap().expect("the holder");
+    assert!(
+        shown.contains(&format!("pid {}", std::process::id())),
+        "{shown}"
+    );
     // The server ending the holder's session (a killed client, a lost network) frees the lock.
     let backend: i32 = holder
         .client()
@@ -229,8 +260,10 @@ fn a_held_lock_refuses_a_second_run_naming_the_holder_until_its_session_ends() {
         .execute("SELECT pg_terminate_backend($1, 5000)", &[&backend])
         .unwrap();
     let next = opened(PgStore::open(&case.target, None, false));
+    assert!(reader.lock_holder().unwrap().is_some());
     // So does the holder's end.
-    drop(next);
+    close(cluster, next);
+    assert_eq!(reader.lock_holder().unwrap(), None);
     drop(opened(PgStore::open(&case.target, None, false)));
 }
 
