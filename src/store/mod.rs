@@ -80,6 +80,10 @@ pub trait Backend {
     fn pagination_key(&self) -> Result<Option<String>, Error>;
     /// The persisted skip list.
     fn skip_list(&self) -> Result<HashSet<String>, Error>;
+    /// Tells the store's server that this session is alive, while the run waits for TIXNGO:
+    /// PostgreSQL ends a session idle for a minute, and with it the run's lock, so that a holder
+    /// frozen with its process loses the lock; a waiting run is not frozen. Nothing for SQLite.
+    fn keep_alive(&mut self) -> Result<(), Error>;
     /// Starts the transaction of one batch and its `sync_run` row.
     fn begin_batch(
         &mut self,

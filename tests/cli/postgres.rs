@@ -8,7 +8,7 @@ use tixngo_feedback::Error;
 use tixngo_feedback::store::Backend;
 use tixngo_feedback::store::postgres::{PgStore, PgTarget, lock_key};
 
-use crate::support::{Env, pg};
+use crate::support::{API_KEY, Env, Fault, Feed, Simulator, pg};
 
 #[test]
 fn the_test_cluster_takes_password_logins_over_tcp() {
@@ -39,6 +39,8 @@ fn the_test_cluster_takes_password_logins_over_tcp() {
 
 /// A store in a fresh schema for a fresh role whose password is in a 0600 file of `env`.
 struct PgCase {
+    /// The store's URL, without its password.
+    url: String,
     target: PgTarget,
     password_file: PathBuf,
     schema: String,
@@ -48,8 +50,10 @@ fn case(cluster: &pg::Cluster, env: &Env) -> PgCase {
     let (role, password) = cluster.role();
     let password_file = env.write("store-password", format!("{password}\n").as_bytes(), 0o600);
     let schema = cluster.schema();
-    let target = PgTarget::parse(&cluster.url(&role), &schema).unwrap();
+    let url = cluster.url(&role);
+    let target = PgTarget::parse(&url, &schema).unwrap();
     PgCase {
+        url,
         target: target.with_password_from(Some(&password_file)).unwrap(),
         password_file,
         schema,
@@ -472,4 +476,31 @@ fn sslmode_require_verifies_the_server_against_the_roots_and_the_ca_file() {
         .unwrap()
         .get(0);
     assert!(encrypted, "the session is not encrypted");
+}
+
+/// A page slower than the store's keep-alive: while the run waits for TIXNGO it tells the server
+/// that its session is alive (PostgreSQL ends a session idle for a minute, and the lock with it),
+/// then commits the page.
+#[test]
+fn a_run_waiting_for_a_slow_page_keeps_its_session_alive() {
+    let Some(cluster) = pg::cluster() else { return };
+    let env = Env::new();
+    let case = case(cluster, &env);
+    let sim = Simulator::start(Feed::generate(7, 50), API_KEY);
+    sim.push_fault(Fault::Slow(std::time::Duration::from_secs(22)), 1);
+    let ran = env
+        .sync(&sim)
+        .env("TIXNGO_FEEDBACK_STORE", &case.url)
+        .env("TIXNGO_FEEDBACK_PG_SCHEMA", &case.schema)
+        .env("TIXNGO_FEEDBACK_STORE_PASSWORD_FILE", &case.password_file)
+        .args(&["--batch-size", "20", "-vv", "--json"])
+        .stderr_has("the session kept alive")
+        .run();
+    assert_eq!(ran.json()["exit_code"], 0);
+    let count: i64 = cluster
+        .admin()
+        .query_one(&format!("SELECT count(*) FROM {}.ticket", case.schema), &[])
+        .unwrap()
+        .get(0);
+    assert!(count > 0, "nothing was committed");
 }

@@ -8,6 +8,7 @@ use postgres::types::Type;
 use serde_json::{Map, Value};
 
 use super::batch::PgBatch;
+use super::failure::InPg;
 use super::{PgStore, Wire, read_time, write_time};
 use crate::error::Error;
 use crate::report::Counters;
@@ -47,6 +48,17 @@ impl Backend for PgStore {
     fn skip_list(&self) -> Result<HashSet<String>, Error> {
         let rows = self.read("SELECT ticket_number FROM skip_ticket", &[])?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    fn keep_alive(&mut self) -> Result<(), Error> {
+        log::debug!(
+            "store {}: still waiting for TIXNGO, the session kept alive",
+            self.label
+        );
+        self.client
+            .get_mut()
+            .batch_execute("SELECT 1")
+            .in_pg(&self.label)
     }
 
     fn begin_batch(

@@ -40,6 +40,10 @@ impl Backend for SqliteStore {
         Ok(numbers)
     }
 
+    fn keep_alive(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
     fn begin_batch(
         &mut self,
         command: &str,
