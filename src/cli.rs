@@ -21,7 +21,7 @@ use crate::tixngo::wire::{self, PaginationKey};
 )]
 pub struct Cli {
     #[command(flatten)]
-    pub global: GlobalArgs,
+    pub(crate) global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -51,7 +51,7 @@ pub struct GlobalArgs {
         env = "TIXNGO_FEEDBACK_STORE_PASSWORD_FILE",
         value_name = "PATH"
     )]
-    pub store_password_file: Option<PathBuf>,
+    pub(crate) store_password_file: Option<PathBuf>,
 
     /// The PostgreSQL schema holding the store, one per organizer [default: tixngo_feedback]
     #[arg(
@@ -61,7 +61,7 @@ pub struct GlobalArgs {
         value_name = "NAME",
         value_parser = crate::store::postgres::parse_schema
     )]
-    pub pg_schema: Option<String>,
+    pub(crate) pg_schema: Option<String>,
 
     /// Print one line of compact JSON on stdout instead of the human summary
     #[arg(long, global = true)]
@@ -268,7 +268,7 @@ pub struct SyncArgs {
 
     /// File holding the API key (mode 0600); without it, TIXNGO_API_KEY holds the key
     #[arg(long, env = "TIXNGO_API_KEY_FILE", value_name = "PATH")]
-    pub api_key_file: Option<PathBuf>,
+    pub(crate) api_key_file: Option<PathBuf>,
 
     /// Tickets per batch
     #[arg(
@@ -287,7 +287,7 @@ pub struct SyncArgs {
     /// Fetch up to N batches, each committed on its own, stopping early once caught up
     /// [default: 1; with --drain: no limit]
     #[arg(long, value_name = "N", value_parser = value_parser!(u32).range(1..))]
-    pub max_batches: Option<u32>,
+    pub(crate) max_batches: Option<u32>,
 
     /// Batch after batch until caught up, or until the deadline leaves too little time for
     /// another batch [env: TIXNGO_DRAIN=on|off]
@@ -311,7 +311,7 @@ pub struct SyncArgs {
         value_name = "N",
         value_parser = value_parser!(u64).range(1..=1024)
     )]
-    pub max_response_mb: u64,
+    pub(crate) max_response_mb: u64,
 
     /// Also write the run's figures in Prometheus text format to PATH, atomically
     #[arg(long, env = "TIXNGO_METRICS_FILE", value_name = "PATH")]
@@ -319,7 +319,7 @@ pub struct SyncArgs {
 
     /// Keep each fetched response in DIR (replayable, with its query and status beside it)
     #[arg(long, env = "TIXNGO_DUMP_DIR", value_name = "DIR")]
-    pub dump_dir: Option<PathBuf>,
+    pub(crate) dump_dir: Option<PathBuf>,
 
     /// How many dumped responses to keep in --dump-dir (oldest removed first)
     #[arg(
@@ -328,7 +328,7 @@ pub struct SyncArgs {
         value_name = "N",
         value_parser = value_parser!(u32).range(1..=100_000)
     )]
-    pub dump_keep: u32,
+    pub(crate) dump_keep: u32,
 
     /// Extra PEM root certificates to trust, besides the platform's (a private CA, a TLS proxy)
     #[arg(long, env = "TIXNGO_CA_FILE", value_name = "PATH")]
@@ -342,7 +342,7 @@ pub struct SyncArgs {
         value_name = "PATH",
         value_parser = parse_diff_path
     )]
-    pub diff_path: String,
+    pub(crate) diff_path: String,
 
     /// The HTTP header that carries the API key
     #[arg(
@@ -352,7 +352,7 @@ pub struct SyncArgs {
         value_name = "NAME",
         value_parser = parse_header_name
     )]
-    pub api_key_header: String,
+    pub(crate) api_key_header: String,
 
     #[command(flatten)]
     pub mapping: MappingArgs,
@@ -385,7 +385,7 @@ pub struct MappingArgs {
 
     /// Do not create contacts or distribution lines [env: TIXNGO_CONTACTS=on|off]
     #[arg(long)]
-    pub no_contacts: bool,
+    pub(crate) no_contacts: bool,
 
     /// The technical login written on distribution lines (S-360's OPERATOR_LOGIN)
     #[arg(
@@ -413,7 +413,7 @@ fn parse_pagination_key(text: &str) -> Result<PaginationKey, String> {
 
 /// The value of a switch variable (`TIXNGO_DRAIN`, `TIXNGO_CONTACTS`): on/off, true/false or 1/0,
 /// trimmed, in any case; `None` for anything else.
-pub fn switch_value(text: &str) -> Option<bool> {
+pub(crate) fn switch_value(text: &str) -> Option<bool> {
     match text.trim().to_ascii_lowercase().as_str() {
         "on" | "true" | "1" => Some(true),
         "off" | "false" | "0" => Some(false),

@@ -42,7 +42,7 @@ pub fn finish(mut summary: Summary, result: Result<ExitCode, Error>, started: In
 
 /// A store opened by a command that writes, with what makes that command its only writer: the
 /// lock file beside an SQLite store (a PostgreSQL store's advisory lock lives in its session).
-pub struct LockedStore {
+pub(crate) struct LockedStore {
     store: Store,
     /// Declared after the store, so dropped after it: the lock outlives every write.
     _lock: Option<RunLock>,
@@ -65,7 +65,7 @@ impl DerefMut for LockedStore {
 /// Takes the store's lock and opens it for a command that writes, or (a dry run) to be read as a
 /// run would read it and never written. No wait for another program's lock on the store outlasts
 /// `deadline`.
-pub fn open_locked(
+pub(crate) fn open_locked(
     location: &StoreLocation,
     dry_run: bool,
     deadline: Option<Instant>,
@@ -181,7 +181,7 @@ pub fn exit_code(counters: &Counters) -> ExitCode {
 /// What `--stop-on-error` and `--max-failed-ratio` make of a batch with tickets that cannot be
 /// mapped (SPEC §4.6): the batch is committed with them recorded as sync errors, or rejected whole.
 #[derive(Clone, Copy, Debug)]
-pub struct FailurePolicy {
+pub(crate) struct FailurePolicy {
     pub stop_on_error: bool,
     pub max_failed_ratio: f64,
 }
@@ -190,7 +190,11 @@ impl FailurePolicy {
     /// `Err(BatchRejected)` (65) when the batch must not be committed: any failure under
     /// `--stop-on-error`, else a share of failed tickets over the ratio. `first_failure` says what
     /// the first failed ticket was, `None` when none failed.
-    pub fn judge(self, counters: &Counters, first_failure: Option<&str>) -> Result<(), Error> {
+    pub(crate) fn judge(
+        self,
+        counters: &Counters,
+        first_failure: Option<&str>,
+    ) -> Result<(), Error> {
         let Some(first) = first_failure else {
             return Ok(());
         };
@@ -508,7 +512,7 @@ fn plan_contacts(
 
 /// Records a failed run in `sync_run` after its rollback. A store that cannot take even that is
 /// already failing the run; the original error is the one reported.
-pub fn record_failure(
+pub(crate) fn record_failure(
     store: &mut Store,
     command: &str,
     started_at: &str,

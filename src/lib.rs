@@ -20,21 +20,21 @@
 //! - [`error`] and [`exit`]: failures and the exit codes they map to;
 //! - [`timestamp`] and [`ticket_number`]: the two value types every layer shares.
 
-pub mod cli;
-pub mod commands;
+pub(crate) mod cli;
+pub(crate) mod commands;
 pub mod engine;
 pub mod error;
-pub mod exit;
+pub(crate) mod exit;
 pub mod feedback;
-pub mod lock;
-pub mod logging;
-pub mod manual;
-pub mod paths;
-pub mod replay;
+pub(crate) mod lock;
+pub(crate) mod logging;
+pub(crate) mod manual;
+pub(crate) mod paths;
+pub(crate) mod replay;
 pub mod report;
 pub mod settings;
 pub mod store;
-pub mod sync;
+pub(crate) mod sync;
 pub mod ticket_number;
 pub mod timestamp;
 pub mod tixngo;

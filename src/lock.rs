@@ -18,7 +18,7 @@ const RETRY_EVERY: Duration = Duration::from_millis(25);
 
 /// The held lock; released when dropped (or when the process dies).
 #[derive(Debug)]
-pub struct RunLock {
+pub(crate) struct RunLock {
     file: File,
     /// Whether this run wrote its pid into the file (it was empty or held a pid).
     wrote_pid: bool,
@@ -42,7 +42,7 @@ impl Drop for RunLock {
 
 /// What a probe of the lock found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LockState {
+pub(crate) struct LockState {
     pub held: bool,
     /// The holder's pid, as it wrote it into the lock file.
     pub pid: Option<u32>,
@@ -53,7 +53,7 @@ impl RunLock {
     /// opened without truncating it and without following a link; the holder writes its pid into
     /// it only when it is empty or holds a pid, so a lock file named after some other file never
     /// loses a byte of it.
-    pub fn acquire(path: &Path) -> Result<RunLock, Error> {
+    pub(crate) fn acquire(path: &Path) -> Result<RunLock, Error> {
         let file_error = |source| Error::LockFile {
             path: path.to_owned(),
             source,
@@ -99,7 +99,7 @@ impl RunLock {
 
     /// Whether a run holds the lock now, with a shared lock taken and released at once. A missing
     /// lock file means nobody holds it; nothing is created.
-    pub fn probe(path: &Path) -> Result<LockState, Error> {
+    pub(crate) fn probe(path: &Path) -> Result<LockState, Error> {
         let opened = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -135,7 +135,7 @@ impl RunLock {
 }
 
 /// The lock file next to a store: `<store>.lock`.
-pub fn default_path(store: &Path) -> PathBuf {
+pub(crate) fn default_path(store: &Path) -> PathBuf {
     let mut name = store.as_os_str().to_owned();
     name.push(".lock");
     PathBuf::from(name)

@@ -26,7 +26,7 @@ pub fn completions(shell: Shell) -> Result<(String, Value), Error> {
 
 /// The man page (section 1, roff): the top-level page, then a section per subcommand with its
 /// description, synopsis, options and examples.
-pub fn man_page() -> Result<(String, Value), Error> {
+pub(crate) fn man_page() -> Result<(String, Value), Error> {
     let mut command = Cli::command();
     command.build();
     let mut page = Vec::new();

@@ -18,7 +18,7 @@ const STORE_COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
 
 /// Refuses (usage error, 64) a command line that names the same file twice. A PostgreSQL store
 /// (a URL) names no file, and has no lock file.
-pub fn check_distinct(cli: &Cli) -> Result<(), Error> {
+pub(crate) fn check_distinct(cli: &Cli) -> Result<(), Error> {
     let mut taken = if is_postgres(cli) {
         Vec::new()
     } else {

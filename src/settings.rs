@@ -47,7 +47,7 @@ pub enum StoreLocation {
 impl StoreLocation {
     /// The store as messages and `status` name it: the SQLite path, or the PostgreSQL URL
     /// (without password) and schema.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             StoreLocation::Sqlite(files) => files.store.display().to_string(),
             StoreLocation::Postgres(target) => target.to_string(),
@@ -86,7 +86,7 @@ impl StoreLocation {
 /// What the run prints on stdout. Resolved apart from [`Settings`], and first: a command whose
 /// settings are refused prints its failure this way too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutputMode {
+pub(crate) enum OutputMode {
     /// The human summary, on success.
     Human,
     /// One line of JSON, success or not (`--json` wins over `--quiet`).
@@ -117,7 +117,7 @@ pub struct SyncSettings {
     /// Tickets asked for per page.
     pub batch_size: u32,
     /// Batches the run may commit: `--max-batches`, else one, or no limit with `--drain`.
-    pub max_batches: u32,
+    pub(crate) max_batches: u32,
     /// The deadline of the whole process, from its start.
     pub timeout: Duration,
     pub metrics_file: Option<PathBuf>,

@@ -367,7 +367,7 @@ impl FeedProgress {
 }
 
 /// What one committed batch came to.
-pub struct BatchOutcome {
+pub(crate) struct BatchOutcome {
     pub counters: Counters,
     /// The key the next batch or run starts from.
     pub next_key: Option<String>,

@@ -1,7 +1,7 @@
 //! S-360 ticket numbers (TIXNGO "tax numbers"): the key of the store and of the skip list.
 
 /// The longest ticket number accepted.
-pub const MAX_LEN: usize = 64;
+pub(crate) const MAX_LEN: usize = 64;
 
 /// Whether `number` (already trimmed) follows the grammar of SPEC §2:
 /// 1..=64 characters of `A-Z a-z 0-9 - _ . /`.

@@ -4,7 +4,7 @@
 //! comparison (in Rust and in SQL). Written by hand: the few lines do not warrant a date crate.
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// An instant with millisecond precision, between years 0000 and 9999.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -25,7 +25,7 @@ impl Timestamp {
     }
 
     /// Converts a system time, truncating to milliseconds.
-    pub fn from_system_time(time: SystemTime) -> Timestamp {
+    pub(crate) fn from_system_time(time: SystemTime) -> Timestamp {
         let millis = match time.duration_since(UNIX_EPOCH) {
             Ok(after) => i64::try_from(after.as_millis()).unwrap_or(MAX_MILLIS - 1),
             Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(-MIN_MILLIS),
@@ -36,22 +36,13 @@ impl Timestamp {
     }
 
     /// Seconds since the Unix epoch, as Prometheus wants them.
-    pub fn unix_seconds(self) -> f64 {
+    pub(crate) fn unix_seconds(self) -> f64 {
         self.millis as f64 / 1000.0
     }
 
     /// Milliseconds from `earlier` to this instant (negative when `earlier` is later).
     pub fn millis_since(self, earlier: Timestamp) -> i64 {
         self.millis - earlier.millis
-    }
-
-    /// The system time of this instant.
-    pub fn to_system_time(self) -> SystemTime {
-        if self.millis >= 0 {
-            UNIX_EPOCH + Duration::from_millis(self.millis as u64)
-        } else {
-            UNIX_EPOCH - Duration::from_millis(self.millis.unsigned_abs())
-        }
     }
 
     /// Parses an RFC 3339 date-time in any offset (`T` or a space between date and time, any
@@ -142,7 +133,7 @@ impl Timestamp {
     /// The store's form, `YYYY-MM-DDTHH:MM:SS.mmmZ`, always UTC, without allocating: it is
     /// written and compared several times per ticket. Written digit by digit, as `write!` with
     /// padding is several times slower.
-    pub fn store_text(self) -> StoreText {
+    pub(crate) fn store_text(self) -> StoreText {
         let days = self.millis.div_euclid(86_400_000);
         let of_day = self.millis.rem_euclid(86_400_000);
         let (year, month, day) = civil_from_days(days);
@@ -166,7 +157,7 @@ impl Timestamp {
 
 /// A [`Timestamp`] in the store's form (see [`Timestamp::store_text`]).
 #[derive(Clone, Copy)]
-pub struct StoreText([u8; 24]);
+pub(crate) struct StoreText([u8; 24]);
 
 impl StoreText {
     pub fn as_str(&self) -> &str {

@@ -14,7 +14,7 @@ pub const PENDING_TRANSFER: &str = "PENDING_TRANSFER";
 /// The V3 status of a completed transfer.
 pub const TRANSFERRED: &str = "TRANSFERRED";
 /// Statuses of a transfer that failed, was rejected, cancelled or timed out.
-pub const FAILED_TRANSFER: [&str; 2] = ["FAILURE", "FAILURE_TRANSFER"];
+pub(crate) const FAILED_TRANSFER: [&str; 2] = ["FAILURE", "FAILURE_TRANSFER"];
 
 /// A contact found by e-mail, as far as the rules need it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,7 +107,7 @@ impl LineStatus {
 /// A distribution line to add.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NewLine {
-    pub old_contact: Option<ContactRef>,
+    pub(crate) old_contact: Option<ContactRef>,
     pub new_contact: ContactRef,
     pub status: LineStatus,
 }

@@ -7,7 +7,8 @@ pub mod sentinel;
 pub mod status;
 mod ticket;
 
-pub use record::{FieldValue, Merge, ReadColumns, TicketRecord, is_stale, merge};
+pub(crate) use record::{FieldValue, ReadColumns, is_stale};
+pub use record::{Merge, TicketRecord, merge};
 pub use ticket::{Attributes, Holder, Patch, Spectator, Ticket};
 
 /// The key e-mails are compared on: trimmed of blanks and ASCII-lowercased, exactly like the
@@ -21,7 +22,7 @@ pub fn email_key(email: Option<&str>) -> Option<String> {
 /// An e-mail trimmed as the store trims it (`trim(email, ' \t\n\r')`), the blanks of
 /// [`email_key`] and no others: trimmed of every Unicode blank, an address with a no-break space
 /// around it could never be found again.
-pub fn trim_email(email: &str) -> &str {
+pub(crate) fn trim_email(email: &str) -> &str {
     email.trim_matches([' ', '\t', '\n', '\r'])
 }
 

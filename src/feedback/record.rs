@@ -169,7 +169,7 @@ pub enum Merge {
 /// Whether the store already holds a later state of the ticket than `ticket` (SPEC §4.4 step 3):
 /// both times are known and the stored one is the later instant. A ticket without `lastUpdated`
 /// is never stale.
-pub fn is_stale(stored: Option<&TicketRecord>, ticket: &Ticket) -> bool {
+pub(crate) fn is_stale(stored: Option<&TicketRecord>, ticket: &Ticket) -> bool {
     match (
         stored.and_then(|s| s.tixngo_updated_at.as_deref()),
         ticket.last_updated,

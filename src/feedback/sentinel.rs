@@ -23,7 +23,7 @@ const MAPPED_FIELDS: &str = "ticketId, barcode, eventId, lastUpdated, lastUpdate
 
 /// What the tickets of one batch showed.
 #[derive(Debug, Default)]
-pub struct BatchSentinel {
+pub(crate) struct BatchSentinel {
     tickets: u64,
     timestamps: bool,
     /// Some ticket is in a status that a spectator's wallet holds.
@@ -37,7 +37,7 @@ pub struct BatchSentinel {
 
 impl BatchSentinel {
     /// Takes note of one decoded ticket.
-    pub fn observe(&mut self, ticket: &Ticket) {
+    pub(crate) fn observe(&mut self, ticket: &Ticket) {
         self.tickets += 1;
         self.timestamps |= ticket.last_updated.is_some();
         self.owners_expected |= status::is_documented(&ticket.status)
@@ -139,7 +139,7 @@ impl RunNotes {
     }
 
     /// Adds a committed batch's findings.
-    pub fn add_batch(&mut self, batch: BatchSentinel) {
+    pub(crate) fn add_batch(&mut self, batch: BatchSentinel) {
         if batch.tickets == 0 {
             return;
         }

@@ -86,7 +86,7 @@ fn previous_value(path: &Path, name: &str) -> Option<f64> {
 /// file when this run committed no batch and so learnt nothing new about the feed (a failure, a
 /// refused run): the gauges keep saying where the feed stood, and the alert on a growing lag does
 /// not reset because of a run that could not look.
-pub fn with_feed_carried_over(path: &Path, summary: &Summary) -> Summary {
+pub(crate) fn with_feed_carried_over(path: &Path, summary: &Summary) -> Summary {
     let mut summary = summary.clone();
     if summary.runs_behind.is_none() {
         summary.feed_lag_seconds = previous_value(path, FEED_LAG);
@@ -96,7 +96,7 @@ pub fn with_feed_carried_over(path: &Path, summary: &Summary) -> Summary {
 }
 
 /// The file's text.
-pub fn render(summary: &Summary, finished: Timestamp, last_success: f64) -> String {
+pub(crate) fn render(summary: &Summary, finished: Timestamp, last_success: f64) -> String {
     let mut gauges = Gauges::default();
     gauges.run(summary, finished, last_success);
     gauges.counters(&summary.counters, summary.batches);

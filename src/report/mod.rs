@@ -72,7 +72,7 @@ pub struct Counters {
 
 impl Counters {
     /// The names of the figures, in the order of [`Counters::values`]: the `sync_run` columns.
-    pub const NAMES: [&'static str; 10] = [
+    pub(crate) const NAMES: [&'static str; 10] = [
         "fetched",
         "stored",
         "unchanged",
@@ -190,13 +190,13 @@ impl Summary {
     }
 
     /// The `--json` line: compact, one line.
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         serde_json::to_string(self)
             .unwrap_or_else(|e| format!(r#"{{"error":"cannot render the summary: {e}"}}"#))
     }
 
     /// The human line.
-    pub fn to_human(&self) -> String {
+    pub(crate) fn to_human(&self) -> String {
         let dry_run = if self.dry_run { " (dry run)" } else { "" };
         match &self.replayed {
             None => self.sync_line(),
@@ -271,7 +271,7 @@ fn duration_text(seconds: f64) -> String {
 }
 
 /// A key as the human summary shows it: quoted, control characters escaped, `''` for none.
-pub fn quoted(key: Option<&str>) -> String {
+pub(crate) fn quoted(key: Option<&str>) -> String {
     format!("'{}'", escape(key.unwrap_or_default()))
 }
 
@@ -280,7 +280,7 @@ pub fn quoted(key: Option<&str>) -> String {
 /// escaped, so that data can never move the cursor, recolour or rewrite the operator's terminal.
 /// The one escaping of human output: the summary, `status`, `errors`, `skip list`, log and error
 /// lines all go through it.
-pub fn escape(text: &str) -> Cow<'_, str> {
+pub(crate) fn escape(text: &str) -> Cow<'_, str> {
     let unsafe_char =
         |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     if !text.chars().any(unsafe_char) {

@@ -26,7 +26,7 @@ use crate::report::Counters;
 
 use postgres::PgStore;
 use sqlite::SqliteStore;
-pub use sqlite::check_path;
+pub(crate) use sqlite::check_path;
 
 /// An open store.
 pub enum Store {
@@ -49,7 +49,7 @@ impl Store {
     }
 
     /// Opens the store for a dry run: read as a run would read it, and never written.
-    pub fn open_dry_run(path: &Path, deadline: Option<Instant>) -> Result<Store, Error> {
+    pub(crate) fn open_dry_run(path: &Path, deadline: Option<Instant>) -> Result<Store, Error> {
         SqliteStore::open_dry_run(path, deadline).map(Store::Sqlite)
     }
 }

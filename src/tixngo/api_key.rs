@@ -26,7 +26,7 @@ impl ApiKey {
     }
 
     /// Reads the key from a key file; every failure is a configuration error (exit 78).
-    pub fn from_file(path: &Path) -> Result<ApiKey, Error> {
+    pub(crate) fn from_file(path: &Path) -> Result<ApiKey, Error> {
         ApiKey::new(read_key_file(path, "API key file")?)
             .map_err(|why| Error::Config(format!("the API key file {} {why}", path.display())))
     }

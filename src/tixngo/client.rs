@@ -106,7 +106,7 @@ pub(crate) fn is_loopback(host: &str) -> bool {
 }
 
 /// A URL as messages show it: scheme, host and path only (no credentials, no query).
-pub fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let without_query = url.split(['?', '#']).next().unwrap_or_default();
     match without_query.split_once("://") {
         Some((scheme, rest)) => {
@@ -135,14 +135,14 @@ fn percent_encode(value: &str) -> String {
 #[derive(Debug, Default)]
 pub struct Connection {
     /// `--max-response-mb`, in bytes: the cap on a decoded body.
-    pub max_body_bytes: u64,
+    pub(crate) max_body_bytes: u64,
     /// `--ca-file`: extra PEM root certificates.
     pub ca_file: Option<PathBuf>,
     /// `--dump-dir`: where each response is kept.
     pub dumps: Option<Dumps>,
     /// `--diff-path` (starting with `/`) and `--api-key-header`: the real contract is not public.
-    pub diff_path: String,
-    pub api_key_header: String,
+    pub(crate) diff_path: String,
+    pub(crate) api_key_header: String,
 }
 
 /// Fetches diff pages.

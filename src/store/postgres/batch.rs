@@ -26,7 +26,7 @@ mod sql;
 use sql::Params;
 
 /// The transaction of one batch. Dropping it without [`Batch::finish`] rolls everything back.
-pub struct PgBatch<'s> {
+pub(crate) struct PgBatch<'s> {
     wire: Wire<'s>,
     label: &'s str,
     key_seen: &'s RefCell<Option<Option<String>>>,

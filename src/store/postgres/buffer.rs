@@ -13,14 +13,14 @@ use crate::feedback::contacts::{FoundContact, LineStatus, PendingLine};
 use crate::feedback::{Spectator, trim_email};
 
 /// The first provisional id.
-pub const PROVISIONAL: i64 = 1 << 62;
+pub(crate) const PROVISIONAL: i64 = 1 << 62;
 
 /// The columns of `ticket` the feedback never overwrites once the row exists.
-pub const SET_ONCE: [&str; 3] = ["ticket_number", "s360_state", "first_synced_at"];
+pub(crate) const SET_ONCE: [&str; 3] = ["ticket_number", "s360_state", "first_synced_at"];
 
 /// A contact as the rules rank it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ContactRow {
+pub(crate) struct ContactRow {
     pub id: i64,
     pub temporary: bool,
     pub internet: bool,
@@ -38,14 +38,14 @@ impl ContactRow {
 /// A contact created in the batch: a full one (`details` from `spectatorDetails`) or a temporary
 /// "Pending CREATION" one (`details` `None`), possibly upgraded later in the batch.
 #[derive(Clone, Debug)]
-pub struct NewContact {
+pub(crate) struct NewContact {
     pub email: String,
     pub details: Option<Spectator>,
 }
 
 /// A distribution line added in the batch.
 #[derive(Clone, Debug)]
-pub struct NewLine {
+pub(crate) struct NewLine {
     pub ticket_number: String,
     pub old_contact_id: Option<i64>,
     pub new_contact_id: i64,
@@ -57,7 +57,7 @@ pub struct NewLine {
 
 /// A `ticket_history` row.
 #[derive(Clone, Debug)]
-pub struct HistoryRow {
+pub(crate) struct HistoryRow {
     pub ticket_number: String,
     pub mobile_status: String,
     pub owner_email: Option<String>,
@@ -67,13 +67,13 @@ pub struct HistoryRow {
 }
 
 /// The e-mail key `contact.email_key` generates from an e-mail.
-pub fn column_email_key(email: &str) -> String {
+pub(crate) fn column_email_key(email: &str) -> String {
     trim_email(email).to_ascii_lowercase()
 }
 
 /// The tickets, contacts and lines of one batch.
 #[derive(Debug, Default)]
-pub struct BatchBuffer {
+pub(crate) struct BatchBuffer {
     /// Tickets read so far, as the batch leaves them; `None`: not in the store.
     tickets: HashMap<String, Option<TicketRecord>>,
     /// Tickets written, in the order of their first write.
@@ -83,27 +83,27 @@ pub struct BatchBuffer {
     /// The contacts of each e-mail key read so far (stored and created in the batch).
     contacts: HashMap<String, Vec<ContactRow>>,
     contact_keys: HashMap<i64, String>,
-    pub new_contacts: Vec<NewContact>,
+    pub(crate) new_contacts: Vec<NewContact>,
     /// Stored temporary contacts upgraded, each once, in order.
     pub upgrades: Vec<(i64, Spectator)>,
     upgraded: HashSet<i64>,
     /// The pending lines of each ticket read so far (stored and added), oldest first.
     pending: HashMap<String, Vec<PendingLine>>,
     line_tickets: HashMap<i64, String>,
-    pub new_lines: Vec<NewLine>,
+    pub(crate) new_lines: Vec<NewLine>,
     /// The latest status of each stored line changed, in the order of the first change.
-    pub line_statuses: Vec<(i64, LineStatus)>,
+    pub(crate) line_statuses: Vec<(i64, LineStatus)>,
 }
 
 impl BatchBuffer {
     /// Whether the ticket's row has been read (or found missing).
-    pub fn knows_ticket(&self, number: &str) -> bool {
+    pub(crate) fn knows_ticket(&self, number: &str) -> bool {
         self.tickets.contains_key(number)
     }
 
     /// Adds a row read from the store, unless the batch already knows the ticket (its own
     /// state then wins over the store's, which does not hold the batch's writes yet).
-    pub fn load_ticket(&mut self, number: &str, record: Option<TicketRecord>) {
+    pub(crate) fn load_ticket(&mut self, number: &str, record: Option<TicketRecord>) {
         self.tickets.entry(number.to_owned()).or_insert(record);
     }
 
@@ -126,7 +126,7 @@ impl BatchBuffer {
     }
 
     /// The rows to write, one per ticket, in the order of their first write.
-    pub fn written_tickets(&self) -> impl Iterator<Item = &TicketRecord> {
+    pub(crate) fn written_tickets(&self) -> impl Iterator<Item = &TicketRecord> {
         self.written.iter().filter_map(|n| self.ticket(n))
     }
 
@@ -145,12 +145,12 @@ impl BatchBuffer {
         &self.history
     }
 
-    pub fn knows_contacts(&self, email_key: &str) -> bool {
+    pub(crate) fn knows_contacts(&self, email_key: &str) -> bool {
         self.contacts.contains_key(email_key)
     }
 
     /// Adds a contact read from the store, unless its e-mail key was read before.
-    pub fn load_contacts(&mut self, email_key: &str, rows: Vec<ContactRow>) {
+    pub(crate) fn load_contacts(&mut self, email_key: &str, rows: Vec<ContactRow>) {
         if self.contacts.contains_key(email_key) {
             return;
         }
@@ -172,7 +172,7 @@ impl BatchBuffer {
     }
 
     /// Creates a contact (its e-mail key already read): its provisional id.
-    pub fn create_contact(&mut self, email: &str, details: Option<&Spectator>) -> i64 {
+    pub(crate) fn create_contact(&mut self, email: &str, details: Option<&Spectator>) -> i64 {
         let id = PROVISIONAL + self.new_contacts.len() as i64;
         let key = column_email_key(email);
         self.contacts
@@ -216,12 +216,12 @@ impl BatchBuffer {
         }
     }
 
-    pub fn knows_lines(&self, ticket_number: &str) -> bool {
+    pub(crate) fn knows_lines(&self, ticket_number: &str) -> bool {
         self.pending.contains_key(ticket_number)
     }
 
     /// Adds the stored pending lines of a ticket, unless its lines were read before.
-    pub fn load_lines(&mut self, ticket_number: &str, mut lines: Vec<PendingLine>) {
+    pub(crate) fn load_lines(&mut self, ticket_number: &str, mut lines: Vec<PendingLine>) {
         if self.pending.contains_key(ticket_number) {
             return;
         }

@@ -29,7 +29,8 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, Row};
 
 pub use lock::lock_key;
-pub use target::{DEFAULT_SCHEMA, PgTarget, is_url, parse_schema};
+pub use target::PgTarget;
+pub(crate) use target::{DEFAULT_SCHEMA, is_url, parse_schema};
 
 use crate::error::Error;
 use failure::{InPg, classify, unusable};

@@ -11,7 +11,7 @@
 //! would then pick different contacts for one e-mail.
 
 /// Run before the first migration, in its transaction: the version table.
-pub const VERSION_TABLE: &str = r#"
+pub(crate) const VERSION_TABLE: &str = r#"
 CREATE TABLE schema_version (
     id          smallint PRIMARY KEY DEFAULT 1 CHECK (id = 1),
     version     integer NOT NULL,
@@ -20,7 +20,7 @@ CREATE TABLE schema_version (
 INSERT INTO schema_version (version) VALUES (0);
 "#;
 
-pub const MIGRATIONS: &[&str] = &[V1, V2_ERROR_TRIAGE, V3_FEED_POSITION, V4_DOMAIN];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2_ERROR_TRIAGE, V3_FEED_POSITION, V4_DOMAIN];
 
 const V1: &str = r#"
 CREATE TABLE contact (

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 /// One `sync_error` row the batch knows of.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ErrorRow {
+pub(crate) struct ErrorRow {
     /// The stored row's id; `None` for a row the batch adds.
     pub id: Option<i64>,
     pub ticket_number: Option<String>,
@@ -16,10 +16,10 @@ pub struct ErrorRow {
     /// The reason the batch writes (and `run_id` moves to this run); `None`: untouched.
     pub reason: Option<String>,
     /// Whether the batch writes `payload` (a refresh of a numbered ticket's error does).
-    pub payload_changed: bool,
+    pub(crate) payload_changed: bool,
     pub resolved: bool,
     /// Resolved before the batch (a row `replay --errors` refreshes only).
-    pub resolved_before: bool,
+    pub(crate) resolved_before: bool,
 }
 
 impl ErrorRow {
@@ -31,7 +31,7 @@ impl ErrorRow {
 
 /// The unresolved errors and the batch's changes to them.
 #[derive(Debug, Default)]
-pub struct ErrorBook {
+pub(crate) struct ErrorBook {
     pub rows: Vec<ErrorRow>,
 }
 
@@ -54,7 +54,7 @@ impl ErrorBook {
     }
 
     /// Ticket numbers with an unresolved error.
-    pub fn unresolved_tickets(&self) -> HashSet<String> {
+    pub(crate) fn unresolved_tickets(&self) -> HashSet<String> {
         self.unresolved()
             .filter_map(|row| row.ticket_number.clone())
             .collect()
@@ -97,7 +97,7 @@ impl ErrorBook {
     }
 
     /// A ticket that settled: its unresolved errors are resolved.
-    pub fn resolve_ticket(&mut self, ticket_number: &str) {
+    pub(crate) fn resolve_ticket(&mut self, ticket_number: &str) {
         for row in self.rows.iter_mut().filter(|row| !row.resolved) {
             if row.ticket_number.as_deref() == Some(ticket_number) {
                 row.resolved = true;
@@ -107,14 +107,14 @@ impl ErrorBook {
 
     /// One stored error settled by `replay --errors`; an id the book does not hold is resolved
     /// already or missing, and stays as it is.
-    pub fn resolve_id(&mut self, id: i64) {
+    pub(crate) fn resolve_id(&mut self, id: i64) {
         if let Some(row) = self.rows.iter_mut().find(|row| row.id == Some(id)) {
             row.resolved = true;
         }
     }
 
     /// One stored error whose payload failed again: refreshed, resolved or not.
-    pub fn refresh_id(&mut self, id: i64, reason: &str) {
+    pub(crate) fn refresh_id(&mut self, id: i64, reason: &str) {
         match self.rows.iter_mut().find(|row| row.id == Some(id)) {
             Some(row) => row.reason = Some(reason.to_owned()),
             None => self.rows.push(ErrorRow {
@@ -130,14 +130,14 @@ impl ErrorBook {
     }
 
     /// The stored rows the commit updates.
-    pub fn changed_rows(&self) -> impl Iterator<Item = &ErrorRow> {
+    pub(crate) fn changed_rows(&self) -> impl Iterator<Item = &ErrorRow> {
         self.rows
             .iter()
             .filter(|row| row.id.is_some() && row.changed())
     }
 
     /// The rows the commit adds, in the order of their creation.
-    pub fn new_rows(&self) -> impl Iterator<Item = &ErrorRow> {
+    pub(crate) fn new_rows(&self) -> impl Iterator<Item = &ErrorRow> {
         self.rows.iter().filter(|row| row.id.is_none())
     }
 }

@@ -12,20 +12,20 @@ use crate::tixngo::api_key::read_key_file;
 use crate::tixngo::client::is_loopback;
 
 /// The schema of `--pg-schema` when none is given.
-pub const DEFAULT_SCHEMA: &str = "tixngo_feedback";
+pub(crate) const DEFAULT_SCHEMA: &str = "tixngo_feedback";
 
 /// The longest identifier PostgreSQL keeps whole (NAMEDATALEN - 1).
 const MAX_IDENTIFIER: usize = 63;
 
 /// Whether a `--store` value names a PostgreSQL store rather than an SQLite file.
-pub fn is_url(store: &str) -> bool {
+pub(crate) fn is_url(store: &str) -> bool {
     store.starts_with("postgres://") || store.starts_with("postgresql://")
 }
 
 /// Checks a `--pg-schema` name: a plain lower-case identifier (letters, digits, `_`, not first a
 /// digit, at most 63 bytes, not `pg_…`, which PostgreSQL reserves), so that it never needs
 /// quoting to mean what it says.
-pub fn parse_schema(text: &str) -> Result<String, String> {
+pub(crate) fn parse_schema(text: &str) -> Result<String, String> {
     let plain = text
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');

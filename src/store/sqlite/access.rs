@@ -13,7 +13,7 @@ use crate::error::Error;
 /// Checks, creating nothing, that a store can be opened at `path` (for writing unless
 /// `read_only`): a missing store needs an existing directory it can be created in. Run before
 /// the lock is taken, so an unusable store path leaves no `<store>.lock` behind.
-pub fn check_path(path: &Path, read_only: bool) -> Result<(), Error> {
+pub(crate) fn check_path(path: &Path, read_only: bool) -> Result<(), Error> {
     match diagnose(path, read_only) {
         Some(message) => Err(Error::store(path, message)),
         None => Ok(()),
@@ -21,7 +21,7 @@ pub fn check_path(path: &Path, read_only: bool) -> Result<(), Error> {
 }
 
 /// What keeps the store at `path` from being opened, with the fix; `None` when nothing is seen.
-pub fn diagnose(path: &Path, read_only: bool) -> Option<String> {
+pub(crate) fn diagnose(path: &Path, read_only: bool) -> Option<String> {
     let directory = parent(path);
     match fs::metadata(path) {
         Ok(metadata) if metadata.is_dir() => Some(
@@ -56,7 +56,7 @@ pub fn diagnose(path: &Path, read_only: bool) -> Option<String> {
 
 /// Refuses (78) a store or `-wal` that others can read or write: it holds personal data. The
 /// group bits stay allowed, for a reader group.
-pub fn check_private(path: &Path) -> Result<(), Error> {
+pub(crate) fn check_private(path: &Path) -> Result<(), Error> {
     for file in [path.to_owned(), companion(path, "-wal")] {
         let Ok(metadata) = fs::metadata(&file) else {
             continue;
@@ -73,7 +73,7 @@ pub fn check_private(path: &Path) -> Result<(), Error> {
 }
 
 /// The file SQLite keeps beside the store, named by appending `suffix`.
-pub fn companion(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn companion(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)

@@ -125,7 +125,7 @@ impl ReadColumns for Row<'_> {
 }
 
 /// The transaction of one batch. Dropping it without [`Batch::finish`] rolls everything back.
-pub struct SqliteBatch<'s> {
+pub(crate) struct SqliteBatch<'s> {
     /// The statements every ticket runs, prepared once per batch rather than looked up in the
     /// connection's cache by their text (hashing an update of over a kilobyte for every ticket
     /// is not free).

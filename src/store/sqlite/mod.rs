@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
-pub use access::check_path;
+pub(crate) use access::check_path;
 
 use crate::error::Error;
 
@@ -196,7 +196,7 @@ impl SqliteStore {
     /// A private copy of the store for a dry run: a temporary database that SQLite deletes on
     /// close, filled from the store (read-only) when it exists, or empty. The dry run writes to
     /// the copy as a real run would and the store file, its WAL included, is never written.
-    pub fn open_scratch(path: &Path) -> Result<SqliteStore, Error> {
+    pub(crate) fn open_scratch(path: &Path) -> Result<SqliteStore, Error> {
         let mut scratch = Connection::open("").in_store(path)?;
         if path.exists() {
             check_path(path, true)?;

@@ -100,7 +100,10 @@ impl SqliteStore {
     /// module's documentation), or an empty in-memory store when it does not exist. No file is
     /// created or written. A store of an older schema is copied whole and migrated in memory
     /// ([`SqliteStore::open_scratch`]): the overlay's rows must have the schema's columns.
-    pub fn open_dry_run(path: &Path, deadline: Option<Instant>) -> Result<SqliteStore, Error> {
+    pub(crate) fn open_dry_run(
+        path: &Path,
+        deadline: Option<Instant>,
+    ) -> Result<SqliteStore, Error> {
         let exists = path.exists();
         if exists {
             check_path(path, true)?;

@@ -5,7 +5,7 @@
 //! beyond those is nullable, has a default or is generated, and `contact.email_key` (the look-up
 //! key) is generated from `email` alone.
 
-pub const MIGRATIONS: &[&str] = &[V1, V2_ERROR_TRIAGE, V3_FEED_POSITION, V4_DOMAIN];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2_ERROR_TRIAGE, V3_FEED_POSITION, V4_DOMAIN];
 
 const V1: &str = r#"
 CREATE TABLE contact (

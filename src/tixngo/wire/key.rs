@@ -7,7 +7,7 @@
 pub struct PaginationKey(String);
 
 impl PaginationKey {
-    pub const MAX_BYTES: usize = 4096;
+    pub(crate) const MAX_BYTES: usize = 4096;
 
     /// Checks a key; the error says why it is refused, without quoting it.
     pub fn new(key: String) -> Result<PaginationKey, String> {

@@ -17,18 +17,18 @@ use serde_json::value::RawValue;
 use crate::feedback::Ticket;
 use envelope::{Mappable, STOPPED, Streamed};
 
-pub use key::PaginationKey;
+pub(crate) use key::PaginationKey;
 pub use ticket::{decode_ticket, raw_ticket_number};
 
 /// The diff resource under the interface URL (which ends in `/organizer/tickets`): the default of
 /// `--diff-path`, as the real path is not public.
-pub const DIFF_PATH: &str = "/diff";
+pub(crate) const DIFF_PATH: &str = "/diff";
 /// Query parameter: tickets per batch.
-pub const LIMIT_PARAM: &str = "limit";
+pub(crate) const LIMIT_PARAM: &str = "limit";
 /// Query parameter: where the feed resumes; omitted on the first call.
-pub const PAGINATION_KEY_PARAM: &str = "paginationKey";
+pub(crate) const PAGINATION_KEY_PARAM: &str = "paginationKey";
 /// Header carrying the organizer's API key: the default of `--api-key-header`.
-pub const API_KEY_HEADER: &str = "x-api-key";
+pub(crate) const API_KEY_HEADER: &str = "x-api-key";
 
 /// One diff response: the next key and the tickets, still raw.
 #[derive(Debug)]
@@ -95,7 +95,7 @@ pub fn read_page(body: &[u8]) -> Result<Page<'_>, String> {
 /// [`read_page`] of a page whose tickets all map, which is the rule, in one pass over the JSON
 /// (the text of a ticket is only needed when it cannot be mapped) and not borrowing the body;
 /// `None` for anything else, which [`read_page`] then reads (and explains).
-pub fn read_mappable_page(body: &[u8]) -> Option<Page<'static>> {
+pub(crate) fn read_mappable_page(body: &[u8]) -> Option<Page<'static>> {
     let (next_page_key, Mappable(tickets)) = envelope::read_into(body).ok()?;
     Some(Page {
         next_page_key,

@@ -139,7 +139,7 @@ fn ticket_texts(r: &TicketRecord) -> [Option<&str>; 36] {
     ]
 }
 
-pub fn record_from_row(row: &Row) -> Result<TicketRecord, postgres::Error> {
+pub(crate) fn record_from_row(row: &Row) -> Result<TicketRecord, postgres::Error> {
     let text = |i: usize| row.try_get::<_, Option<String>>(i);
     Ok(TicketRecord {
         ticket_number: row.try_get(0)?,
@@ -187,7 +187,7 @@ fn ticket_columns() -> impl Iterator<Item = &'static str> {
     TICKET_TEXTS.into_iter().chain(["cultural_contact_id"])
 }
 
-pub static SELECT_TICKETS: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static SELECT_TICKETS: LazyLock<String> = LazyLock::new(|| {
     let columns: Vec<String> = ticket_columns()
         .map(|c| {
             if is_time(c) {
@@ -204,7 +204,7 @@ pub static SELECT_TICKETS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The rows written, inserted or updated in place with the columns set once kept.
-pub static UPSERT_TICKETS: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static UPSERT_TICKETS: LazyLock<String> = LazyLock::new(|| {
     let count = TICKET_TEXTS.len() + 1;
     let arrays: Vec<String> = (1..=count).map(|i| format!("${i}")).collect();
     let aliases: Vec<String> = (1..=count).map(|i| format!("c{i}")).collect();
@@ -242,7 +242,7 @@ pub fn tickets(buffer: &BatchBuffer, real: &dyn Fn(i64) -> i64) -> Params {
     params.ids(rows.iter().map(|r| r.cultural_contact_id.map(real)))
 }
 
-pub static INSERT_HISTORY: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static INSERT_HISTORY: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO ticket_history (ticket_number, mobile_status, owner_email, holder_first_name,
             holder_last_name, tixngo_updated_at, run_id, recorded_at)
@@ -317,7 +317,7 @@ fn details(params: Params, spectators: &[Option<&Spectator>]) -> Params {
         )
 }
 
-pub static INSERT_CONTACTS: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static INSERT_CONTACTS: LazyLock<String> = LazyLock::new(|| {
     let arrays: Vec<String> = (1..=15).map(|i| format!("${i}")).collect();
     format!(
         "INSERT INTO contact (id, email, {DETAILS}, temporary, has_internet_account, kind,
@@ -328,7 +328,7 @@ pub static INSERT_CONTACTS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-pub fn new_contacts(buffer: &BatchBuffer, ids: &[i64], now: &str) -> Params {
+pub(crate) fn new_contacts(buffer: &BatchBuffer, ids: &[i64], now: &str) -> Params {
     let contacts = &buffer.new_contacts;
     let spectators: Vec<Option<&Spectator>> = contacts.iter().map(|c| c.details.as_ref()).collect();
     let params = Params::default()
@@ -340,7 +340,7 @@ pub fn new_contacts(buffer: &BatchBuffer, ids: &[i64], now: &str) -> Params {
         .time(now)
 }
 
-pub static UPGRADE_CONTACTS: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static UPGRADE_CONTACTS: LazyLock<String> = LazyLock::new(|| {
     let arrays: Vec<String> = (1..=12).map(|i| format!("${i}")).collect();
     let sets: Vec<String> = DETAILS
         .split(',')
@@ -363,7 +363,7 @@ pub fn upgrades(buffer: &BatchBuffer, now: &str) -> Params {
     details(params, &spectators).time(now)
 }
 
-pub static INSERT_LINES: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static INSERT_LINES: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO distribution (ticket_number, old_contact_id, new_contact_id, action, status,
             created_at, updated_at, run_id, operator_login, ticket_state, date_time)
@@ -376,7 +376,7 @@ pub static INSERT_LINES: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-pub fn new_lines(
+pub(crate) fn new_lines(
     buffer: &BatchBuffer,
     real: &dyn Fn(i64) -> i64,
     run_id: i64,
@@ -395,7 +395,7 @@ pub fn new_lines(
         .with(run_id, Type::INT8)
 }
 
-pub static UPDATE_LINES: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static UPDATE_LINES: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE distribution d SET status = u.s, updated_at = {}
          FROM unnest($1, $2) AS u(id, s) WHERE d.id = u.id",
@@ -403,7 +403,7 @@ pub static UPDATE_LINES: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-pub fn line_statuses(buffer: &BatchBuffer, now: &str) -> Params {
+pub(crate) fn line_statuses(buffer: &BatchBuffer, now: &str) -> Params {
     let changes = &buffer.line_statuses;
     Params::default()
         .ids(changes.iter().map(|(id, _)| Some(*id)))
@@ -413,7 +413,7 @@ pub fn line_statuses(buffer: &BatchBuffer, now: &str) -> Params {
 
 /// A refreshed error moves to this run and takes the new reason (and, for a numbered ticket,
 /// the new payload); a resolved one takes the batch's time.
-pub static UPDATE_ERRORS: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static UPDATE_ERRORS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE sync_error e SET
             run_id = CASE WHEN u.reason IS NULL THEN e.run_id ELSE $5 END,
@@ -425,7 +425,7 @@ pub static UPDATE_ERRORS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-pub fn changed_errors(book: &ErrorBook, run_id: i64, now: &str) -> Params {
+pub(crate) fn changed_errors(book: &ErrorBook, run_id: i64, now: &str) -> Params {
     let rows: Vec<_> = book.changed_rows().collect();
     Params::default()
         .ids(rows.iter().map(|r| r.id))
@@ -444,7 +444,7 @@ pub fn changed_errors(book: &ErrorBook, run_id: i64, now: &str) -> Params {
         .time(now)
 }
 
-pub static INSERT_ERRORS: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static INSERT_ERRORS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO sync_error (run_id, ticket_number, reason, payload, resolved_at)
          SELECT $5, n, r, p, CASE WHEN res THEN {} END
@@ -454,7 +454,7 @@ pub static INSERT_ERRORS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-pub fn new_errors(book: &ErrorBook, run_id: i64, now: &str) -> Params {
+pub(crate) fn new_errors(book: &ErrorBook, run_id: i64, now: &str) -> Params {
     let rows: Vec<_> = book.new_rows().collect();
     Params::default()
         .texts(rows.iter().map(|r| r.ticket_number.as_deref()))
@@ -470,7 +470,7 @@ pub fn new_errors(book: &ErrorBook, run_id: i64, now: &str) -> Params {
 
 /// The run row's end: its counters, exit code and key, where a live batch left the feed, the
 /// fields it did not read.
-pub static FINISH_RUN: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static FINISH_RUN: LazyLock<String> = LazyLock::new(|| {
     let figures: Vec<String> = Counters::NAMES
         .iter()
         .enumerate()
@@ -493,7 +493,7 @@ pub static FINISH_RUN: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-pub fn finished_run(
+pub(crate) fn finished_run(
     run_id: i64,
     counters: &Counters,
     keys: &KeyCommit,
