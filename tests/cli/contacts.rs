@@ -956,29 +956,28 @@ fn the_lookup_prefers_an_internet_account_then_an_individual_then_a_real_contact
     for (case, competitors, preferred) in cases {
         let env = Env::new();
         env.sync(&sim).args(&["--batch-size", "1"]).run();
-        let db = env.writable_db();
         // Near misses first, with every advantage: a loose match would pick them.
         for near_miss in ["ann@example.org.uk", "xann@example.org", "ann@example.or"] {
-            db.execute(
+            env.execute(&format!(
                 "INSERT INTO contact (email, first_name, last_name, has_internet_account, kind, temporary)
-                 VALUES (?1, 'Near', 'Miss', 1, 'individual', 0)",
-                [near_miss],
-            )
-            .unwrap();
+                 VALUES ({}, 'Near', 'Miss', 1, 'individual', 0)",
+                support::sql_text(near_miss)
+            ));
         }
         let ids: Vec<i64> = competitors
             .iter()
             .map(|c| {
-                db.execute(
+                env.execute(&format!(
                     "INSERT INTO contact (email, first_name, last_name, has_internet_account, kind, temporary)
-                     VALUES (?1, 'Ann', 'Other', ?2, ?3, ?4)",
-                    rusqlite::params![c.email, c.has_internet_account, c.kind, c.temporary],
-                )
-                .unwrap();
-                db.last_insert_rowid()
+                     VALUES ({}, 'Ann', 'Other', {}, {}, {})",
+                    support::sql_text(c.email),
+                    c.has_internet_account,
+                    support::sql_text(c.kind),
+                    c.temporary
+                ));
+                env.int("SELECT max(id) FROM contact")
             })
             .collect();
-        drop(db);
         let before = env.rows("SELECT * FROM contact ORDER BY id");
 
         let summary = env.sync(&sim).json();
@@ -1206,7 +1205,7 @@ fn with_contacts_off_tickets_are_stored_without_contacts_or_lines() {
         .code(64)
         .stderr_has("TIXNGO_CONTACTS")
         .run();
-    assert!(!env.store().exists());
+    assert!(!env.store_exists());
 }
 
 // ---------------------------------------------------------------------------------------------

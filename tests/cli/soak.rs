@@ -41,6 +41,11 @@ use support::{API_KEY, Env, Fault, Feed, Simulator, dump};
 /// with kills, commits and failures.
 #[test]
 fn soak_a_few_dozen_runs_with_random_faults() {
+    if support::sqlite_only(
+        "it reads the SQLite files; postgres_runs:: runs the fault matrix on PostgreSQL",
+    ) {
+        return;
+    }
     soak(Settings::from_env(60, 0x50a6_0001));
 }
 
@@ -48,6 +53,11 @@ fn soak_a_few_dozen_runs_with_random_faults() {
 #[test]
 #[ignore = "minutes long: SOAK_RUNS=3000 cargo test --release --test cli soak:: -- --ignored --nocapture"]
 fn soak_thousands_of_runs_with_random_faults() {
+    if support::sqlite_only(
+        "it reads the SQLite files; postgres_runs:: runs the fault matrix on PostgreSQL",
+    ) {
+        return;
+    }
     let runs = env_number("SOAK_RUNS").unwrap_or(2000) as usize;
     soak(Settings::from_env(runs, 0x50a6_2026));
 }

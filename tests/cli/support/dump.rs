@@ -19,48 +19,6 @@ pub fn contacts(env: &Env) -> Vec<Vec<String>> {
     rows
 }
 
-/// The data tables as text, ordered by their keys, without time and run columns.
-pub fn data(conn: &Connection) -> Vec<String> {
-    const VOLATILE: [&str; 6] = [
-        "first_synced_at",
-        "last_synced_at",
-        "created_at",
-        "updated_at",
-        "recorded_at",
-        "run_id",
-    ];
-    let mut lines = Vec::new();
-    for (table, order) in [
-        ("ticket", "ticket_number"),
-        ("contact", "id"),
-        ("distribution", "id"),
-        ("ticket_history", "id"),
-        ("sync_state", "id"),
-    ] {
-        let columns: Vec<String> = conn
-            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
-            .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())
-            .unwrap();
-        let kept: Vec<&str> = columns
-            .iter()
-            .map(String::as_str)
-            .filter(|c| !VOLATILE.contains(c))
-            .collect();
-        let row = kept
-            .iter()
-            .map(|c| format!("quote({c})"))
-            .collect::<Vec<_>>()
-            .join(" || char(9) || ");
-        let sql = format!("SELECT '{table}' || char(9) || {row} FROM {table} ORDER BY {order}");
-        let rows: Vec<String> = conn
-            .prepare(&sql)
-            .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        lines.extend(rows);
-    }
-    lines
-}
-
 /// Columns that hold times (or a run's id): they differ between any two runs.
 const NOT_COMPARED: [&str; 10] = [
     "run_id",
@@ -168,4 +126,38 @@ pub fn canonical(db: &Connection) -> BTreeMap<String, Vec<Vec<String>>> {
         dump.insert(table, rows);
     }
     dump
+}
+
+/// The data tables as text, ordered by their keys, without time and run columns, on either
+/// store (values as [`super::value_text`] renders them).
+pub fn data(env: &Env) -> Vec<String> {
+    const VOLATILE: [&str; 6] = [
+        "first_synced_at",
+        "last_synced_at",
+        "created_at",
+        "updated_at",
+        "recorded_at",
+        "run_id",
+    ];
+    let mut lines = Vec::new();
+    for (table, order) in [
+        ("ticket", "ticket_number"),
+        ("contact", "id"),
+        ("distribution", "id"),
+        ("ticket_history", "id"),
+        ("sync_state", "id"),
+    ] {
+        let kept: Vec<String> = env
+            .columns(table)
+            .into_iter()
+            .filter(|c| !VOLATILE.contains(&c.as_str()))
+            .collect();
+        let sql = format!("SELECT {} FROM {table} ORDER BY {order}", kept.join(", "));
+        lines.extend(
+            env.rows(&sql)
+                .into_iter()
+                .map(|row| format!("{table}\t{}", row.join("\t"))),
+        );
+    }
+    lines
 }
