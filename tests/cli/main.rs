@@ -12,6 +12,7 @@ mod mapping;
 mod matchday;
 mod operator;
 mod postgres;
+mod postgres_runs;
 mod smoke;
 mod soak;
 mod sync;

@@ -970,8 +970,8 @@ fn writing_commands_refuse_with_75_while_the_lock_is_held_and_status_says_so() {
     env.cmd(&["skip", "add", "S-1"]).run();
     let before = env.counts();
     let key = env.stored_key();
-    let lock_file = env.lock_file();
-    let lock_file = lock_file.to_str().unwrap();
+    let lock_file = env.lock_shown();
+    let lock_file = lock_file.as_str();
     {
         let holder = LockHolder::hold(&env);
         let status = env.cmd(&["status"]).stderr_empty().json();

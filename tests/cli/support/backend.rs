@@ -180,3 +180,46 @@ fn postgresql_times_read_as_the_stores_own() {
         "2026-06-14T18:30:00.123Z"
     );
 }
+
+#[test]
+fn postgresql_values_read_as_sqlite_values_do() {
+    let Some(cluster) = pg::cluster() else { return };
+    let schema = PgSchema::new(cluster);
+    cluster
+        .admin()
+        .batch_execute(&format!(
+            "CREATE SCHEMA {0};
+             CREATE TABLE {0}.t (n bigint, s smallint, x text, at timestamptz, f double precision);
+             INSERT INTO {0}.t VALUES
+                 (42, 1, 'ann', '2026-06-14T18:30:00.5Z', 0.5),
+                 (NULL, NULL, NULL, NULL, NULL);",
+            schema.schema
+        ))
+        .unwrap();
+    assert!(schema.exists());
+    let rows = schema
+        .query("SELECT n, s, x, at, f, n = 42, instr(x, 'n'), sum(n) OVER () FROM t ORDER BY n");
+    let some = |values: &[&str]| {
+        values
+            .iter()
+            .map(|v| Some(v.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        rows[0],
+        some(&[
+            "42",
+            "1",
+            "ann",
+            "2026-06-14T18:30:00.500Z",
+            "0.5",
+            "1",
+            "2",
+            "42"
+        ])
+    );
+    assert_eq!(rows[1][..6], vec![None; 6]);
+    schema.execute("UPDATE t SET at = '2026-01-01T00:00:00.000Z' WHERE n IS NULL");
+    let at = schema.query("SELECT at FROM t WHERE n IS NULL");
+    assert_eq!(at, [[Some("2026-01-01T00:00:00.000Z".to_owned())]]);
+}

@@ -172,6 +172,14 @@ impl Env {
         }
     }
 
+    /// The run lock as a refused run names it: the lock file, or PostgreSQL's advisory lock.
+    pub fn lock_shown(&self) -> String {
+        match &self.pg {
+            Some(_) => "advisory lock".to_owned(),
+            None => self.lock_file().display().to_string(),
+        }
+    }
+
     /// The SQLite file of this environment; `None` on PostgreSQL.
     pub fn sqlite_store(&self) -> Option<PathBuf> {
         self.pg.is_none().then(|| self.store())
