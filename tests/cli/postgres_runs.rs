@@ -454,15 +454,31 @@ const BASE_EVENTS: usize = 1_000;
 /// The large batch every killed run writes (contacts on).
 const BATCH: usize = 5_000;
 
+/// Row counts by table.
+type Counts = Vec<(String, i64)>;
+
 /// What a killed run may leave: the counts, the key and the data of the base or of the whole
 /// batch, nothing between.
-fn state(env: &Env) -> (Vec<(String, i64)>, Option<String>, Vec<String>) {
+fn state(env: &Env) -> (Counts, Option<String>, Vec<String>) {
     let mut counts = env.counts();
     // A killed run leaves no sync_run row; the runs are compared by their committed ones.
     counts.retain(|(table, _)| table != "sync_run");
     let committed = env.int("SELECT count(*) FROM sync_run WHERE exit_code = 0");
     counts.push(("committed runs".into(), committed));
     (counts, env.stored_key(), dump::data(env))
+}
+
+/// What a rerun after a kill must reach: the counts, the key, and each ticket with its contact
+/// by e-mail key. Not the contact ids: a rolled-back transaction does not give back the values it
+/// drew from a sequence, so the rerun's new contacts may have higher ids than the reference's.
+fn converged(env: &Env) -> (Counts, Option<String>, Vec<Vec<String>>) {
+    let (counts, key, _) = state(env);
+    let tickets = env.rows(
+        "SELECT t.ticket_number, t.mobile_status, t.owner_email, c.email_key
+         FROM ticket t LEFT JOIN contact c ON c.id = t.cultural_contact_id
+         ORDER BY t.ticket_number",
+    );
+    (counts, key, tickets)
 }
 
 /// A fresh schema holding the base batch.
@@ -535,7 +551,11 @@ fn kill_9_during_a_large_batch_leaves_all_or_nothing_in_postgresql() {
             continue;
         }
         env.sync(&sim).args(&args).run();
-        assert_eq!(state(&env), whole_state, "{context}: the rerun");
+        assert_eq!(
+            converged(&env),
+            converged(&reference),
+            "{context}: the rerun"
+        );
     }
     eprintln!("PostgreSQL crash test: {nothing} kills left nothing, {whole} the whole batch");
     assert!(nothing > 0, "no kill landed before the commit");

@@ -220,6 +220,24 @@ impl Env {
         });
     }
 
+    /// The tables of the store, by name.
+    pub fn tables(&self) -> Vec<String> {
+        let sql = match &self.pg {
+            Some(pg) => format!(
+                "SELECT table_name::text FROM information_schema.tables
+                 WHERE table_schema = '{}' AND table_type = 'BASE TABLE' ORDER BY 1",
+                pg.schema
+            ),
+            None => "SELECT name FROM sqlite_master WHERE type = 'table'
+                     AND name NOT LIKE 'sqlite_%' ORDER BY name"
+                .to_owned(),
+        };
+        self.rows(&sql)
+            .into_iter()
+            .map(|mut row| row.remove(0))
+            .collect()
+    }
+
     /// The columns of a table, in order.
     pub fn columns(&self, table: &str) -> Vec<String> {
         let sql = match &self.pg {
@@ -283,9 +301,19 @@ impl Env {
     }
 
     /// A read-only connection to the store, for the tests' SQL.
+    /// Read-write only if SQLite insists (the leftovers of a killed run are for the next run
+    /// to recover), and never on a missing store, which it would create.
     pub fn db(&self) -> Connection {
         assert!(self.pg.is_none(), "{}", SQLITE_ONLY);
-        Connection::open_with_flags(self.store(), OpenFlags::SQLITE_OPEN_READ_ONLY)
+        let store = self.store();
+        Connection::open_with_flags(&store, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .or_else(|e| {
+                if store.exists() {
+                    Connection::open(&store)
+                } else {
+                    Err(e)
+                }
+            })
             .expect("the store opens")
     }
 
