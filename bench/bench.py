@@ -25,10 +25,18 @@ Rust toolchain, python3 and curl; nothing else.
    The lag of a run is its end minus the newest change the store held before it started: how old
    the oldest change S-360 could still be missing was when the run delivered it. Then, on the
    backlog the one-batch schedule left, one drained run: the tickets per second it sustains.
+7. PostgreSQL (`python3 bench/bench.py postgres` runs only these rows; needs PostgreSQL's server
+   binaries, `initdb` and `pg_ctl`, on PATH or under /usr/lib/postgresql): a throwaway cluster
+   on 127.0.0.1 with PostgreSQL's defaults (fsync and synchronous_commit on), the backfill of
+   figure 2 into it beside the same backfill into SQLite, then again through
+   examples/delay-proxy.rs adding 0.5 ms each way (a 1 ms round trip, a LAN's); and the round
+   trips one 1000-ticket batch costs, as the job logs them at -v.
 """
 import calendar
 import json
 import os
+import re
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -41,6 +49,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.path.join(ROOT, "target", "dist", "tixngo-feedback")
 SIMULATOR = os.path.join(ROOT, "target", "dist", "examples", "tixngo-sim")
 STORE_FLOOR = os.path.join(ROOT, "target", "dist", "examples", "store-floor")
+DELAY_PROXY = os.path.join(ROOT, "target", "dist", "examples", "delay-proxy")
+PG_TICKETS = int(os.environ.get("BENCH_PG_TICKETS", "29000"))  # about 100 000 events
 REFERENCE = os.path.join(ROOT, "bench", "reference_feedback.py")
 API_KEY = "bench-key"
 CRON_RUNS = int(os.environ.get("BENCH_CRON_RUNS", "31"))
@@ -52,7 +62,8 @@ MATCH_HOURS, MATCH_PERIOD_MINUTES = 3, 5
 
 def build():
     subprocess.run(["cargo", "build", "--profile", "dist", "--quiet", "--bin", "tixngo-feedback",
-                    "--example", "tixngo-sim", "--example", "store-floor"], cwd=ROOT, check=True)
+                    "--example", "tixngo-sim", "--example", "store-floor", "--example",
+                    "delay-proxy"], cwd=ROOT, check=True)
 
 
 class Simulator:
@@ -244,8 +255,121 @@ def print_match_day(single, drained, backlog, seconds):
           "%.0f tickets/s | |" % (backlog, seconds, backlog / seconds))
 
 
+class Cluster:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust authentication), run as the `postgres`
+    user when this script runs as root, removed by close()."""
+
+    def __init__(self, work):
+        self.bin = self.binaries()
+        self.dir = os.path.join(work, "pg")
+        os.mkdir(self.dir)
+        self.as_owner = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+            self.as_owner = ["runuser", "-u", "postgres", "--"]
+        with socket_bound() as port:
+            self.port = port
+        self.run("initdb", "-D", self.dir + "/data", "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.run("pg_ctl", "-D", self.dir + "/data", "-l", self.dir + "/log", "-w", "-o",
+                 "-p %d -k %s -c listen_addresses=127.0.0.1" % (self.port, self.dir), "start")
+
+    @staticmethod
+    def binaries():
+        found = shutil.which("initdb")
+        if found:
+            return os.path.dirname(found)
+        versions = sorted(os.listdir("/usr/lib/postgresql"), key=int) if os.path.isdir(
+            "/usr/lib/postgresql") else []
+        if not versions:
+            sys.exit("bench postgres: PostgreSQL's initdb and pg_ctl are not installed")
+        return "/usr/lib/postgresql/%s/bin" % versions[-1]
+
+    def run(self, program, *args):
+        subprocess.run(self.as_owner + [os.path.join(self.bin, program), *args], check=True,
+                       stdout=subprocess.DEVNULL)
+
+    def url(self, port):
+        return "postgres://postgres@127.0.0.1:%d/postgres" % port
+
+    def close(self):
+        self.run("pg_ctl", "-D", self.dir + "/data", "-m", "immediate", "stop")
+
+
+class socket_bound:
+    """A free TCP port on 127.0.0.1 (bound, then released for the server to take)."""
+
+    def __enter__(self):
+        import socket
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        return self.socket.getsockname()[1]
+
+    def __exit__(self, *_):
+        self.socket.close()
+
+
+def backfill_into(store_args, simulator):
+    """One backfill at batch 1000 with -v: (tickets, seconds, round trips of each batch)."""
+    command = [BINARY, *store_args, "-v", "--json", "sync", "--api-url", simulator.url,
+               "--batch-size", "1000", "--max-batches", "100000", "--timeout", "3600"]
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env_with_key(), capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode not in (0, 2):
+        sys.exit("failed (%d): %s\n%s" % (done.returncode, " ".join(command), done.stderr[-2000:]))
+    trips = [int(n) for n in re.findall(r"in (\d+) round trips", done.stderr)]
+    return json.loads(done.stdout)["fetched"], seconds, trips
+
+
+def postgres(work):
+    """Figure 7: the backfill into SQLite, into PostgreSQL on loopback and at a 1 ms round trip."""
+    cluster = Cluster(work)
+    proxy = None
+    try:
+        proxy = subprocess.Popen([DELAY_PROXY, "127.0.0.1:%d" % cluster.port, "500"],
+                                 stdout=subprocess.PIPE, text=True)
+        proxy_port = int(proxy.stdout.readline().strip().rsplit(":", 1)[1])
+        rows = []
+        for name, store_args in [
+                ("SQLite", ["--store", os.path.join(work, "pg-beside.db")]),
+                ("PostgreSQL, loopback", ["--store", cluster.url(cluster.port), "--pg-schema",
+                                          "loopback"]),
+                ("PostgreSQL, 1 ms round trip", ["--store", cluster.url(proxy_port),
+                                                 "--pg-schema", "lan"])]:
+            simulator = Simulator(tickets=PG_TICKETS)
+            try:
+                rows.append((name, *backfill_into(store_args, simulator)))
+            finally:
+                simulator.close()
+        return rows
+    finally:
+        if proxy:
+            proxy.kill()
+        cluster.close()
+
+
+def print_postgres(rows):
+    for name, fetched, seconds, trips in rows:
+        target = {"SQLite": "", "PostgreSQL, loopback": ">= 15 000/s",
+                  "PostgreSQL, 1 ms round trip": ">= 10 000/s"}[name]
+        print("| 7. backfill into %s, batch 1000, contacts on | %d tickets in %.2f s = %.0f "
+              "tickets/s | %s |" % (name, fetched, seconds, fetched / seconds, target))
+    trips = [t for name, _, _, batches in rows if name.startswith("PostgreSQL") for t in batches]
+    if trips:
+        print("| 7b. round trips per 1000-ticket batch (PostgreSQL) | median %d, most %d (%d "
+              "batches) | <= 20 |" % (statistics.median(trips), max(trips), len(trips)))
+
+
 def main():
     build()
+    if sys.argv[1:] == ["postgres"]:
+        with tempfile.TemporaryDirectory() as work:
+            os.chmod(work, 0o755)
+            rows = postgres(work)
+        print("| figure | measured | target |")
+        print("|---|---|---|")
+        print_postgres(rows)
+        return
     if sys.argv[1:] == ["matchday"]:
         with tempfile.TemporaryDirectory() as work:
             figures = match_day(work)

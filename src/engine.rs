@@ -14,12 +14,12 @@ use crate::exit::ExitCode;
 use crate::feedback::contacts::ContactPlan;
 use crate::feedback::contacts::LineWritten;
 use crate::feedback::sentinel::BatchSentinel;
-use crate::feedback::{Merge, TicketRecord, is_stale, merge};
+use crate::feedback::{Merge, Ticket, TicketRecord, is_stale, merge};
 use crate::lock::RunLock;
 use crate::report::{Counters, Summary, count, quoted};
 use crate::settings::{MappingPolicy, StoreFiles};
 use crate::store::{Batch, KeyCommit, RunRecord, Store};
-use crate::tixngo::wire::{self, PageTicket, Ticket};
+use crate::tixngo::wire::{self, PageTicket};
 
 mod contacts;
 

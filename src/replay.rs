@@ -231,7 +231,7 @@ fn read_input(path: &Path) -> Result<Vec<u8>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tixngo::wire::Ticket;
+    use crate::feedback::Ticket;
 
     /// A stream fed with `messages`, whose reading side is gone once they are sent.
     fn stream(messages: Vec<Streamed<'static>>) -> TicketStream<'static> {

@@ -6,8 +6,8 @@
 use crate::error::Error;
 use crate::feedback::TicketRecord;
 use crate::feedback::contacts::{ContactPlan, ContactRef, ContactWriter, LineWritten};
+use crate::feedback::{Spectator, Ticket};
 use crate::report::Counters;
-use crate::tixngo::wire::{Spectator, Ticket};
 
 /// Ids of the contacts a plan created.
 #[derive(Clone, Copy, Debug, Default)]

@@ -5,7 +5,7 @@
 //! or a fake in the tests) and returns a [`ContactPlan`]; it writes nothing itself.
 
 use crate::error::Error;
-use crate::tixngo::wire::{Spectator, Ticket};
+use crate::feedback::{Spectator, Ticket};
 
 use super::{TicketRecord, email_key};
 
@@ -347,7 +347,7 @@ impl<B: ContactBook + ?Sized> Rules<'_, B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tixngo::wire::Spectator;
+    use crate::feedback::Spectator;
     use std::collections::HashMap;
 
     /// An in-memory book: contacts by e-mail key and pending lines by ticket.

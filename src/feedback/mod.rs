@@ -5,8 +5,10 @@ pub mod contacts;
 mod record;
 pub mod sentinel;
 pub mod status;
+mod ticket;
 
 pub use record::{Merge, TicketRecord, is_stale, merge};
+pub use ticket::{Attributes, Holder, Patch, Spectator, Ticket};
 
 /// The key e-mails are compared on: trimmed of blanks and ASCII-lowercased, exactly like the
 /// store's `lower(trim(email, ' \t\n\r'))`, so that look-ups in Rust and in SQL agree.

@@ -1,8 +1,8 @@
 //! S-360 4.1 "Which TIXNGO ticket data is synced back": how an incoming ticket updates the stored
 //! ticket row (SPEC §4.4 steps 3 to 5).
 
+use crate::feedback::{Patch, Ticket};
 use crate::timestamp::Timestamp;
-use crate::tixngo::wire::{Patch, Ticket};
 
 use super::email_key;
 
@@ -232,8 +232,8 @@ impl Changes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::feedback::{Holder, Spectator};
     use crate::timestamp::Timestamp;
-    use crate::tixngo::wire::{Holder, Spectator};
 
     const NOW: &str = "2026-11-27T10:00:00.000Z";
     const LATER: &str = "2026-11-27T10:05:00.000Z";

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::tixngo::wire::{Patch, Ticket};
+use crate::feedback::{Patch, Ticket};
 
 use super::status;
 
@@ -252,8 +252,8 @@ fn tickets(count: u64) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::feedback::Spectator;
     use crate::timestamp::Timestamp;
-    use crate::tixngo::wire::Spectator;
 
     fn ticket(status: &str) -> Ticket {
         Ticket {

@@ -18,10 +18,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
+use crate::feedback::Ticket;
 use crate::feedback::TicketRecord;
 use crate::feedback::contacts::{ContactBook, ContactWriter};
 use crate::report::Counters;
-use crate::tixngo::wire::Ticket;
 
 use sqlite::SqliteStore;
 pub use sqlite::check_path;

@@ -20,13 +20,14 @@ use tixngo_feedback::feedback::contacts::{
     self, ContactBook, ContactPlan, ContactRef, ContactWriter, FoundContact, LineStatus,
     LineWritten, PendingLine,
 };
-use tixngo_feedback::feedback::{Merge, TicketRecord, email_key, merge, status};
+use tixngo_feedback::feedback::{
+    Attributes, Holder, Merge, Patch, Spectator, Ticket, TicketRecord, email_key, merge, status,
+};
 use tixngo_feedback::report::Counters;
 use tixngo_feedback::ticket_number;
 use tixngo_feedback::timestamp::Timestamp;
 use tixngo_feedback::tixngo::wire::{
-    Attributes, Holder, PageTicket, Patch, Spectator, Ticket, decode_ticket, parse_page,
-    raw_ticket_number, read_page, stream_page,
+    PageTicket, decode_ticket, parse_page, raw_ticket_number, read_page, stream_page,
 };
 
 /// `cases` unless `PROPTEST_CASES` says otherwise; no regression files (this file is the record).

@@ -15,14 +15,13 @@ use rusqlite::{
 use super::InStore;
 use super::overlay::Overlay;
 use crate::error::Error;
-use crate::feedback::TicketRecord;
 use crate::feedback::contacts::{
     ContactBook, ContactWriter, FoundContact, LineStatus, LineWritten, PendingLine,
 };
+use crate::feedback::{Spectator, Ticket, TicketRecord};
 use crate::report::Counters;
 use crate::store::{Batch, KeyCommit, StoredRow};
 use crate::timestamp::Timestamp;
-use crate::tixngo::wire::{Spectator, Ticket};
 
 /// The columns of `ticket`, in the order of [`record_params`] and [`record_from_row`].
 const TICKET_COLUMNS: [&str; 37] = [
