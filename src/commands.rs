@@ -255,34 +255,38 @@ pub fn skip(files: &StoreFiles, command: &SkipAction) -> Shown {
             Ok((human, json!({ "skip": entries })))
         }
         SkipAction::Add { numbers, reason } => {
-            let _lock = lock_store(files, false)?;
-            let mut store = Store::open(&files.store, None)?;
-            let added = store.add_skips(numbers, reason.as_deref())?;
-            let total = store.skip_list()?.len();
-            let listed = numbers.len() - added;
-            Ok((
-                format!(
-                    "skip: {added} added, {listed} already listed; {} on the skip list",
-                    count(total as u64, "ticket")
-                ),
-                json!({ "added": added, "already_listed": listed, "skip_count": total }),
-            ))
+            change_skips(files, numbers, ("added", "already listed"), |store| {
+                store.add_skips(numbers, reason.as_deref())
+            })
         }
         SkipAction::Remove { numbers } => {
-            let _lock = lock_store(files, false)?;
-            let mut store = Store::open(&files.store, None)?;
-            let removed = store.remove_skips(numbers)?;
-            let total = store.skip_list()?.len();
-            let missing = numbers.len() - removed;
-            Ok((
-                format!(
-                    "skip: {removed} removed, {missing} not listed; {} on the skip list",
-                    count(total as u64, "ticket")
-                ),
-                json!({ "removed": removed, "not_listed": missing, "skip_count": total }),
-            ))
+            change_skips(files, numbers, ("removed", "not listed"), |store| {
+                store.remove_skips(numbers)
+            })
         }
     }
+}
+
+/// `skip add` or `skip remove`, under the run lock: how many of `numbers` the change took
+/// (`done`), how many it had nothing to do for (`not_done`), and the skip list's size after.
+fn change_skips(
+    files: &StoreFiles,
+    numbers: &[String],
+    (done, not_done): (&str, &str),
+    change: impl FnOnce(&mut Store) -> Result<usize, Error>,
+) -> Shown {
+    let _lock = lock_store(files, false)?;
+    let mut store = Store::open(&files.store, None)?;
+    let changed = change(&mut store)?;
+    let total = store.skip_list()?.len();
+    let unchanged = numbers.len() - changed;
+    Ok((
+        format!(
+            "skip: {changed} {done}, {unchanged} {not_done}; {} on the skip list",
+            count(total as u64, "ticket")
+        ),
+        json!({ done: changed, not_done.replace(' ', "_"): unchanged, "skip_count": total }),
+    ))
 }
 
 /// `cursor show|set|reset`.

@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::feedback::contacts::ContactPlan;
 use crate::feedback::contacts::LineWritten;
-use crate::feedback::sentinel::BatchSentinel;
+use crate::feedback::sentinel::{BatchSentinel, RunNotes};
 use crate::feedback::{Merge, Ticket, TicketRecord, is_stale, merge};
 use crate::lock::RunLock;
 use crate::report::{Counters, Summary, count, quoted};
@@ -90,15 +90,16 @@ impl<'p> From<PageTicket<'p>> for Incoming<'p> {
 /// Maps every ticket of a page and commits them, with the run counters and (when `keys.save`)
 /// the next key, in one transaction. The tickets may still be arriving (a replay file is read
 /// while its first tickets are mapped): an `Err` among them fails the batch like any other error.
-/// Nothing is written when it fails.
+/// Nothing is written when it fails. What the batch finds worth saying goes to the run's `notes`.
 pub fn apply_page<'p>(
     store: &mut Store,
     command: &str,
     tickets: impl IntoIterator<Item = Result<Incoming<'p>, Error>>,
     keys: &KeyCommit,
     mapping: &MappingPolicy,
+    notes: &mut RunNotes,
 ) -> Result<Counters, Error> {
-    let mut page = PageState::begin(store, command, keys.before.as_deref(), mapping)?;
+    let mut page = PageState::begin(store, command, keys.before.as_deref(), mapping, notes)?;
     let mut tickets = tickets.into_iter();
     loop {
         let chunk = tickets
@@ -171,6 +172,7 @@ impl FailurePolicy {
 struct PageState<'s, 'm> {
     batch: Box<dyn Batch + 's>,
     mapping: &'m MappingPolicy,
+    notes: &'m mut RunNotes,
     counters: Counters,
     /// The tickets with an unresolved `sync_error`: one that settles resolves it.
     unresolved: HashSet<String>,
@@ -184,12 +186,14 @@ impl<'s, 'm> PageState<'s, 'm> {
         command: &str,
         key_before: Option<&str>,
         mapping: &'m MappingPolicy,
+        notes: &'m mut RunNotes,
     ) -> Result<PageState<'s, 'm>, Error> {
         let mut batch = store.begin_batch(command, key_before)?;
         Ok(PageState {
             unresolved: batch.unresolved_error_tickets()?,
             batch,
             mapping,
+            notes,
             counters: Counters::default(),
             first_failure: None,
             sentinel: BatchSentinel::default(),
@@ -219,8 +223,13 @@ impl<'s, 'm> PageState<'s, 'm> {
                     return self.settle(number, Outcome::Skipped, error_id);
                 }
                 self.sentinel.observe(ticket);
-                let outcome =
-                    apply_ticket(&mut *self.batch, ticket, self.mapping, &mut self.counters)?;
+                let outcome = apply_ticket(
+                    &mut *self.batch,
+                    ticket,
+                    self.mapping,
+                    self.notes,
+                    &mut self.counters,
+                )?;
                 self.settle(number, outcome, error_id)
             }
             PageTicket::Unmappable { raw, reason } => {
@@ -285,6 +294,7 @@ impl<'s, 'm> PageState<'s, 'm> {
         let PageState {
             mut batch,
             mapping,
+            notes,
             counters,
             first_failure,
             sentinel,
@@ -301,7 +311,6 @@ impl<'s, 'm> PageState<'s, 'm> {
         let exit = exit_code(&counters);
         batch.finish(&counters, keys, exit.code())?;
         log_commit(&counters, keys, mapping.dry_run);
-        let mut notes = mapping.notes.borrow_mut();
         notes.mapped(counters.fetched, counters.failed, first_failure);
         notes.add_batch(sentinel);
         Ok(counters)
@@ -373,6 +382,7 @@ fn apply_ticket(
     batch: &mut dyn Batch,
     ticket: &Ticket,
     mapping: &MappingPolicy,
+    notes: &mut RunNotes,
     counters: &mut Counters,
 ) -> Result<Outcome, Error> {
     let (row, stored) = batch.ticket(&ticket.ticket_number)?.unzip();
@@ -381,7 +391,7 @@ fn apply_ticket(
     }
     // The contact rules read the row as it was before this ticket; the merge then takes it.
     let plan = if mapping.contacts {
-        Some(plan_contacts(batch, stored.as_ref(), ticket, mapping)?)
+        Some(plan_contacts(batch, stored.as_ref(), ticket, notes)?)
     } else {
         None
     };
@@ -428,14 +438,11 @@ fn plan_contacts(
     batch: &mut dyn Batch,
     stored: Option<&TicketRecord>,
     ticket: &Ticket,
-    mapping: &MappingPolicy,
+    notes: &mut RunNotes,
 ) -> Result<ContactPlan, Error> {
     let plan = crate::feedback::contacts::plan(stored, ticket, batch)?;
     if let Some(warning) = plan.warning {
-        mapping
-            .notes
-            .borrow_mut()
-            .warn(warning, &ticket.ticket_number);
+        notes.warn(warning, &ticket.ticket_number);
     }
     if stored.is_none() && plan.cultural_contact.is_none() {
         log::debug!(

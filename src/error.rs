@@ -1,6 +1,7 @@
 //! The one error type of the program. Each variant carries the context an operator needs, and
 //! [`Error::exit_code`] is the single place where failures become exit codes (SPEC §3).
 
+use std::fmt;
 use std::path::PathBuf;
 
 use crate::exit::ExitCode;
@@ -52,13 +53,11 @@ pub enum Error {
     },
 
     /// TIXNGO could not be reached, or kept failing until the deadline.
-    #[error("TIXNGO unavailable: {0}; {KEY_UNCHANGED}, the next run retries")]
+    #[error("{}", self.message(KeyLeft::Unchanged))]
     Unavailable(String),
 
     /// TIXNGO answered 429 until the deadline.
-    #[error(
-        "TIXNGO kept answering 429 Too Many Requests until the deadline; {KEY_UNCHANGED}, try again later"
-    )]
+    #[error("{}", self.message(KeyLeft::Unchanged))]
     RateLimited,
 
     /// TIXNGO refused the API key.
@@ -85,22 +84,53 @@ pub enum Error {
     },
 
     /// A complete response or file that is not a valid diff document.
-    #[error("bad data: {0}; nothing was written, {KEY_UNCHANGED}")]
+    #[error("{}", self.message(KeyLeft::Unchanged))]
     BadData(String),
 
     /// A batch rolled back because of tickets that cannot be mapped.
-    #[error("{0}; the batch was rolled back and {KEY_UNCHANGED}")]
+    #[error("{}", self.message(KeyLeft::Unchanged))]
     BatchRejected(String),
+
+    /// A sync that failed after committing batches: the failed batch is named, and its message
+    /// says where the pagination key stays, as the key moved with the batches before (SPEC §4.7).
+    #[error("batch {}: {}", committed + 1, error.message(KeyLeft::AfterBatch(*committed)))]
+    AfterBatches { committed: u64, error: Box<Error> },
 
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-/// What the messages of a failed fetch or batch say of the pagination key (never "the key": the
-/// API key is a key too). A run that failed after committed batches says instead where the key
-/// stays (`sync::after_committed_batches`).
-pub const KEY_UNCHANGED: &str = "the pagination key is unchanged";
+/// Where a failed fetch or batch leaves the pagination key, as its message says it (never "the
+/// key": the API key is a key too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyLeft {
+    /// Where the run found it: no batch of the run was committed.
+    Unchanged,
+    /// Where the run's committed batch N left it.
+    AfterBatch(u64),
+}
+
+impl KeyLeft {
+    /// What was written of the failed document.
+    fn nothing_written(self) -> &'static str {
+        match self {
+            KeyLeft::Unchanged => "nothing was written",
+            KeyLeft::AfterBatch(_) => "nothing of it was written",
+        }
+    }
+}
+
+impl fmt::Display for KeyLeft {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyLeft::Unchanged => f.write_str("the pagination key is unchanged"),
+            KeyLeft::AfterBatch(batch) => {
+                write!(f, "the pagination key stays where batch {batch} left it")
+            }
+        }
+    }
+}
 
 fn holder(pid: Option<u32>) -> String {
     pid.map_or_else(|| "holder unknown".to_owned(), |pid| format!("pid {pid}"))
@@ -123,6 +153,23 @@ impl Error {
             Error::Unauthorized { .. } => ExitCode::NoPerm,
             Error::BadData(_) | Error::BatchRejected(_) => ExitCode::DataErr,
             Error::Internal(_) => ExitCode::Software,
+            Error::AfterBatches { error, .. } => error.exit_code(),
+        }
+    }
+
+    /// The error line, saying of the pagination key what `key` says; a failed fetch or batch
+    /// displays itself with the key unchanged.
+    fn message(&self, key: KeyLeft) -> String {
+        match self {
+            Error::Unavailable(why) => {
+                format!("TIXNGO unavailable: {why}; {key}, the next run retries")
+            }
+            Error::RateLimited => format!(
+                "TIXNGO kept answering 429 Too Many Requests until the deadline; {key}, try again later"
+            ),
+            Error::BadData(why) => format!("bad data: {why}; {}, {key}", key.nothing_written()),
+            Error::BatchRejected(why) => format!("{why}; the batch was rolled back and {key}"),
+            other => other.to_string(),
         }
     }
 
@@ -190,6 +237,13 @@ mod tests {
             (Error::BadData("b".into()), 65),
             (Error::BatchRejected("r".into()), 65),
             (Error::Internal("i".into()), 70),
+            (
+                Error::AfterBatches {
+                    committed: 1,
+                    error: Box::new(Error::RateLimited),
+                },
+                75,
+            ),
         ];
         for (error, code) in &cases {
             assert_eq!(error.exit_code().code(), *code, "{error:?}");

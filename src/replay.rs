@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 use crate::engine::{self, Incoming, apply_page, lock_store, open_store, record_failure};
 use crate::error::Error;
 use crate::exit::ExitCode;
+use crate::feedback::sentinel::RunNotes;
 use crate::report::{Replayed, Summary};
 use crate::settings::{ReplaySettings, StoreFiles};
 use crate::store::KeyCommit;
@@ -66,10 +67,11 @@ fn replay(
         let started_at = Timestamp::now().to_string();
         mapping.skip.extend(store.skip_list()?);
         let keys = &KeyCommit::UNTOUCHED;
+        let mut notes = RunNotes::new(mapping.dry_run);
         let applied = match streamed {
             Some(mut stream) => {
                 let tickets = stream.by_ref().map(|ticket| ticket.map(Incoming::from));
-                let applied = apply_page(&mut store, "replay", tickets, keys, &mapping);
+                let applied = apply_page(&mut store, "replay", tickets, keys, &mapping, &mut notes);
                 let next_key = stream.next_key.take();
                 summary.replayed = Some(Replayed::File { next_key });
                 applied.map_err(|error| stream.document_error().unwrap_or(error))
@@ -82,10 +84,10 @@ fn replay(
                         error_id: Some(*id),
                     })
                 });
-                apply_page(&mut store, "replay", tickets, keys, &mapping)
+                apply_page(&mut store, "replay", tickets, keys, &mapping, &mut notes)
             }
         };
-        mapping.report_notes(summary);
+        notes.report(summary);
         let counters = applied.inspect_err(|error| {
             if !mapping.dry_run {
                 record_failure(&mut store, "replay", &started_at, None, error);

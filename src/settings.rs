@@ -6,7 +6,6 @@
 //! URL and the API key (78); the lock (75) and the store (74) come after, in the commands.
 //! Resolving reads only what the command needs: `status` needs no API key.
 
-use std::cell::RefCell;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,9 +15,7 @@ use crate::cli::{
     SkipCommand, SkipList, SyncArgs,
 };
 use crate::error::Error;
-use crate::feedback::sentinel::RunNotes;
 use crate::lock;
-use crate::report::Summary;
 use crate::tixngo::api_key::ApiKey;
 use crate::tixngo::client::{ApiUrl, Connection};
 use crate::tixngo::dump::Dumps;
@@ -106,8 +103,6 @@ pub struct MappingPolicy {
     pub dry_run: bool,
     /// The technical login written on distribution lines (`--operator-login`).
     pub operator_login: String,
-    /// What the run's batches found worth saying, told once at the end of the run.
-    pub notes: RefCell<RunNotes>,
 }
 
 /// `skip add|remove|list`, with the ticket numbers of every NUMBERS argument.
@@ -358,18 +353,7 @@ impl MappingPolicy {
             contacts: contacts_enabled(args.no_contacts)?,
             dry_run: args.dry_run,
             operator_login: args.operator_login.clone(),
-            notes: RefCell::new(RunNotes::new(args.dry_run)),
         })
-    }
-
-    /// Ends the run's notes: logs their warnings once and puts their findings in the summary.
-    pub fn report_notes(&self, summary: &mut Summary) {
-        let notes = self.notes.take();
-        notes.log();
-        summary
-            .unknown_statuses
-            .clone_from(notes.unknown_statuses());
-        summary.unknown_fields = notes.unknown_fields().to_vec();
     }
 }
 

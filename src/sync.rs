@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::engine::{apply_page, exit_code, finish, lock_store, open_store, record_failure};
-use crate::error::{Error, KEY_UNCHANGED};
+use crate::error::Error;
 use crate::exit::ExitCode;
+use crate::feedback::sentinel::RunNotes;
 use crate::report::{Counters, Summary, count, quoted};
 use crate::settings::{MappingPolicy, StartKey, StoreFiles, SyncSettings};
 use crate::store::{FeedState, KeyCommit, Store};
@@ -25,13 +26,9 @@ pub fn run(files: &StoreFiles, settings: SyncSettings, started: Instant) -> Summ
         ..summary()
     };
     let result = sync(files, settings, started, &mut summary);
-    let mut summary = finish(summary, result, started);
-    if summary.batches > 0
-        && let Some(error) = &mut summary.error
-    {
-        *error = after_committed_batches(error, summary.batches);
-    }
-    summary
+    let committed = summary.batches;
+    let result = result.map_err(|error| after_committed_batches(error, committed));
+    finish(summary, result, started)
 }
 
 /// The summary of a `sync` whose settings were refused.
@@ -54,18 +51,17 @@ fn summary() -> Summary {
     }
 }
 
-/// The error line of a run that failed after committing batches. The error's own text says that
-/// the pagination key is unchanged, which is true of the failed batch only: the key moved with the
-/// batches before it (SPEC §4.7).
-fn after_committed_batches(message: &str, committed: u64) -> String {
-    let kept = format!("the pagination key stays where batch {committed} left it");
-    let message = message
-        .replace(
-            &format!("nothing was written, {KEY_UNCHANGED}"),
-            &format!("nothing of it was written, {kept}"),
-        )
-        .replace(KEY_UNCHANGED, &kept);
-    format!("batch {}: {message}", committed + 1)
+/// The error of a run that failed after committing `committed` batches. The error alone would say
+/// that the pagination key is unchanged, which is true of the failed batch only: the key moved with
+/// the batches before it (SPEC §4.7).
+fn after_committed_batches(error: Error, committed: u64) -> Error {
+    if committed == 0 {
+        return error;
+    }
+    Error::AfterBatches {
+        committed,
+        error: Box::new(error),
+    }
 }
 
 struct KeyPolicy {
@@ -117,8 +113,9 @@ fn sync(
         started_at,
         deadline,
     };
-    let result = run_batches(&job, &mut store, summary);
-    job.mapping.report_notes(summary);
+    let mut notes = RunNotes::new(job.mapping.dry_run);
+    let result = run_batches(&job, &mut store, summary, &mut notes);
+    notes.report(summary);
     result
 }
 
@@ -136,8 +133,13 @@ struct Job {
 
 /// Fetches and commits batch after batch (SPEC §4.7): page k+1 is fetched while batch k commits
 /// and its outcome read only after that commit; the run goes on while it is behind, allowed another
-/// batch and the deadline leaves time for one.
-fn run_batches(job: &Job, store: &mut Store, summary: &mut Summary) -> Result<ExitCode, Error> {
+/// batch and the deadline leaves time for one. The batches tell `notes` what they find.
+fn run_batches(
+    job: &Job,
+    store: &mut Store,
+    summary: &mut Summary,
+    notes: &mut RunNotes,
+) -> Result<ExitCode, Error> {
     let mut run = Batches::start(job, store)?;
     let limit = job.max_batches;
     for batch_number in 1..=limit {
@@ -147,7 +149,7 @@ fn run_batches(job: &Job, store: &mut Store, summary: &mut Summary) -> Result<Ex
             break;
         }
         let outcome = fetched
-            .and_then(|fetched| run.apply(store, fetched, batch_number < limit))
+            .and_then(|fetched| run.apply(store, fetched, batch_number < limit, notes))
             .inspect_err(|error| run.record_failure(store, error))?;
         let another = outcome.another;
         run.batch_done(outcome, summary);
@@ -200,6 +202,7 @@ impl<'j> Batches<'j> {
         store: &mut Store,
         fetched: Fetched,
         may_go_on: bool,
+        notes: &mut RunNotes,
     ) -> Result<BatchOutcome, Error> {
         let job = self.job;
         let key = self.key.as_deref();
@@ -234,7 +237,7 @@ impl<'j> Batches<'j> {
             feed: job.keys.save.then(|| feed.clone()),
         };
         let tickets = page.tickets.into_iter().map(|ticket| Ok(ticket.into()));
-        let counters = apply_page(store, "sync", tickets, &keys, &job.mapping)?;
+        let counters = apply_page(store, "sync", tickets, &keys, &job.mapping, notes)?;
         Ok(BatchOutcome {
             counters,
             next_key,
@@ -459,7 +462,7 @@ mod tests {
             Error::BadData("not JSON".into()),
             Error::BatchRejected("ticket T-1 cannot be mapped".into()),
         ] {
-            let message = after_committed_batches(&error.to_string(), 2);
+            let message = after_committed_batches(error, 2).to_string();
             assert!(message.starts_with("batch 3: "), "{message}");
             assert!(!message.contains("unchanged"), "{message}");
             assert!(

@@ -62,63 +62,79 @@ impl Timestamp {
         if b.len() < 20 {
             return None;
         }
-        let year = digits(b, 0, 4)?;
-        let month = digits(b, 5, 2)?;
-        let day = digits(b, 8, 2)?;
-        let hour = digits(b, 11, 2)?;
-        let minute = digits(b, 14, 2)?;
-        let second = digits(b, 17, 2)?;
-        if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-            return None;
-        }
-        if b[13] != b':' || b[16] != b':' {
-            return None;
-        }
-        if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-            return None;
-        }
-        // A leap second (60) is accepted and folded into the next second's first instant.
-        if hour > 23 || minute > 59 || second > 60 {
-            return None;
-        }
-        let mut pos = 19;
-        let mut millis_of_second = 0;
-        if b[pos] == b'.' {
-            pos += 1;
-            let start = pos;
-            while pos < b.len() && b[pos].is_ascii_digit() {
-                if pos - start < 3 {
-                    millis_of_second = millis_of_second * 10 + i64::from(b[pos] - b'0');
-                }
-                pos += 1;
-            }
-            let count = pos - start;
-            if count == 0 {
-                return None;
-            }
-            for _ in count..3 {
-                millis_of_second *= 10;
-            }
-        }
-        let offset_minutes = match &b[pos..] {
-            [b'Z' | b'z'] => 0,
-            [sign @ (b'+' | b'-'), rest @ ..] if rest.len() == 5 && rest[2] == b':' => {
-                let hours = digits(rest, 0, 2)?;
-                let minutes = digits(rest, 3, 2)?;
-                if hours > 23 || minutes > 59 {
-                    return None;
-                }
-                let offset = hours * 60 + minutes;
-                if *sign == b'-' { -offset } else { offset }
-            }
-            _ => return None,
-        };
-        let days = days_from_civil(year, month, day);
-        let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+        let local_seconds = seconds_of_date_time(&b[..19])?;
+        let (millis_of_second, zone) = fraction_millis(&b[19..])?;
+        let seconds = local_seconds - offset_minutes(zone)? * 60;
         let millis = seconds * 1000 + millis_of_second;
         (MIN_MILLIS..MAX_MILLIS)
             .contains(&millis)
             .then_some(Timestamp { millis })
+    }
+}
+
+/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS` (`T`, `t` or a space between date and time)
+/// read as UTC; `None` for another form or an impossible date or time.
+fn seconds_of_date_time(b: &[u8]) -> Option<i64> {
+    let year = digits(b, 0, 4)?;
+    let month = digits(b, 5, 2)?;
+    let day = digits(b, 8, 2)?;
+    let hour = digits(b, 11, 2)?;
+    let minute = digits(b, 14, 2)?;
+    let second = digits(b, 17, 2)?;
+    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    // A leap second (60) is accepted and folded into the next second's first instant.
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(days * 86_400 + hour * 3_600 + minute * 60 + second)
+}
+
+/// The milliseconds of a `.` and any number of fraction digits (those beyond milliseconds are
+/// dropped), 0 without a fraction, and what follows it.
+fn fraction_millis(b: &[u8]) -> Option<(i64, &[u8])> {
+    let Some(fraction) = b.strip_prefix(b".") else {
+        return Some((0, b));
+    };
+    let mut count = 0;
+    let mut millis = 0;
+    while count < fraction.len() && fraction[count].is_ascii_digit() {
+        if count < 3 {
+            millis = millis * 10 + i64::from(fraction[count] - b'0');
+        }
+        count += 1;
+    }
+    if count == 0 {
+        return None;
+    }
+    for _ in count..3 {
+        millis *= 10;
+    }
+    Some((millis, &fraction[count..]))
+}
+
+/// The offset from UTC in minutes of `Z` or `±HH:MM`, and nothing after it.
+fn offset_minutes(zone: &[u8]) -> Option<i64> {
+    match zone {
+        [b'Z' | b'z'] => Some(0),
+        [sign @ (b'+' | b'-'), rest @ ..] if rest.len() == 5 && rest[2] == b':' => {
+            let hours = digits(rest, 0, 2)?;
+            let minutes = digits(rest, 3, 2)?;
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let offset = hours * 60 + minutes;
+            Some(if *sign == b'-' { -offset } else { offset })
+        }
+        _ => None,
     }
 }
 

@@ -407,6 +407,11 @@ mod tests {
         plan(stored, ticket, book).unwrap()
     }
 
+    /// The plan for a ticket stored with owner a@x.org and cultural contact 1.
+    fn run_owned_by_a(ticket: &Ticket, book: &mut Book) -> ContactPlan {
+        run(Some(&stored(Some("a@x.org"), Some(1))), ticket, book)
+    }
+
     use ContactRef::{Existing, NewOwner, NewRecipient};
     use LineStatus::{Cancelled, Confirmed, Pending};
 
@@ -476,8 +481,7 @@ mod tests {
     #[test]
     fn pending_creates_a_temporary_recipient_and_a_pending_line() {
         let mut book = Book::default();
-        let p = run(
-            Some(&stored(Some("a@x.org"), Some(1))),
+        let p = run_owned_by_a(
             &ticket(PENDING_TRANSFER, Some("a@x.org"), Some(" B@x.org ")),
             &mut book,
         );
@@ -502,8 +506,7 @@ mod tests {
             .with_contact("b@x.org", 2, false)
             .with_line(10, 9)
             .with_line(11, 2);
-        let p = run(
-            Some(&stored(Some("a@x.org"), Some(1))),
+        let p = run_owned_by_a(
             &ticket(PENDING_TRANSFER, Some("a@x.org"), Some("b@x.org")),
             &mut book,
         );
@@ -515,11 +518,7 @@ mod tests {
     #[test]
     fn pending_without_recipient_does_nothing_but_warn() {
         let mut book = Book::default().with_line(10, 9);
-        let p = run(
-            Some(&stored(Some("a@x.org"), Some(1))),
-            &ticket(PENDING_TRANSFER, Some("a@x.org"), None),
-            &mut book,
-        );
+        let p = run_owned_by_a(&ticket(PENDING_TRANSFER, Some("a@x.org"), None), &mut book);
         assert!(p.warning.is_some());
         assert_eq!((p.new_line, p.line_updates.len()), (None, 0));
     }
@@ -549,11 +548,7 @@ mod tests {
                 .with_contact("b@x.org", 2, true)
                 .with_line(10, 9)
                 .with_line(11, 2);
-            let p = run(
-                Some(&stored(Some("a@x.org"), Some(1))),
-                &ticket(status, Some("a@x.org"), Some("b@x.org")),
-                &mut book,
-            );
+            let p = run_owned_by_a(&ticket(status, Some("a@x.org"), Some("b@x.org")), &mut book);
             assert_eq!(p.line_updates, [(11, Cancelled)], "{status}");
             assert_eq!(
                 (p.create_recipient, p.new_line, p.cultural_contact),
@@ -565,15 +560,10 @@ mod tests {
     #[test]
     fn failed_without_recipient_cancels_every_pending_line_and_creates_nothing() {
         let mut book = Book::default().with_line(10, 9).with_line(11, 2);
-        let p = run(
-            Some(&stored(Some("a@x.org"), Some(1))),
-            &ticket("FAILURE", Some("a@x.org"), None),
-            &mut book,
-        );
+        let p = run_owned_by_a(&ticket("FAILURE", Some("a@x.org"), None), &mut book);
         assert_eq!(p.line_updates, [(10, Cancelled), (11, Cancelled)]);
         let mut book = Book::default().with_line(10, 9);
-        let p = run(
-            Some(&stored(Some("a@x.org"), Some(1))),
+        let p = run_owned_by_a(
             &ticket("FAILURE", Some("a@x.org"), Some("zz@x.org")),
             &mut book,
         );
@@ -590,11 +580,7 @@ mod tests {
             .with_contact("b@x.org", 2, true)
             .with_line(10, 9)
             .with_line(11, 2);
-        let p = run(
-            Some(&stored(Some("a@x.org"), Some(1))),
-            &ticket(TRANSFERRED, Some("b@x.org"), None),
-            &mut book,
-        );
+        let p = run_owned_by_a(&ticket(TRANSFERRED, Some("b@x.org"), None), &mut book);
         assert_eq!(
             p.upgrade,
             Some(2),
@@ -607,8 +593,7 @@ mod tests {
 
     #[test]
     fn completed_without_earlier_pending_line_adds_a_confirmed_one() {
-        let p = run(
-            Some(&stored(Some("a@x.org"), Some(1))),
+        let p = run_owned_by_a(
             &ticket(TRANSFERRED, Some("c@x.org"), None),
             &mut Book::default(),
         );
@@ -629,11 +614,7 @@ mod tests {
         let mut book = Book::default()
             .with_contact("b@x.org", 2, false)
             .with_line(11, 2);
-        let p = run(
-            Some(&stored(Some("a@x.org"), Some(1))),
-            &ticket("DOWNLOADED", Some("B@X.ORG"), None),
-            &mut book,
-        );
+        let p = run_owned_by_a(&ticket("DOWNLOADED", Some("B@X.ORG"), None), &mut book);
         assert_eq!(p.line_updates, [(11, Confirmed)]);
         assert_eq!(p.cultural_contact, Some(Existing(2)));
     }
@@ -641,8 +622,7 @@ mod tests {
     #[test]
     fn an_owner_change_while_pending_is_a_pending_transfer() {
         let mut book = Book::default().with_contact("c@x.org", 3, false);
-        let p = run(
-            Some(&stored(Some("a@x.org"), Some(1))),
+        let p = run_owned_by_a(
             &ticket(PENDING_TRANSFER, Some("b@x.org"), Some("c@x.org")),
             &mut book,
         );
@@ -653,11 +633,7 @@ mod tests {
     #[test]
     fn completed_when_the_owner_is_already_the_cultural_contact_only_cancels_pending_lines() {
         let mut book = Book::default().with_contact("a@x.org", 1, false);
-        let p = run(
-            Some(&stored(Some("a@x.org"), Some(1))),
-            &ticket(TRANSFERRED, Some("a@x.org"), None),
-            &mut book,
-        );
+        let p = run_owned_by_a(&ticket(TRANSFERRED, Some("a@x.org"), None), &mut book);
         assert_eq!(p, ContactPlan::default());
         // A -> B pending, then back with A before the next poll: the line must not stay pending.
         let mut book = Book::default()
@@ -677,11 +653,7 @@ mod tests {
         let mut book = Book::default()
             .with_contact("a@x.org", 1, false)
             .with_line(11, 2);
-        let p = run(
-            Some(&stored(Some("a@x.org"), Some(1))),
-            &ticket("DOWNLOADED", Some("a@x.org"), None),
-            &mut book,
-        );
+        let p = run_owned_by_a(&ticket("DOWNLOADED", Some("a@x.org"), None), &mut book);
         assert_eq!(p.line_updates, [(11, Cancelled)]);
         assert_eq!(p.cultural_contact, None);
     }
@@ -697,19 +669,14 @@ mod tests {
         assert_eq!(p.warning, None);
         assert_eq!((p.create_owner, p.cultural_contact), (false, None));
         let mut book = Book::default().with_line(11, 2);
-        let p = run(
-            Some(&stored(Some("a@x.org"), Some(1))),
-            &ticket(TRANSFERRED, None, None),
-            &mut book,
-        );
+        let p = run_owned_by_a(&ticket(TRANSFERRED, None, None), &mut book);
         assert!(p.warning.is_some());
         assert_eq!(
             (p.cultural_contact, p.new_line, p.line_updates.len()),
             (None, None, 0)
         );
         // The other rules still apply.
-        let p = run(
-            Some(&stored(Some("a@x.org"), Some(1))),
+        let p = run_owned_by_a(
             &ticket("FAILURE", None, None),
             &mut Book::default().with_line(11, 2),
         );
@@ -797,11 +764,7 @@ mod tests {
         let mut book = Book::default()
             .with_contact("b@x.org", 2, false)
             .with_line(11, 2);
-        let first = run(
-            Some(&stored(Some("a@x.org"), Some(1))),
-            &ticket(TRANSFERRED, Some("b@x.org"), None),
-            &mut book,
-        );
+        let first = run_owned_by_a(&ticket(TRANSFERRED, Some("b@x.org"), None), &mut book);
         assert_eq!(first.cultural_contact, Some(Existing(2)));
         let mut book = Book::default().with_contact("c@x.org", 3, false);
         let second = run(

@@ -7,7 +7,7 @@ pub mod sentinel;
 pub mod status;
 mod ticket;
 
-pub use record::{Merge, TicketRecord, is_stale, merge};
+pub use record::{FieldValue, Merge, ReadColumns, TicketRecord, is_stale, merge};
 pub use ticket::{Attributes, Holder, Patch, Spectator, Ticket};
 
 /// The key e-mails are compared on: trimmed of blanks and ASCII-lowercased, exactly like the

@@ -1,54 +1,154 @@
 //! S-360 4.1 "Which TIXNGO ticket data is synced back": how an incoming ticket updates the stored
 //! ticket row (SPEC §4.4 steps 3 to 5).
 
-use crate::feedback::{Patch, Ticket};
+use std::ops::BitOr;
+
+use crate::feedback::{Attributes, Holder, Patch, Spectator, Ticket};
 use crate::timestamp::Timestamp;
 
 use super::email_key;
 
-/// The `ticket` row: the S-360 ticket as the feedback keeps it (SPEC §4.3).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TicketRecord {
-    pub ticket_number: String,
-    pub tixngo_ticket_id: Option<String>,
-    pub barcode: Option<String>,
-    pub event_id: Option<String>,
-    /// The S-360 ticket state: `PRINTED` when the feedback creates the row, never changed by it.
-    pub s360_state: Option<String>,
-    pub mobile_status: String,
-    /// TIXNGO's `lastUpdated` in the store's UTC form; orders changes of one ticket.
-    pub tixngo_updated_at: Option<String>,
-    pub owner_email: Option<String>,
-    pub owner_title: Option<String>,
-    pub owner_first_name: Option<String>,
-    pub owner_last_name: Option<String>,
-    pub owner_birth_date: Option<String>,
-    pub owner_nationality: Option<String>,
-    pub owner_id_number: Option<String>,
-    pub owner_phone: Option<String>,
-    pub owner_residence_country: Option<String>,
-    pub owner_language: Option<String>,
-    pub holder_first_name: Option<String>,
-    pub holder_last_name: Option<String>,
-    pub holder_birth_date: Option<String>,
-    pub holder_id_number: Option<String>,
-    pub holder_nationality: Option<String>,
-    pub holder_birth_place: Option<String>,
-    pub holder_birth_region: Option<String>,
-    pub holder_country_code: Option<String>,
-    pub previous_owner_email: Option<String>,
-    pub initial_owner_email: Option<String>,
-    pub injected_at: Option<String>,
-    pub downloaded_at: Option<String>,
-    pub assigned_at: Option<String>,
-    pub activated_at: Option<String>,
-    pub checked_at: Option<String>,
-    pub controlled_at: Option<String>,
-    pub deleted_at: Option<String>,
-    /// The ticket's cultural contact (S-360 4.2); maintained by the contact rules.
-    pub cultural_contact_id: Option<i64>,
-    pub first_synced_at: String,
-    pub last_synced_at: String,
+/// Declares the `ticket` row from one table of `column: type` lines: the [`TicketRecord`] fields,
+/// [`TicketRecord::COLUMNS`], [`TicketRecord::values`] and [`TicketRecord::read`] all come from
+/// it, so a column is added by one line here (and the migration that adds it to the schema).
+/// A type is `String` (never NULL when written; NULL reads as empty), `Option<String>` or
+/// `Option<i64>`: the types [`Field`] knows.
+macro_rules! ticket_record {
+    ($(#[$meta:meta])* pub struct $name:ident {
+        $($(#[$field_meta:meta])* pub $column:ident: $type:ty,)*
+    }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$field_meta])* pub $column: $type,)*
+        }
+
+        impl $name {
+            /// The columns of the row, in the order of [`Self::values`] and [`Self::read`].
+            pub const COLUMNS: [&'static str; [$(stringify!($column)),*].len()] =
+                [$(stringify!($column)),*];
+
+            /// Every column's value, in the order of [`Self::COLUMNS`]: what a store binds.
+            pub fn values(&self) -> [FieldValue<'_>; Self::COLUMNS.len()] {
+                [$(Field::value(&self.$column)),*]
+            }
+
+            /// The record from a stored row whose columns are [`Self::COLUMNS`], in that order.
+            pub fn read<R: ReadColumns>(row: &R) -> Result<$name, R::Error> {
+                /// The position of each column: its place in the table.
+                #[allow(non_camel_case_types)]
+                enum Index {
+                    $($column,)*
+                }
+                Ok($name {
+                    $($column: Field::read(row, Index::$column as usize)?,)*
+                })
+            }
+        }
+    };
+}
+
+ticket_record! {
+    /// The `ticket` row: the S-360 ticket as the feedback keeps it (SPEC §4.3).
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct TicketRecord {
+        pub ticket_number: String,
+        pub tixngo_ticket_id: Option<String>,
+        pub barcode: Option<String>,
+        pub event_id: Option<String>,
+        /// The S-360 ticket state: `PRINTED` when the feedback creates the row, never changed by it.
+        pub s360_state: Option<String>,
+        pub mobile_status: String,
+        /// TIXNGO's `lastUpdated` in the store's UTC form; orders changes of one ticket.
+        pub tixngo_updated_at: Option<String>,
+        pub owner_email: Option<String>,
+        pub owner_title: Option<String>,
+        pub owner_first_name: Option<String>,
+        pub owner_last_name: Option<String>,
+        pub owner_birth_date: Option<String>,
+        pub owner_nationality: Option<String>,
+        pub owner_id_number: Option<String>,
+        pub owner_phone: Option<String>,
+        pub owner_residence_country: Option<String>,
+        pub owner_language: Option<String>,
+        pub holder_first_name: Option<String>,
+        pub holder_last_name: Option<String>,
+        pub holder_birth_date: Option<String>,
+        pub holder_id_number: Option<String>,
+        pub holder_nationality: Option<String>,
+        pub holder_birth_place: Option<String>,
+        pub holder_birth_region: Option<String>,
+        pub holder_country_code: Option<String>,
+        pub previous_owner_email: Option<String>,
+        pub initial_owner_email: Option<String>,
+        pub injected_at: Option<String>,
+        pub downloaded_at: Option<String>,
+        pub assigned_at: Option<String>,
+        pub activated_at: Option<String>,
+        pub checked_at: Option<String>,
+        pub controlled_at: Option<String>,
+        pub deleted_at: Option<String>,
+        /// The ticket's cultural contact (S-360 4.2); maintained by the contact rules.
+        pub cultural_contact_id: Option<i64>,
+        pub first_synced_at: String,
+        pub last_synced_at: String,
+    }
+}
+
+/// One column's value in a [`TicketRecord`], borrowed from it, whatever store binds it: SQLite
+/// binds each value as a parameter, a server store can gather each column into one array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldValue<'a> {
+    /// Text that is always there (`ticket_number`, `mobile_status`, the sync times).
+    Text(&'a String),
+    /// Text or NULL.
+    OptionalText(&'a Option<String>),
+    /// An integer or NULL.
+    OptionalInteger(&'a Option<i64>),
+}
+
+/// A stored row as a store's driver reads it, column by column (the index of a column in
+/// [`TicketRecord::COLUMNS`]).
+pub trait ReadColumns {
+    type Error;
+    fn text(&self, index: usize) -> Result<Option<String>, Self::Error>;
+    fn integer(&self, index: usize) -> Result<Option<i64>, Self::Error>;
+}
+
+/// The Rust types a [`TicketRecord`] column may have.
+trait Field: Sized {
+    fn value(&self) -> FieldValue<'_>;
+    fn read<R: ReadColumns>(row: &R, index: usize) -> Result<Self, R::Error>;
+}
+
+impl Field for String {
+    fn value(&self) -> FieldValue<'_> {
+        FieldValue::Text(self)
+    }
+
+    /// A row another S-360 tool inserted may lack the sync times: read as empty.
+    fn read<R: ReadColumns>(row: &R, index: usize) -> Result<String, R::Error> {
+        Ok(row.text(index)?.unwrap_or_default())
+    }
+}
+
+impl Field for Option<String> {
+    fn value(&self) -> FieldValue<'_> {
+        FieldValue::OptionalText(self)
+    }
+
+    fn read<R: ReadColumns>(row: &R, index: usize) -> Result<Option<String>, R::Error> {
+        row.text(index)
+    }
+}
+
+impl Field for Option<i64> {
+    fn value(&self) -> FieldValue<'_> {
+        FieldValue::OptionalInteger(self)
+    }
+
+    fn read<R: ReadColumns>(row: &R, index: usize) -> Result<Option<i64>, R::Error> {
+        row.integer(index)
+    }
 }
 
 /// What an incoming ticket does to the stored row.
@@ -94,38 +194,71 @@ pub fn merge(stored: Option<TicketRecord>, ticket: &Ticket, now: &str) -> Merge 
         first_synced_at: now.to_owned(),
         ..TicketRecord::default()
     });
-    let mut changes = Changes::default();
-    changes.history |= record.mobile_status != ticket.status;
+    let mut changes = merge_ticket(&mut record, ticket);
+    if let Some(owner) = &ticket.owner {
+        changes = changes | merge_owner(&mut record, owner);
+    }
+    changes = changes
+        | merge_holder(&mut record, &ticket.holder)
+        | merge_attributes(&mut record, &ticket.attributes);
+    now.clone_into(&mut record.last_synced_at);
+    Merge::Apply {
+        record: Box::new(record),
+        changed: first_seen || changes.any,
+        history: first_seen || changes.history,
+    }
+}
+
+/// The ticket's own fields: status, identifiers, `lastUpdated`, previous and initial owner.
+fn merge_ticket(record: &mut TicketRecord, ticket: &Ticket) -> Changes {
+    let mut changes = Changes {
+        history: record.mobile_status != ticket.status,
+        ..Changes::default()
+    };
     changes.set(&mut record.mobile_status, &ticket.status);
     changes.keep_or_set(&mut record.tixngo_ticket_id, &ticket.tixngo_ticket_id);
     changes.keep_or_set(&mut record.barcode, &ticket.barcode);
     changes.keep_or_set(&mut record.event_id, &ticket.event_id);
     changes.keep_or_set_instant(&mut record.tixngo_updated_at, ticket.last_updated);
-    if let Some(owner) = &ticket.owner {
-        if let Some(email) = &owner.email {
-            changes.history |= email_key(record.owner_email.as_deref()) != email_key(Some(email));
-        }
-        changes.keep_or_set(&mut record.owner_email, &owner.email);
-        changes.keep_or_set(&mut record.owner_title, &owner.title);
-        changes.keep_or_set(&mut record.owner_first_name, &owner.first_name);
-        changes.keep_or_set(&mut record.owner_last_name, &owner.last_name);
-        changes.keep_or_set(&mut record.owner_birth_date, &owner.birth_date);
-        changes.keep_or_set(&mut record.owner_nationality, &owner.nationality);
-        changes.keep_or_set(&mut record.owner_id_number, &owner.id_number);
-        changes.keep_or_set(&mut record.owner_phone, &owner.phone);
-        changes.keep_or_set(
-            &mut record.owner_residence_country,
-            &owner.residence_country,
-        );
-        changes.keep_or_set(&mut record.owner_language, &owner.language);
+    changes.keep_or_set(
+        &mut record.previous_owner_email,
+        &ticket.previous_owner_email,
+    );
+    changes.keep_or_set(&mut record.initial_owner_email, &ticket.initial_owner_email);
+    changes
+}
+
+/// `spectatorDetails`: the wallet owner. Its e-mail counts for history by its key only.
+fn merge_owner(record: &mut TicketRecord, owner: &Spectator) -> Changes {
+    let mut changes = Changes::default();
+    if let Some(email) = &owner.email {
+        changes.history = email_key(record.owner_email.as_deref()) != email_key(Some(email));
     }
-    let names_before = changes.any;
-    match &ticket.holder {
+    changes.keep_or_set(&mut record.owner_email, &owner.email);
+    changes.keep_or_set(&mut record.owner_title, &owner.title);
+    changes.keep_or_set(&mut record.owner_first_name, &owner.first_name);
+    changes.keep_or_set(&mut record.owner_last_name, &owner.last_name);
+    changes.keep_or_set(&mut record.owner_birth_date, &owner.birth_date);
+    changes.keep_or_set(&mut record.owner_nationality, &owner.nationality);
+    changes.keep_or_set(&mut record.owner_id_number, &owner.id_number);
+    changes.keep_or_set(&mut record.owner_phone, &owner.phone);
+    changes.keep_or_set(
+        &mut record.owner_residence_country,
+        &owner.residence_country,
+    );
+    changes.keep_or_set(&mut record.owner_language, &owner.language);
+    changes
+}
+
+/// `holder`: patched field by field, or cleared whole by an explicit `null`. A change of its
+/// name (or clearing a named holder) counts for history.
+fn merge_holder(record: &mut TicketRecord, holder: &Patch<Holder>) -> Changes {
+    let mut changes = Changes::default();
+    match holder {
         Patch::Absent => {}
         Patch::Clear => {
-            let holder_named =
+            changes.history =
                 record.holder_first_name.is_some() || record.holder_last_name.is_some();
-            changes.history |= holder_named;
             for column in [
                 &mut record.holder_first_name,
                 &mut record.holder_last_name,
@@ -140,11 +273,9 @@ pub fn merge(stored: Option<TicketRecord>, ticket: &Ticket, now: &str) -> Merge 
             }
         }
         Patch::Set(holder) => {
-            changes.any = false;
             changes.keep_or_set(&mut record.holder_first_name, &holder.first_name);
             changes.keep_or_set(&mut record.holder_last_name, &holder.last_name);
-            changes.history |= changes.any;
-            changes.any |= names_before;
+            changes.history = changes.any;
             changes.keep_or_set(&mut record.holder_birth_date, &holder.birth_date);
             changes.keep_or_set(&mut record.holder_id_number, &holder.id_number);
             changes.keep_or_set(&mut record.holder_nationality, &holder.nationality);
@@ -153,12 +284,12 @@ pub fn merge(stored: Option<TicketRecord>, ticket: &Ticket, now: &str) -> Merge 
             changes.keep_or_set(&mut record.holder_country_code, &holder.country_code);
         }
     }
-    changes.keep_or_set(
-        &mut record.previous_owner_email,
-        &ticket.previous_owner_email,
-    );
-    changes.keep_or_set(&mut record.initial_owner_email, &ticket.initial_owner_email);
-    let attributes = &ticket.attributes;
+    changes
+}
+
+/// `attributes`: the milestones, each kept when absent and cleared by an explicit `null`.
+fn merge_attributes(record: &mut TicketRecord, attributes: &Attributes) -> Changes {
+    let mut changes = Changes::default();
     for (column, value) in [
         (&mut record.injected_at, &attributes.injected_at),
         (&mut record.downloaded_at, &attributes.downloaded_at),
@@ -170,12 +301,7 @@ pub fn merge(stored: Option<TicketRecord>, ticket: &Ticket, now: &str) -> Merge 
     ] {
         changes.patch_instant(column, value);
     }
-    now.clone_into(&mut record.last_synced_at);
-    Merge::Apply {
-        record: Box::new(record),
-        changed: first_seen || changes.any,
-        history: first_seen || changes.history,
-    }
+    changes
 }
 
 /// What a merge changed so far.
@@ -185,6 +311,18 @@ struct Changes {
     any: bool,
     /// A column that `ticket_history` follows changed (status, owner e-mail key, holder name).
     history: bool,
+}
+
+/// The changes of two parts of a ticket together.
+impl BitOr for Changes {
+    type Output = Changes;
+
+    fn bitor(self, other: Changes) -> Changes {
+        Changes {
+            any: self.any || other.any,
+            history: self.history || other.history,
+        }
+    }
 }
 
 impl Changes {

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::feedback::{Patch, Ticket};
+use crate::report::Summary;
 
 use super::status;
 
@@ -178,20 +179,33 @@ impl RunNotes {
                 )
             })
             .collect();
-        if let Some(first) = &self.first_failure {
-            lines.push(format!(
-                "{} of {} {} cannot be mapped; {}; first: {first}",
-                self.failed,
-                self.fetched,
-                tickets(self.fetched),
-                if self.dry_run {
-                    "would be recorded in sync_error (dry run: nothing was written)"
-                } else {
-                    "recorded in sync_error"
-                }
-            ));
-        }
+        lines.extend(self.failure_warning());
+        lines.extend(self.batch_warnings());
+        lines.extend(self.unknown_status_warning());
+        lines
+    }
+
+    /// The tickets that could not be mapped, and what became of them.
+    fn failure_warning(&self) -> Option<String> {
+        let first = self.first_failure.as_ref()?;
+        Some(format!(
+            "{} of {} {} cannot be mapped; {}; first: {first}",
+            self.failed,
+            self.fetched,
+            tickets(self.fetched),
+            if self.dry_run {
+                "would be recorded in sync_error (dry run: nothing was written)"
+            } else {
+                "recorded in sync_error"
+            }
+        ))
+    }
+
+    /// The batches whose tickets lacked what the mapping reads, naming the fields looked for.
+    /// Batches without any mapped field say only that: the narrower warnings follow from it.
+    fn batch_warnings(&self) -> Vec<String> {
         let of_batches = |count: u64| format!("{count} of {} batches", self.batches);
+        let mut lines = Vec::new();
         if self.without_mapped_fields > 0 {
             lines.push(format!(
                 "{}: no ticket has any field the mapping reads beyond taxNumber and status \
@@ -199,35 +213,47 @@ impl RunNotes {
                  in --json)",
                 of_batches(self.without_mapped_fields)
             ));
-        } else {
-            if self.without_timestamp > 0 {
-                lines.push(format!(
-                    "{}: no ticket has a timestamp (looked for {TIMESTAMP_FIELDS}): stale \
-                     protection is off for them",
-                    of_batches(self.without_timestamp)
-                ));
-            }
-            if self.without_owner_email > 0 {
-                lines.push(format!(
-                    "{}: no ticket a spectator holds has an owner e-mail (looked for {OWNER_EMAIL_FIELD}): no \
-                     cultural contact could be seeded or moved",
-                    of_batches(self.without_owner_email)
-                ));
-            }
+            return lines;
         }
-        if !self.unknown_statuses.is_empty() {
-            let statuses: Vec<String> = self
-                .unknown_statuses
-                .iter()
-                .map(|(status, count)| format!("{status} ({count})"))
-                .collect();
+        if self.without_timestamp > 0 {
             lines.push(format!(
-                "statuses outside TIXNGO's documented lists, stored as sent; only an owner change \
-                 moves a contact for them: {}",
-                statuses.join(", ")
+                "{}: no ticket has a timestamp (looked for {TIMESTAMP_FIELDS}): stale \
+                 protection is off for them",
+                of_batches(self.without_timestamp)
+            ));
+        }
+        if self.without_owner_email > 0 {
+            lines.push(format!(
+                "{}: no ticket a spectator holds has an owner e-mail (looked for {OWNER_EMAIL_FIELD}): no \
+                 cultural contact could be seeded or moved",
+                of_batches(self.without_owner_email)
             ));
         }
         lines
+    }
+
+    /// The statuses outside the documented lists, with how many tickets had each.
+    fn unknown_status_warning(&self) -> Option<String> {
+        if self.unknown_statuses.is_empty() {
+            return None;
+        }
+        let statuses: Vec<String> = self
+            .unknown_statuses
+            .iter()
+            .map(|(status, count)| format!("{status} ({count})"))
+            .collect();
+        Some(format!(
+            "statuses outside TIXNGO's documented lists, stored as sent; only an owner change \
+             moves a contact for them: {}",
+            statuses.join(", ")
+        ))
+    }
+
+    /// Ends the run's notes: logs their warnings once and puts their findings in the summary.
+    pub fn report(self, summary: &mut Summary) {
+        self.log();
+        summary.unknown_statuses = self.unknown_statuses;
+        summary.unknown_fields = self.unknown_fields;
     }
 
     /// Logs the run's warnings once, and the unread fields at info level (`-v`). Server text in
@@ -323,6 +349,21 @@ mod tests {
                 .starts_with("1 of 3 batches: no ticket a spectator holds has an owner e-mail")
         );
         assert!(warnings[1].contains("spectatorDetails.email"));
+    }
+
+    #[test]
+    fn the_run_reports_its_unknown_statuses_and_fields_in_the_summary() {
+        let mut odd = ticket("RESALE_PENDING");
+        odd.unknown_fields = vec!["eventName".into()];
+        let mut notes = RunNotes::default();
+        notes.add_batch(batch(&[odd]));
+        let mut summary = Summary::default();
+        notes.report(&mut summary);
+        assert_eq!(
+            summary.unknown_statuses,
+            BTreeMap::from([("RESALE_PENDING".into(), 1)])
+        );
+        assert_eq!(summary.unknown_fields, ["eventName"]);
     }
 
     #[test]

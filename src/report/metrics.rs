@@ -8,7 +8,7 @@ use std::io::{ErrorKind, Write as _};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::Summary;
+use super::{Counters, Summary};
 use crate::timestamp::Timestamp;
 
 const PREFIX: &str = "tixngo_feedback";
@@ -97,84 +97,109 @@ pub fn with_feed_carried_over(path: &Path, summary: &Summary) -> Summary {
 
 /// The file's text.
 pub fn render(summary: &Summary, finished: Timestamp, last_success: f64) -> String {
-    let c = &summary.counters;
-    let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, samples: &[(&str, f64)]| {
+    let mut gauges = Gauges::default();
+    gauges.run(summary, finished, last_success);
+    gauges.counters(&summary.counters, summary.batches);
+    gauges.feed(summary);
+    gauges.text
+}
+
+/// The file's text, gauge after gauge.
+#[derive(Default)]
+struct Gauges {
+    text: String,
+}
+
+impl Gauges {
+    /// One gauge with its help and type, and its samples by labels.
+    fn gauge(&mut self, name: &str, help: &str, samples: &[(&str, f64)]) {
+        let out = &mut self.text;
         let _ = writeln!(out, "# HELP {PREFIX}_{name} {help}");
         let _ = writeln!(out, "# TYPE {PREFIX}_{name} gauge");
         for (labels, value) in samples {
             let _ = writeln!(out, "{PREFIX}_{name}{labels} {value}");
         }
-    };
-    gauge(
-        "last_run_timestamp_seconds",
-        "Unix time at which the last run finished.",
-        &[("", finished.unix_seconds())],
-    );
-    gauge(
-        "last_success_timestamp_seconds",
-        "Unix time at which the last successful run (exit code 0) finished; 0 if none yet.",
-        &[("", last_success)],
-    );
-    gauge(
-        "last_exit_code",
-        "Exit code of the last run.",
-        &[("", f64::from(summary.exit_code))],
-    );
-    gauge(
-        "last_duration_seconds",
-        "Duration of the last run.",
-        &[("", summary.duration_ms as f64 / 1000.0)],
-    );
-    gauge(
-        "last_tickets",
-        "Tickets of the last run, by outcome.",
-        &[
-            ("{outcome=\"stored\"}", c.stored as f64),
-            ("{outcome=\"unchanged\"}", c.unchanged as f64),
-            ("{outcome=\"skipped\"}", c.skipped as f64),
-            ("{outcome=\"stale\"}", c.stale as f64),
-            ("{outcome=\"failed\"}", c.failed as f64),
-        ],
-    );
-    gauge(
-        "last_contacts",
-        "Cultural contacts created or updated by the last run.",
-        &[
-            ("{change=\"created\"}", c.contacts_created as f64),
-            ("{change=\"updated\"}", c.contacts_updated as f64),
-        ],
-    );
-    gauge(
-        "last_distributions",
-        "Distribution lines created or updated by the last run.",
-        &[
-            ("{change=\"created\"}", c.distributions_created as f64),
-            ("{change=\"updated\"}", c.distributions_updated as f64),
-        ],
-    );
-    gauge(
-        "last_batches",
-        "Batches committed by the last run.",
-        &[("", summary.batches as f64)],
-    );
-    gauge(
-        "last_caught_up",
-        "1 if the last run ended caught up with the TIXNGO feed, else 0.",
-        &[("", f64::from(u8::from(summary.caught_up)))],
-    );
-    gauge(
-        "feed_lag_seconds",
-        "How far behind the feed the store is: the end of the last run that committed a batch \
-         minus the newest change it stored; 0 when it caught up.",
-        &[("", summary.feed_lag_seconds.unwrap_or(0.0))],
-    );
-    gauge(
-        "runs_behind",
-        "Consecutive runs that ended behind the feed.",
-        &[("", summary.runs_behind.unwrap_or(0) as f64)],
-    );
-    out
+    }
+
+    /// When the run finished, its last success, its exit code and its duration.
+    fn run(&mut self, summary: &Summary, finished: Timestamp, last_success: f64) {
+        self.gauge(
+            "last_run_timestamp_seconds",
+            "Unix time at which the last run finished.",
+            &[("", finished.unix_seconds())],
+        );
+        self.gauge(
+            "last_success_timestamp_seconds",
+            "Unix time at which the last successful run (exit code 0) finished; 0 if none yet.",
+            &[("", last_success)],
+        );
+        self.gauge(
+            "last_exit_code",
+            "Exit code of the last run.",
+            &[("", f64::from(summary.exit_code))],
+        );
+        self.gauge(
+            "last_duration_seconds",
+            "Duration of the last run.",
+            &[("", summary.duration_ms as f64 / 1000.0)],
+        );
+    }
+
+    /// What the run did: tickets by outcome, contacts, distribution lines, batches.
+    fn counters(&mut self, c: &Counters, batches: u64) {
+        self.gauge(
+            "last_tickets",
+            "Tickets of the last run, by outcome.",
+            &[
+                ("{outcome=\"stored\"}", c.stored as f64),
+                ("{outcome=\"unchanged\"}", c.unchanged as f64),
+                ("{outcome=\"skipped\"}", c.skipped as f64),
+                ("{outcome=\"stale\"}", c.stale as f64),
+                ("{outcome=\"failed\"}", c.failed as f64),
+            ],
+        );
+        self.gauge(
+            "last_contacts",
+            "Cultural contacts created or updated by the last run.",
+            &[
+                ("{change=\"created\"}", c.contacts_created as f64),
+                ("{change=\"updated\"}", c.contacts_updated as f64),
+            ],
+        );
+        self.gauge(
+            "last_distributions",
+            "Distribution lines created or updated by the last run.",
+            &[
+                ("{change=\"created\"}", c.distributions_created as f64),
+                ("{change=\"updated\"}", c.distributions_updated as f64),
+            ],
+        );
+        self.gauge(
+            "last_batches",
+            "Batches committed by the last run.",
+            &[("", batches as f64)],
+        );
+    }
+
+    /// Where the run left the store behind the TIXNGO feed.
+    fn feed(&mut self, summary: &Summary) {
+        self.gauge(
+            "last_caught_up",
+            "1 if the last run ended caught up with the TIXNGO feed, else 0.",
+            &[("", f64::from(u8::from(summary.caught_up)))],
+        );
+        self.gauge(
+            "feed_lag_seconds",
+            "How far behind the feed the store is: the end of the last run that committed a batch \
+             minus the newest change it stored; 0 when it caught up.",
+            &[("", summary.feed_lag_seconds.unwrap_or(0.0))],
+        );
+        self.gauge(
+            "runs_behind",
+            "Consecutive runs that ended behind the feed.",
+            &[("", summary.runs_behind.unwrap_or(0) as f64)],
+        );
+    }
 }
 
 #[cfg(test)]

@@ -383,20 +383,9 @@ mod tests {
         let json = summary().to_json();
         assert!(!json.contains('\n'));
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-        for field in [
-            "command",
-            "dry_run",
-            "batches",
-            "fetched",
-            "stored",
-            "unchanged",
-            "skipped",
-            "stale",
-            "failed",
-            "contacts_created",
-            "contacts_updated",
-            "distributions_created",
-            "distributions_updated",
+        // The counters' fields are their `sync_run` names (`names_match_the_serialized_fields`).
+        let before_counters = ["command", "dry_run", "batches"];
+        let after_counters = [
             "pagination_key_before",
             "next_pagination_key",
             "key_saved",
@@ -406,7 +395,12 @@ mod tests {
             "duration_ms",
             "exit_code",
             "error",
-        ] {
+        ];
+        for field in before_counters
+            .into_iter()
+            .chain(Counters::NAMES)
+            .chain(after_counters)
+        {
             assert!(value.get(field).is_some(), "{field} missing from {json}");
         }
         assert_eq!(value["error"], serde_json::Value::Null);

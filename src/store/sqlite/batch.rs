@@ -18,51 +18,13 @@ use crate::error::Error;
 use crate::feedback::contacts::{
     ContactBook, ContactWriter, FoundContact, LineStatus, LineWritten, PendingLine,
 };
-use crate::feedback::{Spectator, Ticket, TicketRecord};
+use crate::feedback::{FieldValue, ReadColumns, Spectator, Ticket, TicketRecord};
 use crate::report::Counters;
 use crate::store::{Batch, KeyCommit, StoredRow};
 use crate::timestamp::Timestamp;
 
 /// The columns of `ticket`, in the order of [`record_params`] and [`record_from_row`].
-const TICKET_COLUMNS: [&str; 37] = [
-    "ticket_number",
-    "tixngo_ticket_id",
-    "barcode",
-    "event_id",
-    "s360_state",
-    "mobile_status",
-    "tixngo_updated_at",
-    "owner_email",
-    "owner_title",
-    "owner_first_name",
-    "owner_last_name",
-    "owner_birth_date",
-    "owner_nationality",
-    "owner_id_number",
-    "owner_phone",
-    "owner_residence_country",
-    "owner_language",
-    "holder_first_name",
-    "holder_last_name",
-    "holder_birth_date",
-    "holder_id_number",
-    "holder_nationality",
-    "previous_owner_email",
-    "initial_owner_email",
-    "injected_at",
-    "downloaded_at",
-    "assigned_at",
-    "activated_at",
-    "checked_at",
-    "controlled_at",
-    "deleted_at",
-    "cultural_contact_id",
-    "first_synced_at",
-    "last_synced_at",
-    "holder_birth_place",
-    "holder_birth_region",
-    "holder_country_code",
-];
+const TICKET_COLUMNS: [&str; TicketRecord::COLUMNS.len()] = TicketRecord::COLUMNS;
 
 /// Columns the feedback never overwrites once the row exists.
 const SET_ONCE: [&str; 3] = ["ticket_number", "s360_state", "first_synced_at"];
@@ -119,46 +81,13 @@ static FINISH_RUN: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-fn record_params(r: &TicketRecord) -> [&dyn ToSql; 37] {
-    [
-        &r.ticket_number,
-        &r.tixngo_ticket_id,
-        &r.barcode,
-        &r.event_id,
-        &r.s360_state,
-        &r.mobile_status,
-        &r.tixngo_updated_at,
-        &r.owner_email,
-        &r.owner_title,
-        &r.owner_first_name,
-        &r.owner_last_name,
-        &r.owner_birth_date,
-        &r.owner_nationality,
-        &r.owner_id_number,
-        &r.owner_phone,
-        &r.owner_residence_country,
-        &r.owner_language,
-        &r.holder_first_name,
-        &r.holder_last_name,
-        &r.holder_birth_date,
-        &r.holder_id_number,
-        &r.holder_nationality,
-        &r.previous_owner_email,
-        &r.initial_owner_email,
-        &r.injected_at,
-        &r.downloaded_at,
-        &r.assigned_at,
-        &r.activated_at,
-        &r.checked_at,
-        &r.controlled_at,
-        &r.deleted_at,
-        &r.cultural_contact_id,
-        &r.first_synced_at,
-        &r.last_synced_at,
-        &r.holder_birth_place,
-        &r.holder_birth_region,
-        &r.holder_country_code,
-    ]
+/// The values of a row as SQLite parameters, borrowed from the record (no copy per ticket).
+fn record_params(r: &TicketRecord) -> [&dyn ToSql; TicketRecord::COLUMNS.len()] {
+    r.values().map(|value| match value {
+        FieldValue::Text(text) => text as &dyn ToSql,
+        FieldValue::OptionalText(text) => text,
+        FieldValue::OptionalInteger(integer) => integer,
+    })
 }
 
 /// The contact columns copied from `spectatorDetails` (SPEC §4.5), from `title` to
@@ -180,45 +109,19 @@ fn contact_details(owner: &Spectator) -> [&dyn ToSql; 11] {
 }
 
 fn record_from_row(row: &Row<'_>) -> rusqlite::Result<TicketRecord> {
-    Ok(TicketRecord {
-        ticket_number: row.get(0)?,
-        tixngo_ticket_id: row.get(1)?,
-        barcode: row.get(2)?,
-        event_id: row.get(3)?,
-        s360_state: row.get(4)?,
-        mobile_status: row.get(5)?,
-        tixngo_updated_at: row.get(6)?,
-        owner_email: row.get(7)?,
-        owner_title: row.get(8)?,
-        owner_first_name: row.get(9)?,
-        owner_last_name: row.get(10)?,
-        owner_birth_date: row.get(11)?,
-        owner_nationality: row.get(12)?,
-        owner_id_number: row.get(13)?,
-        owner_phone: row.get(14)?,
-        owner_residence_country: row.get(15)?,
-        owner_language: row.get(16)?,
-        holder_first_name: row.get(17)?,
-        holder_last_name: row.get(18)?,
-        holder_birth_date: row.get(19)?,
-        holder_id_number: row.get(20)?,
-        holder_nationality: row.get(21)?,
-        previous_owner_email: row.get(22)?,
-        initial_owner_email: row.get(23)?,
-        injected_at: row.get(24)?,
-        downloaded_at: row.get(25)?,
-        assigned_at: row.get(26)?,
-        activated_at: row.get(27)?,
-        checked_at: row.get(28)?,
-        controlled_at: row.get(29)?,
-        deleted_at: row.get(30)?,
-        cultural_contact_id: row.get(31)?,
-        first_synced_at: row.get::<_, Option<String>>(32)?.unwrap_or_default(),
-        last_synced_at: row.get::<_, Option<String>>(33)?.unwrap_or_default(),
-        holder_birth_place: row.get(34)?,
-        holder_birth_region: row.get(35)?,
-        holder_country_code: row.get(36)?,
-    })
+    TicketRecord::read(row)
+}
+
+impl ReadColumns for Row<'_> {
+    type Error = rusqlite::Error;
+
+    fn text(&self, index: usize) -> rusqlite::Result<Option<String>> {
+        self.get(index)
+    }
+
+    fn integer(&self, index: usize) -> rusqlite::Result<Option<i64>> {
+        self.get(index)
+    }
 }
 
 /// The transaction of one batch. Dropping it without [`Batch::finish`] rolls everything back.
@@ -630,5 +533,86 @@ impl ContactWriter for SqliteBatch<'_> {
             ],
         )
         .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    /// A row whose every column holds its own name and `tag` (integers: `tag` plus the
+    /// column's position), so that a column read or written in another's place shows.
+    struct Tagged(i64);
+
+    impl ReadColumns for Tagged {
+        type Error = Infallible;
+
+        fn text(&self, index: usize) -> Result<Option<String>, Infallible> {
+            Ok(Some(format!("{} {}", TICKET_COLUMNS[index], self.0)))
+        }
+
+        fn integer(&self, index: usize) -> Result<Option<i64>, Infallible> {
+            Ok(Some(self.0 + index as i64))
+        }
+    }
+
+    fn tagged(tag: i64) -> TicketRecord {
+        let Ok(record) = TicketRecord::read(&Tagged(tag));
+        record
+    }
+
+    #[test]
+    fn the_record_s_columns_are_the_schema_s_ticket_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("store.db"), None).unwrap();
+        let mut schema: Vec<String> = store
+            .conn
+            .prepare("SELECT name FROM pragma_table_info('ticket')")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        schema.sort_unstable();
+        let mut columns = TICKET_COLUMNS.to_vec();
+        columns.sort_unstable();
+        assert_eq!(schema, columns);
+    }
+
+    #[test]
+    fn every_column_is_written_and_read_in_its_place_and_set_once_columns_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("store.db"), None).unwrap();
+        let mut batch = SqliteBatch::begin(&store.conn, &store.path, None, "sync", None).unwrap();
+        let (first, second) = (tagged(1000), tagged(2000));
+        for id in [first.cultural_contact_id, second.cultural_contact_id] {
+            batch
+                .execute(
+                    "INSERT INTO contact (id, email) VALUES (?1, 'fan@example.org')",
+                    &[&id],
+                )
+                .unwrap();
+        }
+        batch.write_ticket(&first, None).unwrap();
+        let number = first.ticket_number.as_str();
+        let (row, stored) = batch.ticket(number).unwrap().unwrap();
+        assert_eq!(stored, first);
+
+        // The contact changes (one update statement), then only the other columns (the other).
+        let mut expected = TicketRecord {
+            ticket_number: first.ticket_number.clone(),
+            s360_state: first.s360_state.clone(),
+            first_synced_at: first.first_synced_at.clone(),
+            ..second.clone()
+        };
+        batch.write_ticket(&second, Some(row)).unwrap();
+        let (row, stored) = batch.ticket(number).unwrap().unwrap();
+        assert_eq!(stored, expected);
+        expected.mobile_status = "DELETED".into();
+        batch.write_ticket(&expected, Some(row)).unwrap();
+        assert_eq!(batch.ticket(number).unwrap().unwrap().1, expected);
     }
 }
