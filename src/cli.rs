@@ -29,19 +29,39 @@ pub struct Cli {
 /// Options every subcommand takes, before or after it.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// The SQLite store; created (mode 0600) with its schema when missing
+    /// The SQLite store, created (mode 0600) with its schema when missing; or a PostgreSQL
+    /// store: postgres://USER@HOST:PORT/DB (no password in it)
     #[arg(
         long,
         global = true,
         env = "TIXNGO_FEEDBACK_STORE",
         default_value = "tixngo-feedback.db",
-        value_name = "PATH"
+        value_name = "PATH|URL"
     )]
     pub store: PathBuf,
 
-    /// The run lock [default: <store>.lock]
+    /// The run lock [default: <store>.lock]; a PostgreSQL store locks on the server instead
     #[arg(long, global = true, env = "TIXNGO_FEEDBACK_LOCK", value_name = "PATH")]
     pub lock_file: Option<PathBuf>,
+
+    /// File holding the PostgreSQL store's password (mode 0600); without it, PGPASSWORD
+    #[arg(
+        long,
+        global = true,
+        env = "TIXNGO_FEEDBACK_STORE_PASSWORD_FILE",
+        value_name = "PATH"
+    )]
+    pub store_password_file: Option<PathBuf>,
+
+    /// The PostgreSQL schema holding the store, one per organizer [default: tixngo_feedback]
+    #[arg(
+        long,
+        global = true,
+        env = "TIXNGO_FEEDBACK_PG_SCHEMA",
+        value_name = "NAME",
+        value_parser = crate::store::postgres::parse_schema
+    )]
+    pub pg_schema: Option<String>,
 
     /// Print one line of compact JSON on stdout instead of the human summary
     #[arg(long, global = true)]
@@ -594,6 +614,8 @@ mod tests {
             ),
             (&["t", "sync", "--api-key-header", ""], "--api-key-header"),
             (&["t", "sync", "--operator-login", " "], "--operator-login"),
+            (&["t", "status", "--pg-schema", "Acme"], "--pg-schema"),
+            (&["t", "status", "--pg-schema", "pg_catalog"], "--pg-schema"),
         ] {
             let message = usage(args);
             assert!(message.contains(needle), "{args:?}: {message}");

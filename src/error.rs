@@ -41,6 +41,11 @@ pub enum Error {
     )]
     StoreBusy { path: PathBuf },
 
+    /// A PostgreSQL store said "try later": another session holds its lock, a serialization
+    /// failure or a deadlock, or this run lost its lock.
+    #[error("store {store}: {message}; try again later")]
+    StoreTryLater { store: String, message: String },
+
     /// The store was written by a newer version of this program.
     #[error(
         "store {} has schema version {found}, newer than the {supported} this binary knows: upgrade tixngo-feedback",
@@ -145,9 +150,10 @@ impl Error {
             | Error::StoreTooNew { .. }
             | Error::Redirected { .. }
             | Error::Rejected { .. } => ExitCode::Config,
-            Error::LockHeld { .. } | Error::RateLimited | Error::StoreBusy { .. } => {
-                ExitCode::TempFail
-            }
+            Error::LockHeld { .. }
+            | Error::RateLimited
+            | Error::StoreBusy { .. }
+            | Error::StoreTryLater { .. } => ExitCode::TempFail,
             Error::LockFile { .. } | Error::Store { .. } => ExitCode::IoErr,
             Error::Unavailable(_) => ExitCode::Unavailable,
             Error::Unauthorized { .. } => ExitCode::NoPerm,
@@ -208,6 +214,13 @@ mod tests {
             ),
             (Error::store(&path, "disk full"), 74),
             (Error::StoreBusy { path: path.clone() }, 75),
+            (
+                Error::StoreTryLater {
+                    store: "postgres://h/db".into(),
+                    message: "deadlock".into(),
+                },
+                75,
+            ),
             (
                 Error::StoreTooNew {
                     path,

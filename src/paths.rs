@@ -16,19 +16,14 @@ use crate::settings::StoreFiles;
 /// The files SQLite keeps beside a store, by the suffix of their name.
 const STORE_COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
 
-/// Refuses (usage error, 64) a command line that names the same file twice.
+/// Refuses (usage error, 64) a command line that names the same file twice. A PostgreSQL store
+/// (a URL) names no file, and has no lock file.
 pub fn check_distinct(cli: &Cli) -> Result<(), Error> {
-    let store = Resolved::of(&cli.global.store);
-    let mut taken: Vec<(String, Resolved)> = STORE_COMPANIONS
-        .iter()
-        .map(|suffix| {
-            (
-                format!("the store's {suffix} file"),
-                store.companion(suffix),
-            )
-        })
-        .collect();
-    taken.insert(0, ("--store".to_owned(), store));
+    let mut taken = if is_postgres(cli) {
+        Vec::new()
+    } else {
+        store_files(&cli.global.store)
+    };
     for (option, path) in named_files(cli) {
         let resolved = Resolved::of(&path);
         if let Some((other, _)) = taken.iter().find(|(_, seen)| seen.same_file(&resolved)) {
@@ -43,9 +38,37 @@ pub fn check_distinct(cli: &Cli) -> Result<(), Error> {
     Ok(())
 }
 
+/// The SQLite store and the files SQLite keeps beside it.
+fn store_files(store: &Path) -> Vec<(String, Resolved)> {
+    let store = Resolved::of(store);
+    let mut taken: Vec<(String, Resolved)> = STORE_COMPANIONS
+        .iter()
+        .map(|suffix| {
+            (
+                format!("the store's {suffix} file"),
+                store.companion(suffix),
+            )
+        })
+        .collect();
+    taken.insert(0, ("--store".to_owned(), store));
+    taken
+}
+
+fn is_postgres(cli: &Cli) -> bool {
+    cli.global
+        .store
+        .to_str()
+        .is_some_and(crate::store::postgres::is_url)
+}
+
 /// Every file the command names besides the store; one more option is one more line here.
 fn named_files(cli: &Cli) -> Vec<(&'static str, PathBuf)> {
-    let mut files = vec![("--lock-file", StoreFiles::of(&cli.global).lock)];
+    let mut files = Vec::new();
+    if !is_postgres(cli) {
+        files.push(("--lock-file", StoreFiles::of(&cli.global).lock));
+    }
+    let password_file = cli.global.store_password_file.clone();
+    files.extend(password_file.map(|p| ("--store-password-file", p)));
     if let Command::Sync(args) = &cli.command {
         files.extend(args.metrics_file.clone().map(|p| ("--metrics-file", p)));
         files.extend(args.api_key_file.clone().map(|p| ("--api-key-file", p)));
@@ -95,6 +118,37 @@ fn canonical_parent(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{Parsed, parse};
+
+    fn check(args: &[&str]) -> Result<(), Error> {
+        let Parsed::Run(cli) = parse(args) else {
+            panic!("{args:?} not parsed")
+        };
+        check_distinct(&cli)
+    }
+
+    #[test]
+    fn a_postgresql_store_is_no_file_but_its_password_file_is_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        let file = file.to_str().unwrap();
+        let url = "postgres://feedback@db.example/s360";
+        // A URL is not a path: the file SQLite would keep beside it is no file here.
+        let beside = format!("{url}-wal");
+        check(&["t", "--store", url, "sync", "--metrics-file", &beside]).unwrap();
+        let twice = check(&[
+            "t",
+            "--store",
+            url,
+            "--store-password-file",
+            file,
+            "sync",
+            "--api-key-file",
+            file,
+        ]);
+        let error = twice.expect_err("the same file twice was accepted");
+        assert!(error.to_string().contains("--api-key-file"), "{error}");
+    }
 
     fn resolved(path: &Path) -> Resolved {
         Resolved::of(path)

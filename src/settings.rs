@@ -16,6 +16,7 @@ use crate::cli::{
 };
 use crate::error::Error;
 use crate::lock;
+use crate::store::postgres::{self, PgTarget};
 use crate::tixngo::api_key::ApiKey;
 use crate::tixngo::client::{ApiUrl, Connection};
 use crate::tixngo::dump::Dumps;
@@ -28,10 +29,49 @@ pub struct Settings {
 }
 
 /// The store and its run lock.
+#[derive(Debug)]
 pub struct StoreFiles {
     pub store: PathBuf,
     /// `--lock-file`, else `<store>.lock`.
     pub lock: PathBuf,
+}
+
+/// Where the store is: an SQLite file with its lock file, or a schema of a PostgreSQL database,
+/// whose lock is an advisory lock on the server (SPEC §10).
+#[derive(Debug)]
+pub enum StoreLocation {
+    Sqlite(StoreFiles),
+    Postgres(Box<PgTarget>),
+}
+
+impl StoreLocation {
+    /// Resolves `--store`: a `postgres://` or `postgresql://` URL is a PostgreSQL store, anything
+    /// else an SQLite path. A PostgreSQL store refuses `--lock-file` (64), then its URL, password
+    /// file and TLS are checked (78). Its extra TLS roots are sync's `--ca-file`, or for the other
+    /// commands `TIXNGO_CA_FILE`.
+    pub fn resolve(cli: &Cli) -> Result<StoreLocation, Error> {
+        let global = &cli.global;
+        let Some(url) = global.store.to_str().filter(|s| postgres::is_url(s)) else {
+            return Ok(StoreLocation::Sqlite(StoreFiles::of(global)));
+        };
+        if global.lock_file.is_some() {
+            return Err(Error::Usage(
+                "--lock-file (TIXNGO_FEEDBACK_LOCK) is not used with a PostgreSQL store: its lock is an advisory lock on the server".into(),
+            ));
+        }
+        let ca_file = match &cli.command {
+            Command::Sync(args) => args.ca_file.clone(),
+            _ => std::env::var_os("TIXNGO_CA_FILE").map(PathBuf::from),
+        };
+        let schema = global
+            .pg_schema
+            .as_deref()
+            .unwrap_or(postgres::DEFAULT_SCHEMA);
+        let target = PgTarget::parse(url, schema)?
+            .with_ca_file(ca_file)
+            .with_password_from(global.store_password_file.as_deref())?;
+        Ok(StoreLocation::Postgres(Box::new(target)))
+    }
 }
 
 /// What the run prints on stdout. Resolved apart from [`Settings`], and first: a command whose
@@ -418,6 +458,47 @@ mod tests {
                 PathBuf::from("tixngo-feedback.db.lock")
             );
         }
+    }
+
+    fn location(args: &[&str]) -> Result<StoreLocation, Error> {
+        match parse(args) {
+            Parsed::Run(cli) => StoreLocation::resolve(&cli),
+            other => panic!("{args:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_postgres_url_is_a_postgresql_store_and_anything_else_a_path() {
+        let url = "postgres://feedback@db.example/s360";
+        let Ok(StoreLocation::Postgres(target)) =
+            location(&["t", "--store", url, "--pg-schema", "acme", "status"])
+        else {
+            panic!("{url} is not a PostgreSQL store")
+        };
+        assert_eq!(target.schema(), "acme");
+        let Ok(StoreLocation::Postgres(target)) = location(&["t", "--store", url, "status"]) else {
+            panic!("{url} is not a PostgreSQL store")
+        };
+        assert_eq!(target.schema(), "tixngo_feedback");
+        for path in ["acme.db", "postgres.db", "./postgres:/x"] {
+            let Ok(StoreLocation::Sqlite(files)) = location(&["t", "--store", path, "status"])
+            else {
+                panic!("{path} is not an SQLite store")
+            };
+            assert_eq!(files.store, PathBuf::from(path));
+        }
+    }
+
+    #[test]
+    fn a_postgresql_store_refuses_a_lock_file_then_a_bad_url() {
+        let url = "postgres://feedback@db.example/s360";
+        let with_lock = location(&["t", "--store", url, "--lock-file", "x.lock", "status"]);
+        let error = with_lock.expect_err("--lock-file accepted");
+        assert_eq!(error.exit_code(), crate::exit::ExitCode::Usage, "{error}");
+        let with_password = "postgres://feedback:hunter2@db.example/s360";
+        let error = location(&["t", "--store", with_password, "status"]).expect_err("accepted");
+        assert_eq!(error.exit_code(), crate::exit::ExitCode::Config, "{error}");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
     }
 
     #[test]

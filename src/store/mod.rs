@@ -7,6 +7,7 @@
 //! [`Batch::finish`] with the run counters and the next key, or rolled back when dropped. That is
 //! what makes a crash at any point leave the store as it was.
 
+pub mod postgres;
 mod sqlite;
 
 use std::collections::HashSet;

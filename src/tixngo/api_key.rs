@@ -27,7 +27,7 @@ impl ApiKey {
 
     /// Reads the key from a key file; every failure is a configuration error (exit 78).
     pub fn from_file(path: &Path) -> Result<ApiKey, Error> {
-        ApiKey::new(read_key_file(path)?)
+        ApiKey::new(read_key_file(path, "API key file")?)
             .map_err(|why| Error::Config(format!("the API key file {} {why}", path.display())))
     }
 
@@ -44,13 +44,13 @@ impl fmt::Debug for ApiKey {
     }
 }
 
-/// Reads a key file, trimmed. It must be a regular file (a FIFO would block the run: it is
+/// Reads a file holding a secret (the API key, the store's password), trimmed; `what` names it
+/// in messages. It must be a regular file (a FIFO would block the run: it is
 /// opened without blocking and looked at before any read) that neither the group nor others can
 /// read or write. The checks are made on the opened file, so a swap after them changes nothing.
-fn read_key_file(path: &Path) -> Result<String, Error> {
+pub(crate) fn read_key_file(path: &Path, what: &str) -> Result<String, Error> {
     let shown = path.display();
-    let cannot =
-        |e: std::io::Error| Error::Config(format!("cannot read the API key file {shown}: {e}"));
+    let cannot = |e: std::io::Error| Error::Config(format!("cannot read the {what} {shown}: {e}"));
     let mut file = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -59,7 +59,7 @@ fn read_key_file(path: &Path) -> Result<String, Error> {
     let metadata = file.metadata().map_err(cannot)?;
     if !metadata.is_file() {
         return Err(Error::Config(format!(
-            "the API key file {shown} is not a regular file: put the key in a plain file (mode 0600)"
+            "the {what} {shown} is not a regular file: put it in a plain file (mode 0600)"
         )));
     }
     let mode = metadata.permissions().mode() & 0o777;
@@ -70,7 +70,7 @@ fn read_key_file(path: &Path) -> Result<String, Error> {
             "writable"
         };
         return Err(Error::Config(format!(
-            "the API key file {shown} is {access} by others (mode {mode:04o}): chmod 600 {shown}"
+            "the {what} {shown} is {access} by others (mode {mode:04o}): chmod 600 {shown}"
         )));
     }
     let mut text = String::new();

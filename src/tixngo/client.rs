@@ -99,7 +99,7 @@ impl ApiUrl {
 }
 
 /// 127.0.0.0/8, ::1 and localhost.
-fn is_loopback(host: &str) -> bool {
+pub(crate) fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
@@ -530,10 +530,15 @@ fn origin(url: &str) -> String {
 /// Mozilla's set built into the binary. A private CA or a TLS-inspecting proxy is trusted besides
 /// the public roots, never instead of them, and a host without a CA bundle still verifies.
 fn tls_config(ca_file: Option<&Path>) -> Result<TlsConfig, Error> {
-    let roots = root_certificates(ca_file, platform_bundle().as_deref())?;
     Ok(TlsConfig::builder()
-        .root_certs(RootCerts::from(roots))
+        .root_certs(RootCerts::from(trusted_roots(ca_file)?))
         .build())
+}
+
+/// The root certificates TLS connections trust (TIXNGO's and a PostgreSQL store's): those of
+/// `--ca-file`, the platform's CA bundle and the built-in ones.
+pub(crate) fn trusted_roots(ca_file: Option<&Path>) -> Result<Vec<Certificate<'static>>, Error> {
+    root_certificates(ca_file, platform_bundle().as_deref())
 }
 
 /// The certificates of `--ca-file`, of the CA bundle and the built-in ones, in that order.

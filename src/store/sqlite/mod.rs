@@ -6,7 +6,7 @@ pub(crate) mod access;
 mod batch;
 mod overlay;
 mod queries;
-mod schema;
+pub(super) mod schema;
 
 use std::fs::OpenOptions;
 use std::io::ErrorKind;

@@ -62,9 +62,6 @@ pub const API_KEY: &str = "test-key-3f9c1e";
 /// Environment variables of the product (and the proxies) that must not leak into a test run
 /// from the machine's environment.
 const SCRUBBED: [&str; 30] = [
-    "TIXNGO_FEEDBACK_STORE_PASSWORD_FILE",
-    "TIXNGO_FEEDBACK_PG_SCHEMA",
-    "PGPASSWORD",
     "TIXNGO_DRAIN",
     "TIXNGO_DIFF_PATH",
     "TIXNGO_API_KEY_HEADER",
@@ -92,6 +89,9 @@ const SCRUBBED: [&str; 30] = [
     "TIXNGO_DUMP_DIR",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
+    "TIXNGO_FEEDBACK_STORE_PASSWORD_FILE",
+    "TIXNGO_FEEDBACK_PG_SCHEMA",
+    "PGPASSWORD",
 ];
 
 /// What [`Env::db`] on PostgreSQL says.

@@ -1,6 +1,7 @@
 //! A throwaway PostgreSQL cluster for the tests of the PostgreSQL store: one per test process,
 //! started on first use, in a temporary directory, listening on 127.0.0.1 (a free port, password
-//! authentication) and on a Unix socket in that directory (trust, for the tests' own SQL).
+//! authentication; TLS with the test CA's certificate for the clients that ask) and on a Unix
+//! socket in that directory (trust, for the tests' own SQL).
 //!
 //! Where PostgreSQL is not installed, [`cluster`] prints `SKIPPED: PostgreSQL not installed` on
 //! stderr and the test returns, unless `TIXNGO_REQUIRE_POSTGRES=1` (CI sets it): then it fails.
@@ -52,9 +53,12 @@ pub fn cluster() -> Option<&'static Cluster> {
                     !required,
                     "TIXNGO_REQUIRE_POSTGRES=1 but PostgreSQL (initdb, pg_ctl) is not installed"
                 );
-                eprintln!(
-                    "*** SKIPPED: PostgreSQL not installed: the PostgreSQL store tests did not run \
-                     (apt-get install postgresql, or set TIXNGO_REQUIRE_POSTGRES=1 to fail) ***"
+                // Straight to the process's stderr: the test harness shows no captured output
+                // of a test that passes.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n*** SKIPPED: PostgreSQL not installed: the PostgreSQL store tests did not run \
+                     (apt-get install postgresql, or set TIXNGO_REQUIRE_POSTGRES=1 to fail) ***\n"
                 );
                 return None;
             };
@@ -132,13 +136,14 @@ impl Cluster {
             // initdb's own fsync of the new files only: the server keeps fsync on.
             .args(["--no-sync", "--no-instructions"]));
         let port = free_port();
+        let tls = install_tls_files(&dir, user);
         let mut conf = std::fs::OpenOptions::new()
             .append(true)
             .open(data.join("postgresql.conf"))
             .unwrap();
         writeln!(
             conf,
-            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'",
+            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n{tls}",
             dir.display()
         )
         .unwrap();
@@ -148,11 +153,18 @@ impl Cluster {
             .arg("-l")
             .arg(dir.join("server.log"))
             .args(["-w", "-t", "60", "start"]));
-        Cluster {
+        let cluster = Cluster {
             dir,
             port,
             password,
-        }
+        };
+        // Every role may create its schema (granted once: concurrent GRANTs on one database
+        // fail with "tuple concurrently updated").
+        cluster
+            .admin()
+            .batch_execute("GRANT CREATE ON DATABASE postgres TO PUBLIC")
+            .expect("the grant to create schemas");
+        cluster
     }
 
     /// A URL to the cluster over TCP for `user` (no password in it: SPEC §10).
@@ -176,18 +188,41 @@ impl Cluster {
         format!("t{}", NEXT_NAME.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// A new login role with a password, allowed to create schemas: `(name, password)`.
+    /// A new login role with a password (it may create schemas): `(name, password)`.
     pub fn role(&self) -> (String, String) {
         let name = format!("r{}", NEXT_NAME.fetch_add(1, Ordering::Relaxed));
         let password = format!("pw-{:016x}", fastrand::u64(..));
         self.admin()
-            .batch_execute(&format!(
-                "CREATE ROLE {name} LOGIN PASSWORD '{password}';
-                 GRANT CREATE ON DATABASE postgres TO {name};"
-            ))
+            .batch_execute(&format!("CREATE ROLE {name} LOGIN PASSWORD '{password}'"))
             .expect("a new role");
         (name, password)
     }
+}
+
+/// The test CA's server certificate (for localhost and 127.0.0.1) and its key, copied where the
+/// server may read them (the key must be the server user's, mode 0600); returns the settings that
+/// turn TLS on. Clients choose: the tests connect without TLS unless they ask for it.
+fn install_tls_files(dir: &Path, user: Option<(u32, u32)>) -> String {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    for name in ["server.pem", "server.key"] {
+        let copy = dir.join(name);
+        std::fs::copy(fixtures.join(name), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&copy, Some(uid), Some(gid)).unwrap();
+        }
+    }
+    format!(
+        "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'",
+        dir.join("server.pem").display(),
+        dir.join("server.key").display()
+    )
+}
+
+/// The test CA that signed the cluster's certificate, for `--ca-file`.
+pub fn test_ca() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/ca.pem")
 }
 
 /// `program`, run as the `postgres` OS user when this process is root.

@@ -1,0 +1,106 @@
+//! Every failure of the PostgreSQL store becomes an exit code here, in one place (SPEC §10):
+//! a server that cannot be reached or used → 74; a login or TLS setting the server or this
+//! program refuses → 78; a lock held, a serialization failure, a deadlock, a statement cut by the
+//! run's deadline → 75. The message is one line, without SQL, without the password, and without
+//! the server's DETAIL (it may quote row values: personal data).
+
+use std::error::Error as _;
+use std::path::PathBuf;
+
+use postgres::error::{DbError, SqlState};
+
+use crate::error::Error;
+
+/// Adds the store to PostgreSQL errors, as `InStore` does for SQLite's.
+pub(crate) trait InPg<T> {
+    fn in_pg(self, store: &str) -> Result<T, Error>;
+}
+
+impl<T> InPg<T> for Result<T, postgres::Error> {
+    fn in_pg(self, store: &str) -> Result<T, Error> {
+        self.map_err(|e| classify(store, &e))
+    }
+}
+
+/// A PostgreSQL failure as the one line an operator reads, with its exit code.
+pub(crate) fn classify(store: &str, error: &postgres::Error) -> Error {
+    if let Some(db) = error.as_db_error() {
+        return server_refusal(store, db);
+    }
+    let detail = detail(error);
+    if error.is_closed() {
+        return unusable(
+            store,
+            "the server ended the session (the run never reconnects: what it had not committed was rolled back)",
+        );
+    }
+    if detail.contains("password missing") {
+        return Error::Config(format!(
+            "store {store}: the server asks for a password: give it in a file (mode 0600) with --store-password-file, or in PGPASSWORD"
+        ));
+    }
+    if detail.contains("certificate") {
+        return Error::Config(format!(
+            "store {store}: the server's TLS certificate is not trusted ({detail}): behind a private CA, give its root certificate with --ca-file (TIXNGO_CA_FILE)"
+        ));
+    }
+    unusable(
+        store,
+        &format!(
+            "cannot use the server ({detail}): check the host and port of --store, and that PostgreSQL runs there"
+        ),
+    )
+}
+
+/// An error the server sent.
+fn server_refusal(store: &str, db: &DbError) -> Error {
+    let message = one_line(db.message());
+    let code = db.code();
+    if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+    {
+        return Error::Config(format!(
+            "store {store}: the server refused the login ({message}): check the user in the URL, the password (--store-password-file or PGPASSWORD) and the server's pg_hba.conf"
+        ));
+    }
+    let try_later = [
+        SqlState::T_R_SERIALIZATION_FAILURE,
+        SqlState::T_R_DEADLOCK_DETECTED,
+        SqlState::LOCK_NOT_AVAILABLE,
+        SqlState::QUERY_CANCELED,
+    ];
+    if try_later.contains(code) {
+        return Error::StoreTryLater {
+            store: store.to_owned(),
+            message: format!(
+                "{message} (SQLSTATE {}): what this run had not committed was rolled back",
+                code.code()
+            ),
+        };
+    }
+    unusable(store, &format!("{message} (SQLSTATE {})", code.code()))
+}
+
+/// The store cannot be used (74).
+pub(crate) fn unusable(store: &str, message: &str) -> Error {
+    Error::Store {
+        path: PathBuf::from(store),
+        message: message.to_owned(),
+    }
+}
+
+/// What the client library says of a failure, with its causes, on one line
+/// (`error connecting to server: Connection refused (os error 111)`).
+pub(crate) fn detail(error: &postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    one_line(&text)
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
