@@ -42,9 +42,9 @@ pub enum Error {
     StoreBusy { path: PathBuf },
 
     /// A PostgreSQL store said "try later": another session holds its lock, a serialization
-    /// failure or a deadlock, or this run lost its lock.
+    /// failure or a deadlock, or this run lost its lock (another run moved the key).
     #[error("store {store}: {message}; try again later")]
-    StoreTryLater { store: String, message: String },
+    StoreContended { store: String, message: String },
 
     /// The store was written by a newer version of this program.
     #[error(
@@ -153,7 +153,7 @@ impl Error {
             Error::LockHeld { .. }
             | Error::RateLimited
             | Error::StoreBusy { .. }
-            | Error::StoreTryLater { .. } => ExitCode::TempFail,
+            | Error::StoreContended { .. } => ExitCode::TempFail,
             Error::LockFile { .. } | Error::Store { .. } => ExitCode::IoErr,
             Error::Unavailable(_) => ExitCode::Unavailable,
             Error::Unauthorized { .. } => ExitCode::NoPerm,
@@ -215,7 +215,7 @@ mod tests {
             (Error::store(&path, "disk full"), 74),
             (Error::StoreBusy { path: path.clone() }, 75),
             (
-                Error::StoreTryLater {
+                Error::StoreContended {
                     store: "postgres://h/db".into(),
                     message: "deadlock".into(),
                 },

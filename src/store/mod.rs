@@ -24,12 +24,14 @@ use crate::feedback::TicketRecord;
 use crate::feedback::contacts::{ContactBook, ContactWriter};
 use crate::report::Counters;
 
+use postgres::PgStore;
 use sqlite::SqliteStore;
 pub use sqlite::check_path;
 
 /// An open store.
 pub enum Store {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 impl Store {
@@ -58,6 +60,7 @@ impl Deref for Store {
     fn deref(&self) -> &(dyn Backend + 'static) {
         match self {
             Store::Sqlite(store) => store,
+            Store::Postgres(store) => store,
         }
     }
 }
@@ -66,6 +69,7 @@ impl DerefMut for Store {
     fn deref_mut(&mut self) -> &mut (dyn Backend + 'static) {
         match self {
             Store::Sqlite(store) => store,
+            Store::Postgres(store) => store,
         }
     }
 }

@@ -11,6 +11,7 @@ mod files;
 mod mapping;
 mod matchday;
 mod operator;
+mod pg_batch;
 mod postgres;
 mod postgres_runs;
 mod smoke;

@@ -5,6 +5,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 
 use tixngo_feedback::Error;
+use tixngo_feedback::store::Backend;
 use tixngo_feedback::store::postgres::{PgStore, PgTarget, lock_key};
 
 use crate::support::{Env, pg};
@@ -88,7 +89,7 @@ fn the_first_writing_open_creates_the_schema_at_the_current_version() {
     let count: i64 = admin.query_one(schemas, &[&case.schema]).unwrap().get(0);
     assert_eq!(count, 0, "a read-only open created the schema");
 
-    drop(opened(PgStore::open(&case.target, None)));
+    drop(opened(PgStore::open(&case.target, None, false)));
     let version: i32 = admin
         .query_one(
             &format!("SELECT version FROM {}.schema_version", case.schema),
@@ -112,7 +113,7 @@ fn the_first_writing_open_creates_the_schema_at_the_current_version() {
     }
     opened(PgStore::open_read_only(&case.target, None));
     // Opening again migrates nothing and keeps the rows.
-    drop(opened(PgStore::open(&case.target, None)));
+    drop(opened(PgStore::open(&case.target, None, false)));
     let states: i64 = admin
         .query_one(
             &format!("SELECT count(*) FROM {}.sync_state", case.schema),
@@ -128,11 +129,11 @@ fn a_schema_newer_than_the_binary_is_refused() {
     let Some(cluster) = pg::cluster() else { return };
     let env = Env::new();
     let case = case(cluster, &env);
-    drop(opened(PgStore::open(&case.target, None)));
+    drop(opened(PgStore::open(&case.target, None, false)));
     let sql = format!("UPDATE {}.schema_version SET version = 99", case.schema);
     cluster.admin().execute(&sql, &[]).unwrap();
     for error in [
-        refused(PgStore::open(&case.target, None)),
+        refused(PgStore::open(&case.target, None, false)),
         refused(PgStore::open_read_only(&case.target, None)),
     ] {
         assert_eq!(code(&error), 78, "{error}");
@@ -152,7 +153,7 @@ fn a_schema_holding_another_programs_tables_is_left_untouched() {
             case.schema
         ))
         .unwrap();
-    let error = refused(PgStore::open(&case.target, None));
+    let error = refused(PgStore::open(&case.target, None, false));
     assert_eq!(code(&error), 78, "{error}");
     assert!(error.to_string().contains("another program"), "{error}");
 }
@@ -167,7 +168,7 @@ fn a_wrong_password_is_a_configuration_error_and_never_shown() {
         .unwrap()
         .with_password_from(Some(&wrong))
         .unwrap();
-    let error = refused(PgStore::open(&target, None));
+    let error = refused(PgStore::open(&target, None, false));
     assert_eq!(code(&error), 78, "{error}");
     let text = error.to_string();
     assert!(text.contains("password authentication failed"), "{text}");
@@ -176,7 +177,7 @@ fn a_wrong_password_is_a_configuration_error_and_never_shown() {
     // No password at all, where the server asks for one.
     let url = cluster.url("postgres");
     let without = PgTarget::parse(&url, &case.schema).unwrap();
-    let error = refused(PgStore::open(&without, None));
+    let error = refused(PgStore::open(&without, None, false));
     assert_eq!(code(&error), 78, "{error}");
     assert!(error.to_string().contains("asks for a password"), "{error}");
 }
@@ -190,7 +191,7 @@ fn a_server_that_is_not_there_is_a_store_error() {
     };
     let url = format!("postgres://feedback@127.0.0.1:{port}/s360");
     let target = PgTarget::parse(&url, "acme").unwrap();
-    let error = refused(PgStore::open(&target, None));
+    let error = refused(PgStore::open(&target, None, false));
     assert_eq!(code(&error), 74, "{error}");
     let text = error.to_string();
     assert!(text.contains(&format!("127.0.0.1:{port}/s360")), "{text}");
@@ -202,8 +203,8 @@ fn a_held_lock_refuses_a_second_run_naming_the_holder_until_its_session_ends() {
     let Some(cluster) = pg::cluster() else { return };
     let env = Env::new();
     let case = case(cluster, &env);
-    let mut holder = opened(PgStore::open(&case.target, None));
-    let error = refused(PgStore::open(&case.target, None));
+    let mut holder = opened(PgStore::open(&case.target, None, false));
+    let error = refused(PgStore::open(&case.target, None, false));
     assert_eq!(code(&error), 75, "{error}");
     let text = error.to_string();
     for needle in [
@@ -227,10 +228,10 @@ fn a_held_lock_refuses_a_second_run_naming_the_holder_until_its_session_ends() {
         .admin()
         .execute("SELECT pg_terminate_backend($1, 5000)", &[&backend])
         .unwrap();
-    let next = opened(PgStore::open(&case.target, None));
+    let next = opened(PgStore::open(&case.target, None, false));
     // So does the holder's end.
     drop(next);
-    drop(opened(PgStore::open(&case.target, None)));
+    drop(opened(PgStore::open(&case.target, None, false)));
 }
 
 #[test]
@@ -239,9 +240,9 @@ fn two_schemas_lock_independently() {
     let env = Env::new();
     let first = case(cluster, &env);
     let second = case(cluster, &env);
-    let _first = opened(PgStore::open(&first.target, None));
-    let _second = opened(PgStore::open(&second.target, None));
-    let error = refused(PgStore::open(&first.target, None));
+    let _first = opened(PgStore::open(&first.target, None, false));
+    let _second = opened(PgStore::open(&second.target, None, false));
+    let error = refused(PgStore::open(&first.target, None, false));
     assert_eq!(code(&error), 75, "{error}");
 }
 
@@ -250,7 +251,7 @@ fn the_email_key_lowers_ascii_only_as_sqlites_does() {
     let Some(cluster) = pg::cluster() else { return };
     let env = Env::new();
     let case = case(cluster, &env);
-    drop(opened(PgStore::open(&case.target, None)));
+    drop(opened(PgStore::open(&case.target, None, false)));
     let email = " \tÉmile.DUPONT@Example.COM\r\n";
     let mut admin = cluster.admin();
     // The database's own lower() would lower-case 'É': what the key must not do.
@@ -387,7 +388,7 @@ fn the_operator_commands_read_and_change_both_stores_alike() {
     let sqlite_told = operator_story!(sqlite, |sql: &str| {
         writer.execute_batch(sql).unwrap();
     });
-    let mut postgres = opened(PgStore::open(&case.target, None));
+    let mut postgres = opened(PgStore::open(&case.target, None, false));
     let mut admin = cluster.admin();
     admin
         .batch_execute(&format!("SET search_path = {}", case.schema))
@@ -425,10 +426,10 @@ fn sslmode_require_verifies_the_server_against_the_roots_and_the_ca_file() {
             .with_password_from(Some(&password_file))
             .unwrap()
     };
-    let error = refused(PgStore::open(&target(None), None));
+    let error = refused(PgStore::open(&target(None), None, false));
     assert_eq!(code(&error), 78, "{error}");
     assert!(error.to_string().contains("--ca-file"), "{error}");
-    let mut store = opened(PgStore::open(&target(Some(pg::test_ca())), None));
+    let mut store = opened(PgStore::open(&target(Some(pg::test_ca())), None, false));
     let encrypted: bool = store
         .client()
         .query_one(

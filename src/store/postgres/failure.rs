@@ -7,7 +7,7 @@
 use std::error::Error as _;
 use std::path::PathBuf;
 
-use postgres::error::{DbError, SqlState};
+use postgres::error::DbError;
 
 use crate::error::Error;
 
@@ -52,32 +52,43 @@ pub(crate) fn classify(store: &str, error: &postgres::Error) -> Error {
     )
 }
 
-/// An error the server sent.
+/// An error the server sent. Only its SQLSTATE is kept: the server's message may quote the
+/// statement's values (personal data), its DETAIL rows.
 fn server_refusal(store: &str, db: &DbError) -> Error {
-    let message = one_line(db.message());
-    let code = db.code();
-    if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
-    {
-        return Error::Config(format!(
-            "store {store}: the server refused the login ({message}): check the user in the URL, the password (--store-password-file or PGPASSWORD) and the server's pg_hba.conf"
-        ));
+    let code = db.code().code();
+    let what = match code {
+        "40001" => return contended(store, "a concurrent transaction conflicted with this batch"),
+        "40P01" => return contended(store, "a deadlock with another session ended this batch"),
+        "55P03" => return contended(store, "another session holds a lock this batch needs"),
+        "57014" => return contended(store, "the statement was cancelled at the run's deadline"),
+        // A login's refusal quotes no row: its message says what was wrong.
+        _ if code.starts_with("28") => {
+            return Error::Config(format!(
+                "store {store}: the server refused the login ({}, SQLSTATE {code}): check the user in the URL, the password (--store-password-file or PGPASSWORD) and the server's pg_hba.conf",
+                one_line(db.message())
+            ));
+        }
+        _ if code.starts_with("08") => "the connection to the server failed",
+        _ if code.starts_with("57") => "the server ended the session or the statement",
+        _ if code.starts_with("53") => "the server is out of resources (disk, memory, connections)",
+        "3D000" => "the database does not exist",
+        "3F000" => "the schema does not exist",
+        "42501" => "the user lacks a privilege on the store's schema",
+        "42P01" | "42703" => {
+            "the schema does not hold the store's tables as this binary knows them"
+        }
+        "25006" => "the server is read-only (a standby?)",
+        _ => "the server refused a statement",
+    };
+    unusable(store, &format!("{what} (SQLSTATE {code})"))
+}
+
+/// Another session got in the way (75): nothing of the batch was written, a later run will do.
+pub(crate) fn contended(store: &str, what: &str) -> Error {
+    Error::StoreContended {
+        store: store.to_owned(),
+        message: format!("{what}; what this run had not committed was rolled back"),
     }
-    let try_later = [
-        SqlState::T_R_SERIALIZATION_FAILURE,
-        SqlState::T_R_DEADLOCK_DETECTED,
-        SqlState::LOCK_NOT_AVAILABLE,
-        SqlState::QUERY_CANCELED,
-    ];
-    if try_later.contains(code) {
-        return Error::StoreTryLater {
-            store: store.to_owned(),
-            message: format!(
-                "{message} (SQLSTATE {}): what this run had not committed was rolled back",
-                code.code()
-            ),
-        };
-    }
-    unusable(store, &format!("{message} (SQLSTATE {})", code.code()))
 }
 
 /// The store cannot be used (74).

@@ -38,7 +38,7 @@ pub(super) fn acquire(client: &mut Client, store: &str, schema: &str) -> Result<
     let holder = holder(client, key)
         .in_pg(store)?
         .unwrap_or_else(|| "a session that has just ended".to_owned());
-    Err(Error::StoreTryLater {
+    Err(Error::StoreContended {
         store: store.to_owned(),
         message: format!("another run holds the store's lock (advisory lock {key}): {holder}"),
     })

@@ -5,24 +5,34 @@
 //! on that session (held until the session ends), then create or migrate the schema under the
 //! lock. Read-only commands use [`PgStore::open_read_only`]: no lock, and a missing or older
 //! schema is refused, as SQLite's `Store::open_read_only` refuses a missing store.
+//!
+//! A batch is one transaction that costs a fixed number of round trips whatever its size
+//! ([`batch`]): its reads are made ahead with `= ANY($1)`, its writes kept in memory ([`buffer`],
+//! [`sync_errors`]) and sent set-based at the commit. The commands' reads and changes are in
+//! [`queries`]. Every statement goes out with `query_typed` (its parameter types given): one
+//! round trip, where a plain `query` would prepare it first.
 
+mod batch;
+mod buffer;
 mod connect;
 mod failure;
 mod lock;
 mod queries;
 mod schema;
+mod sync_errors;
 mod target;
 
 use std::cell::RefCell;
 use std::time::Instant;
 
-use postgres::Client;
+use postgres::types::{ToSql, Type};
+use postgres::{Client, Row};
 
 pub use lock::lock_key;
 pub use target::{DEFAULT_SCHEMA, PgTarget, is_url, parse_schema};
 
 use crate::error::Error;
-use failure::{InPg, unusable};
+use failure::{InPg, classify, unusable};
 
 /// An open PostgreSQL store: the run's one session, locked when it writes. The session sits in
 /// a `RefCell` because the client needs `&mut` even to read, and the store's readers take `&self`
@@ -30,18 +40,59 @@ use failure::{InPg, unusable};
 pub struct PgStore {
     client: RefCell<Client>,
     /// The store as messages name it (URL without password, and schema).
-    store: String,
+    label: String,
     schema: String,
+    /// The key as this run last read or saved it (`None`: not read yet): a batch that saves the
+    /// key commits only if the store still holds this one (the fence of a run that lost its lock).
+    key_seen: RefCell<Option<Option<String>>>,
+    /// A dry run: everything happens in one transaction, rolled back when the store closes.
+    dry_run: bool,
+    /// The round trips of the latest batch committed.
+    last_round_trips: u32,
 }
 
 impl PgStore {
     /// Opens the store for writing: connects, takes the lock (held → 75, naming the holder),
     /// then creates the schema on first use and migrates it forward. A schema newer than this
     /// binary is refused (78).
-    pub fn open(target: &PgTarget, deadline: Option<Instant>) -> Result<PgStore, Error> {
+    /// A dry run then opens the one transaction it rolls back when the store closes.
+    pub fn open(
+        target: &PgTarget,
+        deadline: Option<Instant>,
+        dry_run: bool,
+    ) -> Result<PgStore, Error> {
         let mut store = PgStore::connect(target, deadline, false)?;
-        lock::acquire(store.client.get_mut(), &store.store, &store.schema)?;
+        lock::acquire(store.client.get_mut(), &store.label, &store.schema)?;
         store.migrate()?;
+        if dry_run {
+            store.begin_dry_run()?;
+        }
+        Ok(store)
+    }
+
+    /// Opens a dry run's one transaction, rolled back when the store closes.
+    fn begin_dry_run(&mut self) -> Result<(), Error> {
+        Wire::open(self.client.get_mut(), &self.label, "BEGIN")?.keep();
+        self.dry_run = true;
+        Ok(())
+    }
+
+    /// A store on a session the caller connected, its `search_path` set to `schema`: the schema
+    /// is created or migrated as [`PgStore::open`] does, without taking the lock (the caller's
+    /// affair). For tests and tools that bring their own session.
+    pub fn from_client(client: Client, schema: &str, dry_run: bool) -> Result<PgStore, Error> {
+        let mut store = PgStore {
+            client: RefCell::new(client),
+            label: schema.to_owned(),
+            schema: schema.to_owned(),
+            key_seen: RefCell::new(None),
+            dry_run: false,
+            last_round_trips: 0,
+        };
+        store.migrate()?;
+        if dry_run {
+            store.begin_dry_run()?;
+        }
         Ok(store)
     }
 
@@ -53,12 +104,12 @@ impl PgStore {
         let supported = schema::MIGRATIONS.len() as i64;
         match store.schema_version()? {
             None => Err(unusable(
-                &store.store,
+                &store.label,
                 "has no tixngo-feedback schema yet: run `tixngo-feedback sync` once to create it (or check --pg-schema)",
             )),
             Some(found) if found > supported => Err(store.too_new(found)),
             Some(found) if found < supported => Err(unusable(
-                &store.store,
+                &store.label,
                 &format!(
                     "has schema version {found}: run a writing command (sync) once to migrate it"
                 ),
@@ -74,14 +125,23 @@ impl PgStore {
     ) -> Result<PgStore, Error> {
         Ok(PgStore {
             client: RefCell::new(connect::connect(target, deadline, read_only)?),
-            store: target.to_string(),
+            label: target.to_string(),
             schema: target.schema().to_owned(),
+            key_seen: RefCell::new(None),
+            dry_run: false,
+            last_round_trips: 0,
         })
     }
 
     /// The store as messages name it.
     pub fn name(&self) -> &str {
-        &self.store
+        &self.label
+    }
+
+    /// The round trips to the server the latest committed batch cost, its `BEGIN` and `COMMIT`
+    /// included.
+    pub fn last_batch_round_trips(&self) -> u32 {
+        self.last_round_trips
     }
 
     /// The session, for the batch transaction and the queries.
@@ -98,7 +158,7 @@ impl PgStore {
                 "SELECT to_regclass(format('%I.schema_version', $1::text)) IS NOT NULL",
                 &[&self.schema],
             )
-            .in_pg(&self.store)?
+            .in_pg(&self.label)?
             .get(0);
         if !versioned {
             return Ok(None);
@@ -107,14 +167,14 @@ impl PgStore {
             .client
             .get_mut()
             .query_one("SELECT version FROM schema_version", &[])
-            .in_pg(&self.store)?
+            .in_pg(&self.label)?
             .get(0);
         Ok(Some(i64::from(version)))
     }
 
     fn too_new(&self, found: i64) -> Error {
         Error::StoreTooNew {
-            path: self.store.clone().into(),
+            path: self.label.clone().into(),
             found,
             supported: schema::MIGRATIONS.len() as i64,
         }
@@ -137,15 +197,15 @@ impl PgStore {
         }
         for (version, sql) in schema::MIGRATIONS.iter().enumerate().skip(found as usize) {
             let next = version as i32 + 1;
-            let mut tx = self.client.get_mut().transaction().in_pg(&self.store)?;
-            tx.batch_execute(sql).in_pg(&self.store)?;
+            let mut tx = self.client.get_mut().transaction().in_pg(&self.label)?;
+            tx.batch_execute(sql).in_pg(&self.label)?;
             tx.execute(
                 "UPDATE schema_version SET version = $1, migrated_at = now()",
                 &[&next],
             )
-            .in_pg(&self.store)?;
-            tx.commit().in_pg(&self.store)?;
-            log::info!("store {} migrated to schema version {next}", self.store);
+            .in_pg(&self.label)?;
+            tx.commit().in_pg(&self.label)?;
+            log::info!("store {} migrated to schema version {next}", self.label);
         }
         Ok(())
     }
@@ -163,22 +223,144 @@ impl PgStore {
                  FROM (SELECT $1::text AS name) s LEFT JOIN pg_namespace n ON n.nspname = s.name",
                 &[&self.schema],
             )
-            .in_pg(&self.store)?;
+            .in_pg(&self.label)?;
         let (exists, objects): (bool, i64) = (row.get(0), row.get(1));
         if objects > 0 {
             return Err(Error::Config(format!(
                 "store {}: the schema holds {objects} tables or views of another program and no tixngo-feedback schema_version: left untouched; give --pg-schema a new schema",
-                self.store
+                self.label
             )));
         }
-        let mut tx = self.client.get_mut().transaction().in_pg(&self.store)?;
+        let mut tx = self.client.get_mut().transaction().in_pg(&self.label)?;
         if !exists {
             tx.batch_execute(&format!("CREATE SCHEMA \"{}\"", self.schema))
-                .in_pg(&self.store)?;
+                .in_pg(&self.label)?;
         }
-        tx.batch_execute(schema::VERSION_TABLE).in_pg(&self.store)?;
-        tx.commit().in_pg(&self.store)?;
-        log::info!("store {}: schema created", self.store);
+        tx.batch_execute(schema::VERSION_TABLE).in_pg(&self.label)?;
+        tx.commit().in_pg(&self.label)?;
+        log::info!("store {}: schema created", self.label);
         Ok(())
     }
+
+    /// Runs `work` in a transaction of its own (a savepoint of a dry run's), committed when it
+    /// succeeds.
+    fn in_transaction<T>(
+        &mut self,
+        work: impl FnOnce(&mut Wire<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut wire = Wire::begin(self.client.get_mut(), &self.label, self.dry_run)?;
+        let result = work(&mut wire)?;
+        wire.commit()?;
+        Ok(result)
+    }
+
+    /// One statement outside any transaction of the run's own (a read).
+    fn read(&self, sql: &str, params: &[(&(dyn ToSql + Sync), Type)]) -> Result<Vec<Row>, Error> {
+        self.client
+            .borrow_mut()
+            .query_typed(sql, params)
+            .map_err(|e| classify(&self.label, &e))
+    }
+}
+
+impl Drop for PgStore {
+    /// Ends a dry run's transaction (closing the session would too).
+    fn drop(&mut self) {
+        if self.dry_run {
+            let _ = self.client.get_mut().batch_execute("ROLLBACK");
+        }
+    }
+}
+
+/// A transaction on the store's session that counts its round trips and rolls back when dropped
+/// before [`Wire::commit`].
+pub(super) struct Wire<'c> {
+    client: &'c mut Client,
+    label: &'c str,
+    round_trips: u32,
+    /// What ends the transaction: `(commit, rollback)`; `None` once ended.
+    end: Option<(&'static str, &'static str)>,
+}
+
+impl<'c> Wire<'c> {
+    /// Starts a transaction, or a savepoint inside a dry run's transaction.
+    fn begin(client: &'c mut Client, label: &'c str, nested: bool) -> Result<Wire<'c>, Error> {
+        let mut wire = if nested {
+            Wire::open(client, label, "SAVEPOINT work")?
+        } else {
+            Wire::open(client, label, "BEGIN")?
+        };
+        wire.end = Some(if nested {
+            (
+                "RELEASE SAVEPOINT work",
+                "ROLLBACK TO SAVEPOINT work; RELEASE SAVEPOINT work",
+            )
+        } else {
+            ("COMMIT", "ROLLBACK")
+        });
+        Ok(wire)
+    }
+
+    fn open(client: &'c mut Client, label: &'c str, start: &str) -> Result<Wire<'c>, Error> {
+        let mut wire = Wire {
+            client,
+            label,
+            round_trips: 0,
+            end: None,
+        };
+        wire.simple(start)?;
+        Ok(wire)
+    }
+
+    /// Leaves what was started open (a dry run's outer transaction).
+    fn keep(mut self) {
+        self.end = None;
+    }
+
+    /// One statement with typed parameters: one round trip.
+    pub(super) fn query(
+        &mut self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>, Error> {
+        self.round_trips += 1;
+        self.client
+            .query_typed(sql, params)
+            .map_err(|e| classify(self.label, &e))
+    }
+
+    /// Statements without parameters, sent as one simple query: one round trip.
+    pub(super) fn simple(&mut self, sql: &str) -> Result<(), Error> {
+        self.round_trips += 1;
+        self.client
+            .batch_execute(sql)
+            .map_err(|e| classify(self.label, &e))
+    }
+
+    /// Commits (releases the savepoint): the round trips the transaction cost.
+    pub(super) fn commit(mut self) -> Result<u32, Error> {
+        if let Some((commit, _)) = self.end.take() {
+            self.simple(commit)?;
+        }
+        Ok(self.round_trips)
+    }
+}
+
+impl Drop for Wire<'_> {
+    fn drop(&mut self) {
+        if let Some((_, rollback)) = self.end.take() {
+            let _ = self.client.batch_execute(rollback);
+        }
+    }
+}
+
+/// A `timestamptz` column read in the store's text form (`YYYY-MM-DDTHH:MM:SS.mmmZ`, as SQLite
+/// holds it), so that both backends give the same bytes.
+pub(super) fn read_time(column: &str) -> String {
+    format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+}
+
+/// A `timestamptz` value written from an expression in the store's text form.
+pub(super) fn write_time(expression: &str) -> String {
+    format!("({expression})::timestamptz")
 }

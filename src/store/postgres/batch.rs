@@ -1,0 +1,452 @@
+//! The one transaction of a batch in PostgreSQL, at a fixed number of round trips whatever the
+//! batch's size: the rows the rules read are preloaded with `= ANY($1)` (a read of something not
+//! preloaded costs one query), every change is kept in a [`BatchBuffer`] and an [`ErrorBook`],
+//! and [`Batch::finish`] writes them set-based (`unnest` arrays), in foreign-key order.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
+use postgres::Row;
+use postgres::types::Type;
+
+use super::buffer::{BatchBuffer, ContactRow, NewLine, PROVISIONAL};
+use super::sync_errors::ErrorBook;
+use super::{PgStore, Wire, write_time};
+use crate::error::Error;
+use crate::feedback::contacts::{
+    ContactBook, ContactWriter, FoundContact, LineStatus, LineWritten, PendingLine,
+};
+use crate::feedback::{Spectator, Ticket, TicketRecord, email_key};
+use crate::report::Counters;
+use crate::store::{Batch, KeyCommit, StoredRow};
+use crate::timestamp::Timestamp;
+
+mod sql;
+
+use sql::Params;
+
+/// The transaction of one batch. Dropping it without [`Batch::finish`] rolls everything back.
+pub struct PgBatch<'s> {
+    wire: Wire<'s>,
+    label: &'s str,
+    key_seen: &'s RefCell<Option<Option<String>>>,
+    last_round_trips: &'s mut u32,
+    run_id: i64,
+    /// The batch's time, in the store's form, for every `*_at` it writes.
+    now: String,
+    buffer: BatchBuffer,
+    /// Read on first use.
+    errors: Option<ErrorBook>,
+    /// The JSON array of the ticket fields the mapping did not read.
+    unknown_fields: Option<String>,
+}
+
+impl<'s> PgBatch<'s> {
+    pub(super) fn begin(
+        store: &'s mut PgStore,
+        command: &str,
+        key_before: Option<&str>,
+    ) -> Result<PgBatch<'s>, Error> {
+        let PgStore {
+            client,
+            label,
+            key_seen,
+            dry_run,
+            last_round_trips,
+            ..
+        } = store;
+        let mut wire = Wire::begin(client.get_mut(), label, *dry_run)?;
+        let now = Timestamp::now().to_string();
+        let rows = wire.query(
+            &format!(
+                "INSERT INTO sync_run (command, started_at, key_before) VALUES ($1, {}, $3) RETURNING id",
+                write_time("$2")
+            ),
+            &[
+                (&command, Type::TEXT),
+                (&now, Type::TEXT),
+                (&key_before, Type::TEXT),
+            ],
+        )?;
+        Ok(PgBatch {
+            wire,
+            label,
+            key_seen,
+            last_round_trips,
+            run_id: rows[0].get(0),
+            now,
+            buffer: BatchBuffer::default(),
+            errors: None,
+            unknown_fields: None,
+        })
+    }
+
+    /// Reads the rows of these tickets the batch does not know yet, in one query.
+    fn load_tickets(&mut self, numbers: &[&str]) -> Result<(), Error> {
+        let missing: Vec<&str> = unknown(numbers, |n| self.buffer.knows_ticket(n));
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let rows = self
+            .wire
+            .query(&sql::SELECT_TICKETS, &[(&missing, Type::TEXT_ARRAY)])?;
+        let mut found: HashMap<String, TicketRecord> = rows
+            .iter()
+            .map(|row| sql::record_from_row(row).map(|r| (r.ticket_number.clone(), r)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| super::failure::classify(self.label, &e))?;
+        for number in missing {
+            self.buffer.load_ticket(number, found.remove(number));
+        }
+        Ok(())
+    }
+
+    /// Reads the contacts of these e-mail keys the batch does not know yet, in one query.
+    fn load_contacts(&mut self, keys: &[&str]) -> Result<(), Error> {
+        let missing: Vec<&str> = unknown(keys, |k| self.buffer.knows_contacts(k));
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let rows = self.wire.query(
+            "SELECT email_key, id, coalesce(temporary, 0) <> 0, coalesce(has_internet_account, 0) <> 0,
+                    coalesce(kind = 'individual', false)
+             FROM contact WHERE email_key = ANY($1)",
+            &[(&missing, Type::TEXT_ARRAY)],
+        )?;
+        let mut found: HashMap<String, Vec<ContactRow>> = HashMap::new();
+        for row in &rows {
+            found.entry(row.get(0)).or_default().push(ContactRow {
+                id: row.get(1),
+                temporary: row.get(2),
+                internet: row.get(3),
+                individual: row.get(4),
+            });
+        }
+        for key in missing {
+            self.buffer
+                .load_contacts(key, found.remove(key).unwrap_or_default());
+        }
+        Ok(())
+    }
+
+    /// Reads the pending lines of these tickets the batch does not know yet, in one query.
+    fn load_lines(&mut self, numbers: &[&str]) -> Result<(), Error> {
+        let missing: Vec<&str> = unknown(numbers, |n| self.buffer.knows_lines(n));
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let rows = self.wire.query(
+            "SELECT ticket_number, id, new_contact_id FROM distribution
+             WHERE ticket_number = ANY($1) AND status = 'PENDING'",
+            &[(&missing, Type::TEXT_ARRAY)],
+        )?;
+        let mut found: HashMap<String, Vec<PendingLine>> = HashMap::new();
+        for row in &rows {
+            found.entry(row.get(0)).or_default().push(PendingLine {
+                id: row.get(1),
+                new_contact_id: row.get(2),
+            });
+        }
+        for number in missing {
+            self.buffer
+                .load_lines(number, found.remove(number).unwrap_or_default());
+        }
+        Ok(())
+    }
+
+    /// The unresolved errors, read once per batch.
+    fn errors(&mut self) -> Result<&mut ErrorBook, Error> {
+        if self.errors.is_none() {
+            let rows = self.wire.query(
+                "SELECT id, ticket_number, CASE WHEN ticket_number IS NULL THEN payload END
+                 FROM sync_error WHERE resolved_at IS NULL ORDER BY id",
+                &[],
+            )?;
+            let unresolved = rows
+                .iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2)))
+                .collect();
+            self.errors = Some(ErrorBook::new(unresolved));
+        }
+        Ok(self.errors.get_or_insert_default())
+    }
+
+    /// Creates a contact once the stored contacts of its e-mail key are known.
+    fn create_contact(&mut self, email: &str, details: Option<&Spectator>) -> Result<i64, Error> {
+        self.load_contacts(&[&super::buffer::column_email_key(email)])?;
+        Ok(self.buffer.create_contact(email, details))
+    }
+
+    /// Sends the changes kept so far, in foreign-key order (contacts, tickets, history, lines,
+    /// errors), and forgets what the batch had read: the store now holds it all, so that the
+    /// batch's memory stays bounded by what one read-ahead brings, however long the batch.
+    fn write_changes(&mut self) -> Result<(), Error> {
+        let ids = self.contact_ids()?;
+        let real = |id: i64| match id {
+            id if id >= PROVISIONAL => ids[(id - PROVISIONAL) as usize],
+            id => id,
+        };
+        let now = self.now.clone();
+        let buffer = &self.buffer;
+        let mut statements: Vec<(&str, Params)> = Vec::new();
+        if !buffer.new_contacts.is_empty() {
+            statements.push((&sql::INSERT_CONTACTS, sql::new_contacts(buffer, &ids, &now)));
+        }
+        if !buffer.upgrades.is_empty() {
+            statements.push((&sql::UPGRADE_CONTACTS, sql::upgrades(buffer, &now)));
+        }
+        if buffer.written_tickets().next().is_some() {
+            statements.push((&sql::UPSERT_TICKETS, sql::tickets(buffer, &real)));
+        }
+        if !buffer.history().is_empty() {
+            let params = sql::history(buffer, self.run_id, &now);
+            statements.push((&sql::INSERT_HISTORY, params));
+        }
+        if !buffer.new_lines.is_empty() {
+            let params = sql::new_lines(buffer, &real, self.run_id, &now);
+            statements.push((&sql::INSERT_LINES, params));
+        }
+        if !buffer.line_statuses.is_empty() {
+            statements.push((&sql::UPDATE_LINES, sql::line_statuses(buffer, &now)));
+        }
+        if let Some(book) = &self.errors {
+            if book.changed_rows().next().is_some() {
+                let params = sql::changed_errors(book, self.run_id, &now);
+                statements.push((&sql::UPDATE_ERRORS, params));
+            }
+            if book.new_rows().next().is_some() {
+                let params = sql::new_errors(book, self.run_id, &now);
+                statements.push((&sql::INSERT_ERRORS, params));
+            }
+        }
+        for (statement, params) in statements {
+            self.wire.query(statement, &params.as_slice())?;
+        }
+        self.buffer = BatchBuffer::default();
+        self.errors = None;
+        Ok(())
+    }
+
+    /// The real ids of the contacts created in the batch, in the order of their creation, from
+    /// the table's identity sequence in one query.
+    fn contact_ids(&mut self) -> Result<Vec<i64>, Error> {
+        let count = self.buffer.new_contacts.len() as i64;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = self.wire.query(
+            "SELECT nextval(pg_get_serial_sequence('contact', 'id')) AS id
+             FROM generate_series(1, $1) ORDER BY id",
+            &[(&count, Type::INT8)],
+        )?;
+        Ok(rows.iter().map(|row: &Row| row.get(0)).collect())
+    }
+
+    /// Saves the next key if the store still holds the one this run read (else another run
+    /// took over the schema: this one lost its lock).
+    fn save_key(&mut self, after: Option<&str>) -> Result<(), Error> {
+        let seen = self.key_seen.borrow().clone();
+        let finished_at = Timestamp::now().to_string();
+        let rows = self.wire.query(
+            &format!(
+                "UPDATE sync_state SET pagination_key = $1, updated_at = {}
+                 WHERE id = 1 AND (NOT $4 OR pagination_key IS NOT DISTINCT FROM $3) RETURNING 1",
+                write_time("$2")
+            ),
+            &[
+                (&after, Type::TEXT),
+                (&finished_at, Type::TEXT),
+                (&seen.clone().flatten(), Type::TEXT),
+                (&seen.is_some(), Type::BOOL),
+            ],
+        )?;
+        if rows.is_empty() {
+            return Err(super::failure::contended(
+                self.label,
+                "another run moved the pagination key: this run lost its lock",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The items the batch does not know yet, each once.
+fn unknown<'a>(items: &[&'a str], known: impl Fn(&str) -> bool) -> Vec<&'a str> {
+    let mut seen = HashSet::new();
+    items
+        .iter()
+        .copied()
+        .filter(|item| !known(item) && seen.insert(*item))
+        .collect()
+}
+
+impl Batch for PgBatch<'_> {
+    fn now(&self) -> &str {
+        &self.now
+    }
+
+    /// Three queries: the tickets' rows, the contacts of their owners' and recipients' e-mail
+    /// keys, their pending lines; after the changes of the tickets before them are written.
+    fn preload(&mut self, tickets: &[&Ticket]) -> Result<(), Error> {
+        self.write_changes()?;
+        let numbers: Vec<&str> = tickets.iter().map(|t| t.ticket_number.as_str()).collect();
+        let keys: Vec<String> = tickets
+            .iter()
+            .flat_map(|t| {
+                let owner = t.owner.as_ref().and_then(|o| o.email.as_deref());
+                [owner, t.transfer_recipient_email.as_deref()]
+            })
+            .filter_map(email_key)
+            .collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.load_tickets(&numbers)?;
+        self.load_contacts(&keys)?;
+        self.load_lines(&numbers)
+    }
+
+    fn unresolved_error_tickets(&mut self) -> Result<HashSet<String>, Error> {
+        Ok(self.errors()?.unresolved_tickets())
+    }
+
+    fn ticket(&mut self, ticket_number: &str) -> Result<Option<(StoredRow, TicketRecord)>, Error> {
+        self.load_tickets(&[ticket_number])?;
+        Ok(self.buffer.ticket(ticket_number).map(|record| {
+            let stored = StoredRow {
+                id: 0,
+                cultural_contact_id: record.cultural_contact_id,
+            };
+            (stored, record.clone())
+        }))
+    }
+
+    fn write_ticket(
+        &mut self,
+        record: &TicketRecord,
+        _stored: Option<StoredRow>,
+    ) -> Result<(), Error> {
+        self.buffer.write_ticket(record);
+        Ok(())
+    }
+
+    fn append_history(&mut self, record: &TicketRecord) -> Result<(), Error> {
+        self.buffer.append_history(record);
+        Ok(())
+    }
+
+    fn resolve_errors(&mut self, ticket_number: &str) -> Result<(), Error> {
+        self.errors()?.resolve_ticket(ticket_number);
+        Ok(())
+    }
+
+    fn resolve_error(&mut self, id: i64) -> Result<(), Error> {
+        self.errors()?.resolve_id(id);
+        Ok(())
+    }
+
+    fn refresh_error(&mut self, id: i64, reason: &str) -> Result<(), Error> {
+        self.errors()?.refresh_id(id, reason);
+        Ok(())
+    }
+
+    fn record_error(
+        &mut self,
+        ticket_number: Option<&str>,
+        reason: &str,
+        payload: &str,
+    ) -> Result<(), Error> {
+        self.errors()?.record(ticket_number, reason, payload);
+        Ok(())
+    }
+
+    fn record_unknown_fields(&mut self, names: &[String]) -> Result<(), Error> {
+        let names = serde_json::to_string(names).map_err(|e| Error::Internal(e.to_string()))?;
+        self.unknown_fields = Some(names);
+        Ok(())
+    }
+
+    fn finish(
+        mut self: Box<Self>,
+        counters: &Counters,
+        keys: &KeyCommit,
+        exit_code: u8,
+    ) -> Result<(), Error> {
+        self.write_changes()?;
+        let run = sql::finished_run(self.run_id, counters, keys, exit_code, &self.unknown_fields);
+        self.wire.query(&sql::FINISH_RUN, &run.as_slice())?;
+        if keys.save {
+            self.save_key(keys.after.as_deref())?;
+        }
+        let PgBatch {
+            wire,
+            key_seen,
+            last_round_trips,
+            ..
+        } = *self;
+        let round_trips = wire.commit()?;
+        if keys.save {
+            *key_seen.borrow_mut() = Some(keys.after.clone());
+        }
+        *last_round_trips = round_trips;
+        log::info!("batch written in {round_trips} round trips to the server");
+        Ok(())
+    }
+}
+
+impl ContactBook for PgBatch<'_> {
+    fn contact_by_email(&mut self, email_key: &str) -> Result<Option<FoundContact>, Error> {
+        self.load_contacts(&[email_key])?;
+        Ok(self.buffer.contact_by_email(email_key))
+    }
+
+    fn pending_lines(&mut self, ticket_number: &str) -> Result<Vec<PendingLine>, Error> {
+        self.load_lines(&[ticket_number])?;
+        Ok(self.buffer.pending_lines(ticket_number))
+    }
+}
+
+impl ContactWriter for PgBatch<'_> {
+    fn create_owner_contact(&mut self, owner: &Spectator) -> Result<i64, Error> {
+        // Trimmed as `email_key` is (see SQLite's).
+        let email = owner
+            .email
+            .as_deref()
+            .unwrap_or_default()
+            .trim_matches([' ', '\t', '\n', '\r']);
+        self.create_contact(email, Some(owner))
+    }
+
+    fn upgrade_contact(&mut self, id: i64, owner: &Spectator) -> Result<(), Error> {
+        self.buffer.upgrade_contact(id, owner);
+        Ok(())
+    }
+
+    fn create_temporary_contact(&mut self, email: &str) -> Result<i64, Error> {
+        self.create_contact(email, None)
+    }
+
+    fn set_line_status(&mut self, id: i64, status: LineStatus) -> Result<(), Error> {
+        self.buffer.set_line_status(id, status);
+        Ok(())
+    }
+
+    fn insert_line(
+        &mut self,
+        ticket_number: &str,
+        old_contact_id: Option<i64>,
+        new_contact_id: i64,
+        status: LineStatus,
+        written: &LineWritten<'_>,
+    ) -> Result<(), Error> {
+        self.load_lines(&[ticket_number])?;
+        self.buffer.insert_line(NewLine {
+            ticket_number: ticket_number.to_owned(),
+            old_contact_id,
+            new_contact_id,
+            status,
+            operator_login: written.operator_login.to_owned(),
+            ticket_state: written.ticket_state.map(str::to_owned),
+            date_time: written.date_time.to_owned(),
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,520 @@
+//! The set-based statements of a batch's commit and the arrays they take: one array per column,
+//! one element per row, expanded server-side by `unnest` (`WITH ORDINALITY … ORDER BY` where the
+//! rows take ids from a sequence, so that they get them in the batch's order, as in SQLite).
+
+use std::sync::LazyLock;
+
+use postgres::Row;
+use postgres::types::{ToSql, Type};
+
+use super::super::buffer::{BatchBuffer, SET_ONCE};
+use super::super::sync_errors::ErrorBook;
+use super::super::{read_time, write_time};
+use crate::feedback::Spectator;
+use crate::feedback::TicketRecord;
+use crate::feedback::contacts::LineStatus;
+use crate::report::Counters;
+use crate::store::KeyCommit;
+
+/// The parameters of one statement, owned.
+#[derive(Default)]
+pub struct Params(Vec<(Box<dyn ToSql + Sync>, Type)>);
+
+impl Params {
+    fn with(mut self, value: impl ToSql + Sync + 'static, ty: Type) -> Params {
+        self.0.push((Box::new(value), ty));
+        self
+    }
+
+    fn texts<'a>(self, values: impl Iterator<Item = Option<&'a str>>) -> Params {
+        let values: Vec<Option<String>> = values.map(|v| v.map(str::to_owned)).collect();
+        self.with(values, Type::TEXT_ARRAY)
+    }
+
+    fn ids(self, values: impl Iterator<Item = Option<i64>>) -> Params {
+        self.with(values.collect::<Vec<_>>(), Type::INT8_ARRAY)
+    }
+
+    fn flags(self, values: impl Iterator<Item = Option<bool>>) -> Params {
+        let values: Vec<Option<i16>> = values.map(|v| v.map(i16::from)).collect();
+        self.with(values, Type::INT2_ARRAY)
+    }
+
+    fn time(self, now: &str) -> Params {
+        self.with(now.to_owned(), Type::TEXT)
+    }
+
+    pub fn as_slice(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
+        self.0
+            .iter()
+            .map(|(value, ty)| (value.as_ref(), ty.clone()))
+            .collect()
+    }
+}
+
+/// The text columns of `ticket`, in the order of [`ticket_texts`] and [`record_from_row`];
+/// `cultural_contact_id` follows them. Those ending in `_at` are `timestamptz`.
+const TICKET_TEXTS: [&str; 36] = [
+    "ticket_number",
+    "tixngo_ticket_id",
+    "barcode",
+    "event_id",
+    "s360_state",
+    "mobile_status",
+    "tixngo_updated_at",
+    "owner_email",
+    "owner_title",
+    "owner_first_name",
+    "owner_last_name",
+    "owner_birth_date",
+    "owner_nationality",
+    "owner_id_number",
+    "owner_phone",
+    "owner_residence_country",
+    "owner_language",
+    "holder_first_name",
+    "holder_last_name",
+    "holder_birth_date",
+    "holder_id_number",
+    "holder_nationality",
+    "holder_birth_place",
+    "holder_birth_region",
+    "holder_country_code",
+    "previous_owner_email",
+    "initial_owner_email",
+    "injected_at",
+    "downloaded_at",
+    "assigned_at",
+    "activated_at",
+    "checked_at",
+    "controlled_at",
+    "deleted_at",
+    "first_synced_at",
+    "last_synced_at",
+];
+
+fn is_time(column: &str) -> bool {
+    column.ends_with("_at")
+}
+
+fn ticket_texts(r: &TicketRecord) -> [Option<&str>; 36] {
+    let o = Option::as_deref;
+    [
+        Some(r.ticket_number.as_str()),
+        o(&r.tixngo_ticket_id),
+        o(&r.barcode),
+        o(&r.event_id),
+        o(&r.s360_state),
+        Some(r.mobile_status.as_str()),
+        o(&r.tixngo_updated_at),
+        o(&r.owner_email),
+        o(&r.owner_title),
+        o(&r.owner_first_name),
+        o(&r.owner_last_name),
+        o(&r.owner_birth_date),
+        o(&r.owner_nationality),
+        o(&r.owner_id_number),
+        o(&r.owner_phone),
+        o(&r.owner_residence_country),
+        o(&r.owner_language),
+        o(&r.holder_first_name),
+        o(&r.holder_last_name),
+        o(&r.holder_birth_date),
+        o(&r.holder_id_number),
+        o(&r.holder_nationality),
+        o(&r.holder_birth_place),
+        o(&r.holder_birth_region),
+        o(&r.holder_country_code),
+        o(&r.previous_owner_email),
+        o(&r.initial_owner_email),
+        o(&r.injected_at),
+        o(&r.downloaded_at),
+        o(&r.assigned_at),
+        o(&r.activated_at),
+        o(&r.checked_at),
+        o(&r.controlled_at),
+        o(&r.deleted_at),
+        Some(r.first_synced_at.as_str()),
+        Some(r.last_synced_at.as_str()),
+    ]
+}
+
+pub fn record_from_row(row: &Row) -> Result<TicketRecord, postgres::Error> {
+    let text = |i: usize| row.try_get::<_, Option<String>>(i);
+    Ok(TicketRecord {
+        ticket_number: row.try_get(0)?,
+        tixngo_ticket_id: text(1)?,
+        barcode: text(2)?,
+        event_id: text(3)?,
+        s360_state: text(4)?,
+        mobile_status: row.try_get(5)?,
+        tixngo_updated_at: text(6)?,
+        owner_email: text(7)?,
+        owner_title: text(8)?,
+        owner_first_name: text(9)?,
+        owner_last_name: text(10)?,
+        owner_birth_date: text(11)?,
+        owner_nationality: text(12)?,
+        owner_id_number: text(13)?,
+        owner_phone: text(14)?,
+        owner_residence_country: text(15)?,
+        owner_language: text(16)?,
+        holder_first_name: text(17)?,
+        holder_last_name: text(18)?,
+        holder_birth_date: text(19)?,
+        holder_id_number: text(20)?,
+        holder_nationality: text(21)?,
+        holder_birth_place: text(22)?,
+        holder_birth_region: text(23)?,
+        holder_country_code: text(24)?,
+        previous_owner_email: text(25)?,
+        initial_owner_email: text(26)?,
+        injected_at: text(27)?,
+        downloaded_at: text(28)?,
+        assigned_at: text(29)?,
+        activated_at: text(30)?,
+        checked_at: text(31)?,
+        controlled_at: text(32)?,
+        deleted_at: text(33)?,
+        first_synced_at: text(34)?.unwrap_or_default(),
+        last_synced_at: text(35)?.unwrap_or_default(),
+        cultural_contact_id: row.try_get(36)?,
+    })
+}
+
+/// The columns of `ticket` in the order of [`TICKET_TEXTS`], then `cultural_contact_id`.
+fn ticket_columns() -> impl Iterator<Item = &'static str> {
+    TICKET_TEXTS.into_iter().chain(["cultural_contact_id"])
+}
+
+pub static SELECT_TICKETS: LazyLock<String> = LazyLock::new(|| {
+    let columns: Vec<String> = ticket_columns()
+        .map(|c| {
+            if is_time(c) {
+                read_time(c)
+            } else {
+                c.to_owned()
+            }
+        })
+        .collect();
+    format!(
+        "SELECT {} FROM ticket WHERE ticket_number = ANY($1)",
+        columns.join(", ")
+    )
+});
+
+/// The rows written, inserted or updated in place with the columns set once kept.
+pub static UPSERT_TICKETS: LazyLock<String> = LazyLock::new(|| {
+    let count = TICKET_TEXTS.len() + 1;
+    let arrays: Vec<String> = (1..=count).map(|i| format!("${i}")).collect();
+    let aliases: Vec<String> = (1..=count).map(|i| format!("c{i}")).collect();
+    let values: Vec<String> = ticket_columns()
+        .zip(&aliases)
+        .map(|(c, alias)| {
+            if is_time(c) {
+                write_time(alias)
+            } else {
+                alias.clone()
+            }
+        })
+        .collect();
+    let updates: Vec<String> = ticket_columns()
+        .filter(|c| !SET_ONCE.contains(c))
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO ticket ({}) SELECT {} FROM unnest({}) AS u({})
+         ON CONFLICT (ticket_number) DO UPDATE SET {}",
+        ticket_columns().collect::<Vec<_>>().join(", "),
+        values.join(", "),
+        arrays.join(", "),
+        aliases.join(", "),
+        updates.join(", ")
+    )
+});
+
+pub fn tickets(buffer: &BatchBuffer, real: &dyn Fn(i64) -> i64) -> Params {
+    let rows: Vec<&TicketRecord> = buffer.written_tickets().collect();
+    let texts: Vec<[Option<&str>; 36]> = rows.iter().map(|r| ticket_texts(r)).collect();
+    let params = (0..TICKET_TEXTS.len()).fold(Params::default(), |params, column| {
+        params.texts(texts.iter().map(|row| row[column]))
+    });
+    params.ids(rows.iter().map(|r| r.cultural_contact_id.map(real)))
+}
+
+pub static INSERT_HISTORY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO ticket_history (ticket_number, mobile_status, owner_email, holder_first_name,
+            holder_last_name, tixngo_updated_at, run_id, recorded_at)
+         SELECT n, s, e, f, l, {}, $7, {}
+         FROM unnest($1, $2, $3, $4, $5, $6) WITH ORDINALITY AS u(n, s, e, f, l, t, ord)
+         ORDER BY ord",
+        write_time("t"),
+        write_time("$8")
+    )
+});
+
+pub fn history(buffer: &BatchBuffer, run_id: i64, now: &str) -> Params {
+    let rows = buffer.history();
+    Params::default()
+        .texts(rows.iter().map(|h| Some(h.ticket_number.as_str())))
+        .texts(rows.iter().map(|h| Some(h.mobile_status.as_str())))
+        .texts(rows.iter().map(|h| h.owner_email.as_deref()))
+        .texts(rows.iter().map(|h| h.holder_first_name.as_deref()))
+        .texts(rows.iter().map(|h| h.holder_last_name.as_deref()))
+        .texts(rows.iter().map(|h| h.tixngo_updated_at.as_deref()))
+        .with(run_id, Type::INT8)
+        .time(now)
+}
+
+/// The contact columns copied from `spectatorDetails`, from `title` to `language`.
+const DETAILS: &str = "title, first_name, last_name, birth_date, nationality, id_number, phone,
+    residence_country, language, accept_institution_email, accept_third_party_email";
+
+/// Arrays of the details of `spectators` (a temporary contact's where `None`), from `title` to
+/// `accept_third_party_email`.
+fn details(params: Params, spectators: &[Option<&Spectator>]) -> Params {
+    type Text = fn(&Spectator) -> Option<&str>;
+    let texts: [Text; 9] = [
+        |s| s.title.as_deref(),
+        |s| s.first_name.as_deref(),
+        |s| s.last_name.as_deref(),
+        |s| s.birth_date.as_deref(),
+        |s| s.nationality.as_deref(),
+        |s| s.id_number.as_deref(),
+        |s| s.phone.as_deref(),
+        |s| s.residence_country.as_deref(),
+        |s| s.language.as_deref(),
+    ];
+    // What a temporary contact holds of them: "Pending CREATION".
+    let temporary = [
+        None,
+        Some("Pending"),
+        Some("CREATION"),
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    ];
+    let params = texts
+        .iter()
+        .zip(temporary)
+        .fold(params, |params, (text, placeholder)| {
+            params.texts(spectators.iter().map(|s| s.map_or(placeholder, text)))
+        });
+    params
+        .flags(
+            spectators
+                .iter()
+                .map(|s| s.and_then(|s| s.allow_promo_email)),
+        )
+        .flags(
+            spectators
+                .iter()
+                .map(|s| s.and_then(|s| s.allow_third_party_email)),
+        )
+}
+
+pub static INSERT_CONTACTS: LazyLock<String> = LazyLock::new(|| {
+    let arrays: Vec<String> = (1..=15).map(|i| format!("${i}")).collect();
+    format!(
+        "INSERT INTO contact (id, email, {DETAILS}, temporary, has_internet_account, kind,
+            created_at, updated_at)
+         SELECT u.*, 'individual', {now}, {now} FROM unnest({}) AS u",
+        arrays.join(", "),
+        now = write_time("$16")
+    )
+});
+
+pub fn new_contacts(buffer: &BatchBuffer, ids: &[i64], now: &str) -> Params {
+    let contacts = &buffer.new_contacts;
+    let spectators: Vec<Option<&Spectator>> = contacts.iter().map(|c| c.details.as_ref()).collect();
+    let params = Params::default()
+        .ids(ids.iter().copied().map(Some))
+        .texts(contacts.iter().map(|c| Some(c.email.as_str())));
+    details(params, &spectators)
+        .flags(spectators.iter().map(|s| Some(s.is_none())))
+        .flags(spectators.iter().map(|s| Some(s.is_some())))
+        .time(now)
+}
+
+pub static UPGRADE_CONTACTS: LazyLock<String> = LazyLock::new(|| {
+    let arrays: Vec<String> = (1..=12).map(|i| format!("${i}")).collect();
+    let sets: Vec<String> = DETAILS
+        .split(',')
+        .map(|c| format!("{0} = u.{0}", c.trim()))
+        .collect();
+    format!(
+        "UPDATE contact c SET {}, temporary = 0, has_internet_account = 1, updated_at = {}
+         FROM unnest({}) AS u(id, {DETAILS})
+         WHERE c.id = u.id AND c.temporary = 1",
+        sets.join(", "),
+        write_time("$13"),
+        arrays.join(", ")
+    )
+});
+
+pub fn upgrades(buffer: &BatchBuffer, now: &str) -> Params {
+    let upgrades = &buffer.upgrades;
+    let spectators: Vec<Option<&Spectator>> = upgrades.iter().map(|(_, s)| Some(s)).collect();
+    let params = Params::default().ids(upgrades.iter().map(|(id, _)| Some(*id)));
+    details(params, &spectators).time(now)
+}
+
+pub static INSERT_LINES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO distribution (ticket_number, old_contact_id, new_contact_id, action, status,
+            created_at, updated_at, run_id, operator_login, ticket_state, date_time)
+         SELECT t, o, n, 'DISTRIBUTE', s, {now}, {now}, $9, login, state, {}
+         FROM unnest($1, $2, $3, $4, $5, $6, $7) WITH ORDINALITY
+             AS u(t, o, n, s, login, state, dt, ord)
+         ORDER BY ord",
+        write_time("dt"),
+        now = write_time("$8")
+    )
+});
+
+pub fn new_lines(
+    buffer: &BatchBuffer,
+    real: &dyn Fn(i64) -> i64,
+    run_id: i64,
+    now: &str,
+) -> Params {
+    let lines = &buffer.new_lines;
+    Params::default()
+        .texts(lines.iter().map(|l| Some(l.ticket_number.as_str())))
+        .ids(lines.iter().map(|l| l.old_contact_id.map(real)))
+        .ids(lines.iter().map(|l| Some(real(l.new_contact_id))))
+        .texts(lines.iter().map(|l| Some(l.status.as_str())))
+        .texts(lines.iter().map(|l| Some(l.operator_login.as_str())))
+        .texts(lines.iter().map(|l| l.ticket_state.as_deref()))
+        .texts(lines.iter().map(|l| Some(l.date_time.as_str())))
+        .time(now)
+        .with(run_id, Type::INT8)
+}
+
+pub static UPDATE_LINES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE distribution d SET status = u.s, updated_at = {}
+         FROM unnest($1, $2) AS u(id, s) WHERE d.id = u.id",
+        write_time("$3")
+    )
+});
+
+pub fn line_statuses(buffer: &BatchBuffer, now: &str) -> Params {
+    let changes = &buffer.line_statuses;
+    Params::default()
+        .ids(changes.iter().map(|(id, _)| Some(*id)))
+        .texts(changes.iter().map(|(_, s)| Some(LineStatus::as_str(*s))))
+        .time(now)
+}
+
+/// A refreshed error moves to this run and takes the new reason (and, for a numbered ticket,
+/// the new payload); a resolved one takes the batch's time.
+pub static UPDATE_ERRORS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE sync_error e SET
+            run_id = CASE WHEN u.reason IS NULL THEN e.run_id ELSE $5 END,
+            reason = coalesce(u.reason, e.reason),
+            payload = coalesce(u.payload, e.payload),
+            resolved_at = CASE WHEN u.resolve THEN {} ELSE e.resolved_at END
+         FROM unnest($1, $2, $3, $4) AS u(id, reason, payload, resolve) WHERE e.id = u.id",
+        write_time("$6")
+    )
+});
+
+pub fn changed_errors(book: &ErrorBook, run_id: i64, now: &str) -> Params {
+    let rows: Vec<_> = book.changed_rows().collect();
+    Params::default()
+        .ids(rows.iter().map(|r| r.id))
+        .texts(rows.iter().map(|r| r.reason.as_deref()))
+        .texts(
+            rows.iter()
+                .map(|r| r.payload.as_deref().filter(|_| r.payload_changed)),
+        )
+        .with(
+            rows.iter()
+                .map(|r| r.resolved && !r.resolved_before)
+                .collect::<Vec<_>>(),
+            Type::BOOL_ARRAY,
+        )
+        .with(run_id, Type::INT8)
+        .time(now)
+}
+
+pub static INSERT_ERRORS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO sync_error (run_id, ticket_number, reason, payload, resolved_at)
+         SELECT $5, n, r, p, CASE WHEN res THEN {} END
+         FROM unnest($1, $2, $3, $4) WITH ORDINALITY AS u(n, r, p, res, ord)
+         ORDER BY ord",
+        write_time("$6")
+    )
+});
+
+pub fn new_errors(book: &ErrorBook, run_id: i64, now: &str) -> Params {
+    let rows: Vec<_> = book.new_rows().collect();
+    Params::default()
+        .texts(rows.iter().map(|r| r.ticket_number.as_deref()))
+        .texts(rows.iter().map(|r| r.reason.as_deref()))
+        .texts(rows.iter().map(|r| r.payload.as_deref()))
+        .with(
+            rows.iter().map(|r| r.resolved).collect::<Vec<_>>(),
+            Type::BOOL_ARRAY,
+        )
+        .with(run_id, Type::INT8)
+        .time(now)
+}
+
+/// The run row's end: its counters, exit code and key, where a live batch left the feed, the
+/// fields it did not read.
+pub static FINISH_RUN: LazyLock<String> = LazyLock::new(|| {
+    let figures: Vec<String> = Counters::NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| format!("{name} = ${}", i + 4))
+        .collect();
+    let next = Counters::NAMES.len() + 4;
+    format!(
+        "UPDATE sync_run SET finished_at = {}, key_after = $2, exit_code = $3, {},
+            caught_up = ${}, newest_change_at = {}, feed_lag_seconds = ${}, runs_behind = ${},
+            unknown_fields = ${}
+         WHERE id = ${}",
+        write_time("$1"),
+        figures.join(", "),
+        next,
+        write_time(&format!("${}", next + 1)),
+        next + 2,
+        next + 3,
+        next + 4,
+        next + 5
+    )
+});
+
+pub fn finished_run(
+    run_id: i64,
+    counters: &Counters,
+    keys: &KeyCommit,
+    exit_code: u8,
+    unknown_fields: &Option<String>,
+) -> Params {
+    let feed = keys.feed.as_ref();
+    let params = Params::default()
+        .time(&crate::timestamp::Timestamp::now().to_string())
+        .with(keys.after.clone(), Type::TEXT)
+        .with(i32::from(exit_code), Type::INT4);
+    counters
+        .values()
+        .into_iter()
+        .fold(params, |params, value| {
+            params.with(value as i64, Type::INT8)
+        })
+        .with(feed.map(|f| i16::from(f.caught_up)), Type::INT2)
+        .with(feed.and_then(|f| f.newest_change_at.clone()), Type::TEXT)
+        .with(feed.and_then(|f| f.feed_lag_seconds), Type::FLOAT8)
+        .with(feed.map(|f| f.runs_behind as i64), Type::INT8)
+        .with(unknown_fields.clone(), Type::TEXT)
+        .with(run_id, Type::INT8)
+}
