@@ -3,11 +3,11 @@
 
 use serde_json::{Value, json};
 
-use crate::engine::lock_store;
+use crate::engine::{open_locked, open_read_only};
 use crate::error::Error;
 use crate::lock::{LockState, RunLock};
 use crate::report::{count, escape, quoted};
-use crate::settings::{CursorAction, ErrorsAction, SkipAction, StoreFiles};
+use crate::settings::{CursorAction, ErrorsAction, SkipAction, StoreLocation};
 use crate::store::{FeedState, Store, SyncErrorDetail, SyncErrorEntry};
 use crate::timestamp::Timestamp;
 use crate::tixngo::wire::PaginationKey;
@@ -19,13 +19,13 @@ const STATUS_ERROR_TICKETS: usize = 10;
 type Shown = Result<(String, Value), Error>;
 
 /// `status`: read-only, works while a sync runs, never creates the store.
-pub fn status(files: &StoreFiles) -> Shown {
-    let mut store = Store::open_read_only(&files.store)?;
-    let lock = RunLock::probe(&files.lock)?;
+pub fn status(location: &StoreLocation) -> Shown {
+    let mut store = open_read_only(location)?;
+    let lock = probe_lock(location, &store)?;
     let figures = store.status(STATUS_RUNS, STATUS_ERROR_TICKETS)?;
     let feed = store.feed_state()?;
     let mut lines = vec![
-        format!("store: {}", files.store.display()),
+        format!("store: {}", location.describe()),
         format!(
             "pagination key: {} (saved {})",
             quoted(figures.pagination_key.as_deref()),
@@ -72,18 +72,53 @@ pub fn status(files: &StoreFiles) -> Shown {
     json["feed_lag_seconds"] = json!(feed.as_ref().and_then(|f| f.feed_lag_seconds));
     json["runs_behind"] = json!(feed.as_ref().map(|f| f.runs_behind));
     json["feed_checked_at"] = json!(feed.and_then(|f| f.checked_at));
-    json["store"] = json!(files.store.display().to_string());
+    json["store"] = json!(location.describe());
     json["lock_held"] = json!(lock.held);
     json["lock_pid"] = json!(lock.pid);
+    json["lock_holder"] = json!(lock.holder);
     Ok((lines.join("\n"), json))
 }
 
 /// The lock line of `status`.
-fn describe_lock(lock: &LockState) -> String {
-    match (lock.held, lock.pid) {
-        (true, Some(pid)) => format!("lock: held by pid {pid}"),
-        (true, None) => "lock: held".to_owned(),
-        (false, _) => "lock: free".to_owned(),
+fn describe_lock(lock: &ProbedLock) -> String {
+    match (lock.held, lock.pid, &lock.holder) {
+        (true, _, Some(holder)) => format!("lock: held by {holder}"),
+        (true, Some(pid), None) => format!("lock: held by pid {pid}"),
+        (true, None, None) => "lock: held".to_owned(),
+        (false, ..) => "lock: free".to_owned(),
+    }
+}
+
+/// Whether a run holds the store's lock now, as `status` shows it.
+struct ProbedLock {
+    held: bool,
+    /// The pid an SQLite store's holder wrote into the lock file.
+    pid: Option<u32>,
+    /// A PostgreSQL store's holder, as its session shows in `pg_stat_activity`.
+    holder: Option<String>,
+}
+
+fn probe_lock(location: &StoreLocation, store: &Store) -> Result<ProbedLock, Error> {
+    match (location, store) {
+        (StoreLocation::Postgres(_), Store::Postgres(store)) => {
+            let holder = store.lock_holder()?;
+            Ok(ProbedLock {
+                held: holder.is_some(),
+                pid: None,
+                holder,
+            })
+        }
+        (StoreLocation::Sqlite(files), _) => {
+            let LockState { held, pid } = RunLock::probe(&files.lock)?;
+            Ok(ProbedLock {
+                held,
+                pid,
+                holder: None,
+            })
+        }
+        (StoreLocation::Postgres(_), Store::Sqlite(_)) => Err(Error::Internal(
+            "a PostgreSQL location opened as an SQLite store".to_owned(),
+        )),
     }
 }
 
@@ -232,10 +267,10 @@ fn fit(line: String) -> String {
 }
 
 /// `skip add|remove|list`.
-pub fn skip(files: &StoreFiles, command: &SkipAction) -> Shown {
+pub fn skip(location: &StoreLocation, command: &SkipAction) -> Shown {
     match command {
         SkipAction::List => {
-            let entries = Store::open_read_only(&files.store)?.skip_entries()?;
+            let entries = open_read_only(location)?.skip_entries()?;
             let human = if entries.is_empty() {
                 "skip list: empty".to_owned()
             } else {
@@ -255,12 +290,12 @@ pub fn skip(files: &StoreFiles, command: &SkipAction) -> Shown {
             Ok((human, json!({ "skip": entries })))
         }
         SkipAction::Add { numbers, reason } => {
-            change_skips(files, numbers, ("added", "already listed"), |store| {
+            change_skips(location, numbers, ("added", "already listed"), |store| {
                 store.add_skips(numbers, reason.as_deref())
             })
         }
         SkipAction::Remove { numbers } => {
-            change_skips(files, numbers, ("removed", "not listed"), |store| {
+            change_skips(location, numbers, ("removed", "not listed"), |store| {
                 store.remove_skips(numbers)
             })
         }
@@ -270,13 +305,12 @@ pub fn skip(files: &StoreFiles, command: &SkipAction) -> Shown {
 /// `skip add` or `skip remove`, under the run lock: how many of `numbers` the change took
 /// (`done`), how many it had nothing to do for (`not_done`), and the skip list's size after.
 fn change_skips(
-    files: &StoreFiles,
+    location: &StoreLocation,
     numbers: &[String],
     (done, not_done): (&str, &str),
     change: impl FnOnce(&mut Store) -> Result<usize, Error>,
 ) -> Shown {
-    let _lock = lock_store(files, false)?;
-    let mut store = Store::open(&files.store, None)?;
+    let mut store = open_locked(location, false, None)?;
     let changed = change(&mut store)?;
     let total = store.skip_list()?.len();
     let unchanged = numbers.len() - changed;
@@ -290,10 +324,10 @@ fn change_skips(
 }
 
 /// `cursor show|set|reset`.
-pub fn cursor(files: &StoreFiles, command: &CursorAction) -> Shown {
+pub fn cursor(location: &StoreLocation, command: &CursorAction) -> Shown {
     let (name, key, confirmed) = match command {
         CursorAction::Show => {
-            let (key, saved_at) = Store::open_read_only(&files.store)?.pagination_state()?;
+            let (key, saved_at) = open_read_only(location)?.pagination_state()?;
             let human = format!(
                 "pagination key: {} (saved {})",
                 quoted(key.as_deref()),
@@ -316,8 +350,7 @@ pub fn cursor(files: &StoreFiles, command: &CursorAction) -> Shown {
             "`{name}` moves where the next sync starts: add --yes to confirm"
         )));
     }
-    let _lock = lock_store(files, false)?;
-    let before = Store::open(&files.store, None)?.set_pagination_key(name, key)?;
+    let before = open_locked(location, false, None)?.set_pagination_key(name, key)?;
     Ok((
         format!(
             "{name}: key {} -> {}",
@@ -330,10 +363,10 @@ pub fn cursor(files: &StoreFiles, command: &CursorAction) -> Shown {
 
 /// `errors list|show|dismiss`: triage of the tickets that could not be mapped. Dismissed errors
 /// are kept, resolved with the operator's reason, never deleted.
-pub fn errors(files: &StoreFiles, command: &ErrorsAction) -> Shown {
+pub fn errors(location: &StoreLocation, command: &ErrorsAction) -> Shown {
     match command {
         ErrorsAction::List => {
-            let entries = Store::open_read_only(&files.store)?.unresolved_errors()?;
+            let entries = open_read_only(location)?.unresolved_errors()?;
             let mut lines = vec![format!(
                 "{}:",
                 count(entries.len() as u64, "unresolved sync error")
@@ -352,21 +385,20 @@ pub fn errors(files: &StoreFiles, command: &ErrorsAction) -> Shown {
             Ok((lines.join("\n"), json!({ "errors": entries })))
         }
         ErrorsAction::Show { id } => {
-            let detail = Store::open_read_only(&files.store)?
-                .sync_error(*id)?
-                .ok_or_else(|| {
-                    Error::Usage(format!("there is no sync error {id} (see `errors list`)"))
-                })?;
+            let detail = open_read_only(location)?.sync_error(*id)?.ok_or_else(|| {
+                Error::Usage(format!("there is no sync error {id} (see `errors list`)"))
+            })?;
             let human = describe_error(&detail);
             Ok((human, json!({ "sync_error": detail })))
         }
         ErrorsAction::Dismiss { ids, reason } => {
             // Nothing to dismiss in a store that does not exist: never create one for it.
-            if !files.store.exists() {
+            if let StoreLocation::Sqlite(files) = location
+                && !files.store.exists()
+            {
                 return Err(Error::store(&files.store, "does not exist"));
             }
-            let _lock = lock_store(files, false)?;
-            Store::open(&files.store, None)?.dismiss_errors(ids, reason)?;
+            open_locked(location, false, None)?.dismiss_errors(ids, reason)?;
             let listed = ids
                 .iter()
                 .map(i64::to_string)

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::path::Path;
+use std::ops::{Deref, DerefMut};
 use std::time::Instant;
 
 use serde_json::value::RawValue;
@@ -17,7 +17,8 @@ use crate::feedback::sentinel::{BatchSentinel, RunNotes};
 use crate::feedback::{Merge, Ticket, TicketRecord, is_stale, merge};
 use crate::lock::RunLock;
 use crate::report::{Counters, Summary, count, quoted};
-use crate::settings::{MappingPolicy, StoreFiles};
+use crate::settings::{MappingPolicy, StoreFiles, StoreLocation};
+use crate::store::postgres::PgStore;
 use crate::store::{Batch, KeyCommit, RunRecord, Store};
 use crate::tixngo::wire::{self, PageTicket};
 
@@ -39,30 +40,78 @@ pub fn finish(mut summary: Summary, result: Result<ExitCode, Error>, started: In
     summary
 }
 
-/// Opens the store for a run that writes, or read-only behind an in-memory overlay for a dry run.
-/// No wait for another program's lock on the store outlasts `deadline`.
-pub fn open_store(path: &Path, dry_run: bool, deadline: Option<Instant>) -> Result<Store, Error> {
-    let store = if dry_run {
-        Store::open_dry_run(path, deadline)
-    } else {
-        Store::open(path, deadline)
-    }?;
+/// A store opened by a command that writes, with what makes that command its only writer: the
+/// lock file beside an SQLite store (a PostgreSQL store's advisory lock lives in its session).
+pub struct LockedStore {
+    store: Store,
+    /// Declared after the store, so dropped after it: the lock outlives every write.
+    _lock: Option<RunLock>,
+}
+
+impl Deref for LockedStore {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl DerefMut for LockedStore {
+    fn deref_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+}
+
+/// Takes the store's lock and opens it for a command that writes, or (a dry run) to be read as a
+/// run would read it and never written. No wait for another program's lock on the store outlasts
+/// `deadline`.
+pub fn open_locked(
+    location: &StoreLocation,
+    dry_run: bool,
+    deadline: Option<Instant>,
+) -> Result<LockedStore, Error> {
+    let (store, lock) = match location {
+        StoreLocation::Sqlite(files) => {
+            let lock = lock_file(files, dry_run)?;
+            let store = if dry_run {
+                Store::open_dry_run(&files.store, deadline)
+            } else {
+                Store::open(&files.store, deadline)
+            }?;
+            (store, Some(lock))
+        }
+        StoreLocation::Postgres(target) => {
+            let store = PgStore::open(target, deadline, dry_run)?;
+            (Store::Postgres(store), None)
+        }
+    };
     log::info!(
         "store {} opened{}",
-        path.display(),
+        location.describe(),
         if dry_run {
-            " (dry run: read-only, changes kept in memory)"
+            " (dry run: nothing is written)"
         } else {
             ""
         }
     );
-    Ok(store)
+    Ok(LockedStore { store, _lock: lock })
 }
 
-/// Takes the run lock of the store, once the store's path is known to be usable: a run refused
-/// for its store path must not leave a `<store>.lock` behind (and removing a lock file is never
-/// safe: another run may have it open).
-pub fn lock_store(files: &StoreFiles, read_only: bool) -> Result<RunLock, Error> {
+/// Opens an existing store for reading only (`status`, `cursor show`, `skip list`, `errors
+/// list|show`): no lock, and a missing store is an error, nothing created.
+pub fn open_read_only(location: &StoreLocation) -> Result<Store, Error> {
+    match location {
+        StoreLocation::Sqlite(files) => Store::open_read_only(&files.store),
+        StoreLocation::Postgres(target) => {
+            PgStore::open_read_only(target, None).map(Store::Postgres)
+        }
+    }
+}
+
+/// Takes the run lock of an SQLite store, once the store's path is known to be usable: a run
+/// refused for its store path must not leave a `<store>.lock` behind (and removing a lock file is
+/// never safe: another run may have it open).
+fn lock_file(files: &StoreFiles, read_only: bool) -> Result<RunLock, Error> {
     crate::store::check_path(&files.store, read_only)?;
     let lock = RunLock::acquire(&files.lock)?;
     log::info!("lock {} taken", files.lock.display());

@@ -115,23 +115,23 @@ fn say(line: &str) {
 
 /// Runs the command the settings name.
 fn dispatch(settings: Settings, started: Instant) -> Output {
-    let files = &settings.files;
+    let store = &settings.store;
     match settings.command {
         CommandSettings::Sync(sync) => {
             let metrics_file = sync.metrics_file.clone();
-            let summary = sync::run(files, *sync, started);
+            let summary = sync::run(store, *sync, started);
             run_output(summary, metrics_file.as_deref())
         }
-        CommandSettings::Replay(replay) => replay::run(files, *replay, started).output(),
-        CommandSettings::Status => Output::of("status", commands::status(files)),
+        CommandSettings::Replay(replay) => replay::run(store, *replay, started).output(),
+        CommandSettings::Status => Output::of("status", commands::status(store)),
         CommandSettings::Skip(command) => {
-            Output::of(command.name(), commands::skip(files, &command))
+            Output::of(command.name(), commands::skip(store, &command))
         }
         CommandSettings::Cursor(command) => {
-            Output::of(command.name(), commands::cursor(files, &command))
+            Output::of(command.name(), commands::cursor(store, &command))
         }
         CommandSettings::Errors(command) => {
-            Output::of(command.name(), commands::errors(files, &command))
+            Output::of(command.name(), commands::errors(store, &command))
         }
         CommandSettings::Completions(shell) => {
             Output::of("completions", manual::completions(shell))
@@ -152,6 +152,7 @@ fn refused_output(refused: Refused, started: Instant) -> Output {
             metrics_file.as_deref(),
         ),
         Refused::Replay { error } => replay::refused(error, started).output(),
+        Refused::Command { name, error } => Output::of(name, Err(error)),
     }
 }
 

@@ -10,23 +10,23 @@ use std::time::Instant;
 
 use serde_json::value::RawValue;
 
-use crate::engine::{self, Incoming, apply_page, lock_store, open_store, record_failure};
+use crate::engine::{self, Incoming, apply_page, open_locked, record_failure};
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::feedback::sentinel::RunNotes;
 use crate::report::{Replayed, Summary};
-use crate::settings::{ReplaySettings, StoreFiles};
+use crate::settings::{ReplaySettings, StoreLocation};
 use crate::store::KeyCommit;
 use crate::timestamp::Timestamp;
 use crate::tixngo::wire::{self, PageTicket};
 
 /// Runs `replay`; the summary carries the exit code and the error, if any.
-pub fn run(files: &StoreFiles, settings: ReplaySettings, started: Instant) -> Summary {
+pub fn run(location: &StoreLocation, settings: ReplaySettings, started: Instant) -> Summary {
     let mut summary = Summary {
         dry_run: settings.mapping.dry_run,
         ..summary()
     };
-    let result = replay(files, settings, &mut summary);
+    let result = replay(location, settings, &mut summary);
     engine::finish(summary, result, started)
 }
 
@@ -45,7 +45,7 @@ fn summary() -> Summary {
 }
 
 fn replay(
-    files: &StoreFiles,
+    location: &StoreLocation,
     settings: ReplaySettings,
     summary: &mut Summary,
 ) -> Result<ExitCode, Error> {
@@ -62,8 +62,7 @@ fn replay(
         // The file is decoded on another thread from now on: its first tickets are mapped while
         // the rest is still being decoded.
         let streamed = file.as_deref().map(|body| TicketStream::start(scope, body));
-        let _lock = lock_store(files, mapping.dry_run)?;
-        let mut store = open_store(&files.store, mapping.dry_run, None)?;
+        let mut store = open_locked(location, mapping.dry_run, None)?;
         let started_at = Timestamp::now().to_string();
         mapping.skip.extend(store.skip_list()?);
         let keys = &KeyCommit::UNTOUCHED;

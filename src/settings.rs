@@ -24,7 +24,7 @@ use crate::tixngo::wire::PaginationKey;
 
 /// What to run, and on which store.
 pub struct Settings {
-    pub files: StoreFiles,
+    pub store: StoreLocation,
     pub command: CommandSettings,
 }
 
@@ -45,6 +45,15 @@ pub enum StoreLocation {
 }
 
 impl StoreLocation {
+    /// The store as messages and `status` name it: the SQLite path, or the PostgreSQL URL
+    /// (without password) and schema.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreLocation::Sqlite(files) => files.store.display().to_string(),
+            StoreLocation::Postgres(target) => target.to_string(),
+        }
+    }
+
     /// Resolves `--store`: a `postgres://` or `postgresql://` URL is a PostgreSQL store, anything
     /// else an SQLite path. A PostgreSQL store refuses `--lock-file` (64), then its URL, password
     /// file and TLS are checked (78). Its extra TLS roots are sync's `--ca-file`, or for the other
@@ -188,12 +197,23 @@ pub enum Refused {
     Replay {
         error: Error,
     },
+    /// Another command, refused for its store (`--store`, `--pg-schema`, the password file).
+    Command {
+        name: &'static str,
+        error: Error,
+    },
 }
 
 impl Settings {
     /// Resolves the parsed command line and the environment.
     pub fn resolve(cli: Cli) -> Result<Settings, Refused> {
-        let files = StoreFiles::of(&cli.global);
+        let store = match &cli.command {
+            // They never open the store: a store they could not open is none of their business.
+            Command::Completions { .. } | Command::Man => {
+                Ok(StoreLocation::Sqlite(StoreFiles::of(&cli.global)))
+            }
+            _ => StoreLocation::resolve(&cli),
+        };
         let command = match cli.command {
             Command::Sync(args) => CommandSettings::Sync(Box::new(SyncSettings::resolve(args)?)),
             Command::Replay(args) => {
@@ -206,7 +226,45 @@ impl Settings {
             Command::Completions { shell } => CommandSettings::Completions(shell),
             Command::Man => CommandSettings::Man,
         };
-        Ok(Settings { files, command })
+        match store {
+            Ok(store) => Ok(Settings { store, command }),
+            Err(error) => Err(command.refuse(error)),
+        }
+    }
+}
+
+impl CommandSettings {
+    /// The refusal of this command for its store, found once the rest was resolved.
+    fn refuse(self, error: Error) -> Refused {
+        match self {
+            CommandSettings::Sync(sync) => Refused::Sync {
+                error,
+                dry_run: sync.mapping.dry_run,
+                metrics_file: sync.metrics_file,
+            },
+            CommandSettings::Replay(_) => Refused::Replay { error },
+            CommandSettings::Status => Refused::Command {
+                name: "status",
+                error,
+            },
+            CommandSettings::Skip(action) => Refused::Command {
+                name: action.name(),
+                error,
+            },
+            CommandSettings::Cursor(action) => Refused::Command {
+                name: action.name(),
+                error,
+            },
+            CommandSettings::Errors(action) => Refused::Command {
+                name: action.name(),
+                error,
+            },
+            CommandSettings::Completions(_) => Refused::Command {
+                name: "completions",
+                error,
+            },
+            CommandSettings::Man => Refused::Command { name: "man", error },
+        }
     }
 }
 
@@ -453,10 +511,10 @@ mod tests {
     fn commands_that_fetch_nothing_need_no_url_nor_key() {
         for args in [&["t", "status"][..], &["t", "cursor", "show"]] {
             let settings = resolve(args).unwrap_or_else(|_| panic!("{args:?} refused"));
-            assert_eq!(
-                settings.files.lock,
-                PathBuf::from("tixngo-feedback.db.lock")
-            );
+            let StoreLocation::Sqlite(files) = settings.store else {
+                panic!("{args:?}: not an SQLite store")
+            };
+            assert_eq!(files.lock, PathBuf::from("tixngo-feedback.db.lock"));
         }
     }
 

@@ -8,24 +8,24 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::engine::{apply_page, exit_code, finish, lock_store, open_store, record_failure};
+use crate::engine::{apply_page, exit_code, finish, open_locked, record_failure};
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::feedback::sentinel::RunNotes;
 use crate::report::{Counters, Summary, count, quoted};
-use crate::settings::{MappingPolicy, StartKey, StoreFiles, SyncSettings};
+use crate::settings::{MappingPolicy, StartKey, StoreLocation, SyncSettings};
 use crate::store::{FeedState, KeyCommit, Store};
 use crate::timestamp::Timestamp;
 use crate::tixngo::client::Client;
 use crate::tixngo::wire::{self, Page, PageTicket, PaginationKey};
 
 /// Runs `sync`; the summary carries the exit code and the error, if any.
-pub fn run(files: &StoreFiles, settings: SyncSettings, started: Instant) -> Summary {
+pub fn run(location: &StoreLocation, settings: SyncSettings, started: Instant) -> Summary {
     let mut summary = Summary {
         dry_run: settings.mapping.dry_run,
         ..summary()
     };
-    let result = sync(files, settings, started, &mut summary);
+    let result = sync(location, settings, started, &mut summary);
     let committed = summary.batches;
     let result = result.map_err(|error| after_committed_batches(error, committed));
     finish(summary, result, started)
@@ -70,7 +70,7 @@ struct KeyPolicy {
 }
 
 fn sync(
-    files: &StoreFiles,
+    location: &StoreLocation,
     settings: SyncSettings,
     started: Instant,
     summary: &mut Summary,
@@ -88,8 +88,7 @@ fn sync(
     } = settings;
     let deadline = started + timeout;
     let client = Client::new(url, api_key, connection)?;
-    let _lock = lock_store(files, mapping.dry_run)?;
-    let mut store = open_store(&files.store, mapping.dry_run, Some(deadline))?;
+    let mut store = open_locked(location, mapping.dry_run, Some(deadline))?;
     let started_at = Timestamp::now().to_string();
     let keys = match start {
         StartKey::Given(key) => KeyPolicy {

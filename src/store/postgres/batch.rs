@@ -103,55 +103,67 @@ impl<'s> PgBatch<'s> {
 
     /// Reads the contacts of these e-mail keys the batch does not know yet, in one query.
     fn load_contacts(&mut self, keys: &[&str]) -> Result<(), Error> {
-        let missing: Vec<&str> = unknown(keys, |k| self.buffer.knows_contacts(k));
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let rows = self.wire.query(
+        let found = self.read_groups(
+            keys,
+            BatchBuffer::knows_contacts,
             "SELECT email_key, id, coalesce(temporary, 0) <> 0, coalesce(has_internet_account, 0) <> 0,
                     coalesce(kind = 'individual', false)
              FROM contact WHERE email_key = ANY($1)",
-            &[(&missing, Type::TEXT_ARRAY)],
-        )?;
-        let mut found: HashMap<String, Vec<ContactRow>> = HashMap::new();
-        for row in &rows {
-            found.entry(row.get(0)).or_default().push(ContactRow {
+            |row| ContactRow {
                 id: row.get(1),
                 temporary: row.get(2),
                 internet: row.get(3),
                 individual: row.get(4),
-            });
-        }
-        for key in missing {
-            self.buffer
-                .load_contacts(key, found.remove(key).unwrap_or_default());
+            },
+        )?;
+        for (key, rows) in found {
+            self.buffer.load_contacts(&key, rows);
         }
         Ok(())
     }
 
     /// Reads the pending lines of these tickets the batch does not know yet, in one query.
     fn load_lines(&mut self, numbers: &[&str]) -> Result<(), Error> {
-        let missing: Vec<&str> = unknown(numbers, |n| self.buffer.knows_lines(n));
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let rows = self.wire.query(
+        let found = self.read_groups(
+            numbers,
+            BatchBuffer::knows_lines,
             "SELECT ticket_number, id, new_contact_id FROM distribution
              WHERE ticket_number = ANY($1) AND status = 'PENDING'",
-            &[(&missing, Type::TEXT_ARRAY)],
-        )?;
-        let mut found: HashMap<String, Vec<PendingLine>> = HashMap::new();
-        for row in &rows {
-            found.entry(row.get(0)).or_default().push(PendingLine {
+            |row| PendingLine {
                 id: row.get(1),
                 new_contact_id: row.get(2),
-            });
-        }
-        for number in missing {
-            self.buffer
-                .load_lines(number, found.remove(number).unwrap_or_default());
+            },
+        )?;
+        for (number, lines) in found {
+            self.buffer.load_lines(&number, lines);
         }
         Ok(())
+    }
+
+    /// The rows of `sql` (its first column the key) for each of `keys` the batch does not know
+    /// yet, an empty group for a key without rows; no query when it knows them all.
+    fn read_groups<T>(
+        &mut self,
+        keys: &[&str],
+        known: fn(&BatchBuffer, &str) -> bool,
+        sql: &str,
+        item: impl Fn(&Row) -> T,
+    ) -> Result<HashMap<String, Vec<T>>, Error> {
+        let missing: Vec<&str> = unknown(keys, |key| known(&self.buffer, key));
+        if missing.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = self.wire.query(sql, &[(&missing, Type::TEXT_ARRAY)])?;
+        let mut groups: HashMap<String, Vec<T>> = missing
+            .iter()
+            .map(|key| (key.to_string(), Vec::new()))
+            .collect();
+        for row in &rows {
+            if let Some(group) = groups.get_mut(row.get::<_, &str>(0)) {
+                group.push(item(row));
+            }
+        }
+        Ok(groups)
     }
 
     /// The unresolved errors, read once per batch.

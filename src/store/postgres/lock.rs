@@ -47,7 +47,7 @@ pub(super) fn acquire(client: &mut Client, store: &str, schema: &str) -> Result<
 /// Who holds the lock `key` in this database, as `pg_stat_activity` shows the session: its
 /// `application_name` (this program's version, host and pid), server pid, client address and
 /// start. The address and start are NULL to a role that may not see the holder's session.
-fn holder(client: &mut Client, key: i64) -> Result<Option<String>, postgres::Error> {
+pub(super) fn holder(client: &mut Client, key: i64) -> Result<Option<String>, postgres::Error> {
     let bits = u64::from_ne_bytes(key.to_ne_bytes());
     let (high, low) = ((bits >> 32) as u32, bits as u32);
     let row = client.query_opt(

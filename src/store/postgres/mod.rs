@@ -138,6 +138,11 @@ impl PgStore {
         &self.label
     }
 
+    /// Who holds the schema's lock now, as `pg_stat_activity` shows the session; `None`: nobody.
+    pub fn lock_holder(&self) -> Result<Option<String>, Error> {
+        lock::holder(&mut self.client.borrow_mut(), lock::lock_key(&self.schema)).in_pg(&self.label)
+    }
+
     /// The round trips to the server the latest committed batch cost, its `BEGIN` and `COMMIT`
     /// included.
     pub fn last_batch_round_trips(&self) -> u32 {
