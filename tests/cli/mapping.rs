@@ -528,8 +528,8 @@ fn the_generated_stories_leave_the_store_as_the_rules_say() {
     // Every line names the job's login, the ticket's state and the change's time.
     assert_eq!(
         count(
-            "SELECT count(*) FROM distribution WHERE operator_login IS NOT 'TIXNGO_FEEDBACK'
-             OR ticket_state IS NOT 'PRINTED' OR date_time IS NULL"
+            "SELECT count(*) FROM distribution WHERE operator_login IS DISTINCT FROM 'TIXNGO_FEEDBACK'
+             OR ticket_state IS DISTINCT FROM 'PRINTED' OR date_time IS NULL"
         ),
         0
     );

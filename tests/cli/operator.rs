@@ -944,7 +944,7 @@ fn read_only_commands_on_a_missing_store_are_74_and_create_nothing() {
             .cmd(args)
             .code(74)
             .stderr_has(&env.store_shown())
-            .stderr_has("does not exist")
+            .stderr_has(env.missing_store_says())
             .run();
         if args.contains(&"--json") {
             assert_eq!(ran.json()["exit_code"], 74, "{args:?}");
@@ -1799,7 +1799,11 @@ fn errors_dismiss_takes_the_lock_and_the_readers_need_a_store() {
         &["errors", "show", "1"],
         &["errors", "dismiss", "1", "--reason", "x"],
     ] {
-        empty.cmd(args).code(74).stderr_has("does not exist").run();
+        empty
+            .cmd(args)
+            .code(74)
+            .stderr_has(empty.missing_store_says())
+            .run();
     }
     assert!(!empty.store_exists());
 }

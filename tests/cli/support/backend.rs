@@ -43,12 +43,16 @@ fn role(cluster: &pg::Cluster) -> &'static (String, String) {
     ROLE.get_or_init(|| cluster.role())
 }
 
-/// Functions of SQLite that the tests' SQL uses and PostgreSQL lacks, in a schema of their own
-/// that follows the store's on the reader's `search_path`.
+/// Functions of SQLite that the tests' SQL uses and PostgreSQL lacks or has otherwise (`lower`
+/// lower-cases ASCII only, as SQLite's does), in a schema of their own that comes after the
+/// store's and before PostgreSQL's own on the reader's `search_path`.
 const COMPAT: &str = "
 CREATE SCHEMA IF NOT EXISTS sqlite_compat;
 CREATE OR REPLACE FUNCTION sqlite_compat.instr(text, text) RETURNS integer
     LANGUAGE sql IMMUTABLE AS 'SELECT strpos($1, $2)';
+CREATE OR REPLACE FUNCTION sqlite_compat.lower(text) RETURNS text
+    LANGUAGE sql IMMUTABLE AS
+    'SELECT translate($1, ''ABCDEFGHIJKLMNOPQRSTUVWXYZ'', ''abcdefghijklmnopqrstuvwxyz'')';
 ";
 
 impl PgSchema {
@@ -84,7 +88,7 @@ impl PgSchema {
             let mut client = self.cluster.admin();
             client
                 .batch_execute(&format!(
-                    "SET search_path TO {}, sqlite_compat; SET TimeZone TO 'UTC';
+                    "SET search_path TO {}, sqlite_compat, pg_catalog; SET TimeZone TO 'UTC';
                      SET DateStyle TO 'ISO, YMD'",
                     self.schema
                 ))
@@ -99,14 +103,14 @@ impl PgSchema {
         self.with_reader(|client| {
             let types: Vec<Type> = client
                 .prepare(sql)
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .unwrap_or_else(|e| panic!("{sql}: {}", server_says(&e)))
                 .columns()
                 .iter()
                 .map(|column| column.type_().clone())
                 .collect();
             let messages = client
                 .simple_query(sql)
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                .unwrap_or_else(|e| panic!("{sql}: {}", server_says(&e)));
             messages
                 .iter()
                 .filter_map(|message| match message {
@@ -124,7 +128,7 @@ impl PgSchema {
     /// Runs statements (an S-360 tool or an operator editing rows by hand).
     pub fn execute(&self, sql: &str) {
         self.with_reader(|client| client.batch_execute(sql))
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            .unwrap_or_else(|e| panic!("{sql}: {}", server_says(&e)));
     }
 
     /// The store as the binary names it.
@@ -139,6 +143,14 @@ impl PgSchema {
             self.schema
         ));
         rows[0][0].as_deref() == Some("1")
+    }
+}
+
+/// The server's message of a failed statement (the error's `Display` says only `db error`).
+fn server_says(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => error.to_string(),
     }
 }
 

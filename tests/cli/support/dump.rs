@@ -17,8 +17,9 @@ pub fn contacts(env: &Env) -> Vec<Vec<String>> {
 }
 
 /// Columns that hold times (or a run's id): they differ between any two runs.
-const NOT_COMPARED: [&str; 10] = [
+const NOT_COMPARED: [&str; 11] = [
     "run_id",
+    "migrated_at",
     "first_seen_at",
     "first_synced_at",
     "last_synced_at",

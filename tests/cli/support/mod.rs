@@ -180,6 +180,14 @@ impl Env {
         }
     }
 
+    /// What a read of a store never written says of it.
+    pub fn missing_store_says(&self) -> &'static str {
+        match &self.pg {
+            Some(_) => "has no tixngo-feedback schema yet",
+            None => "does not exist",
+        }
+    }
+
     /// The SQLite file of this environment; `None` on PostgreSQL.
     pub fn sqlite_store(&self) -> Option<PathBuf> {
         self.pg.is_none().then(|| self.store())
@@ -246,7 +254,8 @@ impl Env {
                  WHERE table_schema = '{}' AND table_name = '{table}' ORDER BY ordinal_position",
                 pg.schema
             ),
-            None => format!("SELECT name FROM pragma_table_info('{table}')"),
+            // Generated columns too (table_info leaves them out); not a virtual table's hidden ones.
+            None => format!("SELECT name FROM pragma_table_xinfo('{table}') WHERE hidden != 1"),
         };
         self.rows(&sql)
             .into_iter()
