@@ -75,7 +75,6 @@ pub fn status(location: &StoreLocation) -> Shown {
     json["store"] = json!(location.describe());
     json["lock_held"] = json!(lock.held);
     json["lock_pid"] = json!(lock.pid);
-    json["lock_holder"] = json!(lock.holder);
     Ok((lines.join("\n"), json))
 }
 

@@ -19,7 +19,7 @@ use crate::lock::RunLock;
 use crate::report::{Counters, Summary, count, quoted};
 use crate::settings::{MappingPolicy, StoreFiles, StoreLocation};
 use crate::store::postgres::PgStore;
-use crate::store::{Batch, KeyCommit, RunRecord, Store};
+use crate::store::{Batch, FailedTicket, KeyCommit, RunRecord, Store};
 use crate::tixngo::wire::{self, PageTicket};
 
 mod contacts;
@@ -423,7 +423,11 @@ fn fail_ticket(
     reason: &str,
 ) -> Result<(), Error> {
     log::debug!("{}", describe_failure(number, reason));
-    batch.record_error(number, reason, raw.get())
+    batch.record_error(&FailedTicket {
+        number,
+        reason,
+        payload: raw.get(),
+    })
 }
 
 /// Stores one decoded ticket: the row, its history and its contacts (SPEC §4.4 steps 3–6).

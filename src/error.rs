@@ -192,10 +192,10 @@ impl Error {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_variant_maps_to_its_documented_code() {
+    /// One error of each variant, with its documented exit code.
+    fn every_variant() -> Vec<(Error, u8)> {
         let path = PathBuf::from("x.db");
-        let cases = [
+        let mut cases = vec![
             (Error::Usage("u".into()), 64),
             (Error::Config("c".into()), 78),
             (
@@ -229,6 +229,14 @@ mod tests {
                 },
                 78,
             ),
+        ];
+        cases.extend(fetch_and_data_variants());
+        cases
+    }
+
+    /// The variants of fetching and of the data fetched.
+    fn fetch_and_data_variants() -> Vec<(Error, u8)> {
+        vec![
             (Error::Unavailable("503".into()), 69),
             (Error::RateLimited, 75),
             (Error::Unauthorized { status: 401 }, 77),
@@ -257,12 +265,20 @@ mod tests {
                 },
                 75,
             ),
-        ];
-        for (error, code) in &cases {
+        ]
+    }
+
+    #[test]
+    fn every_variant_maps_to_its_documented_code() {
+        for (error, code) in &every_variant() {
             assert_eq!(error.exit_code().code(), *code, "{error:?}");
         }
+    }
+
+    #[test]
+    fn no_message_says_a_bare_key() {
         // "the key" alone is ambiguous to an operator: the API key, or the pagination key?
-        for (error, _) in &cases {
+        for (error, _) in &every_variant() {
             let text = error.to_string();
             let bare = text
                 .replace("pagination key", "")

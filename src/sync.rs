@@ -5,7 +5,7 @@
 //! Checks happen in the order of SPEC §3 so that the exit code names the first problem:
 //! arguments and configuration ([`crate::settings`]) → lock → store → fetch → parse → write.
 
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::engine::{apply_page, exit_code, finish, open_locked, record_failure};
@@ -142,7 +142,7 @@ fn run_batches(
     let mut run = Batches::start(job, store)?;
     let limit = job.max_batches;
     for batch_number in 1..=limit {
-        let fetched = run.next_page();
+        let fetched = run.next_page(store);
         if batch_number > 1 && fetched.as_ref().is_err_and(|error| run.pace.cut_by(error)) {
             log::warn!("the --timeout deadline cut batch {batch_number} short: not caught up");
             break;
@@ -181,16 +181,18 @@ impl<'j> Batches<'j> {
         })
     }
 
-    /// The page the prefetch brought, or else the page fetched now.
-    fn next_page(&mut self) -> Result<Fetched, Error> {
-        match self.prefetch.take() {
-            Some(next) => next.join(),
-            None => fetch(
-                &self.job.client,
-                self.key.as_deref(),
-                self.job.batch_size,
-                self.job.deadline,
-            ),
+    /// The page the prefetch brought, or else the page fetched now. The store's session is kept
+    /// alive while the fetch lasts (see [`crate::store::Backend::keep_alive`]).
+    fn next_page(&mut self, store: &mut Store) -> Result<Fetched, Error> {
+        let job = self.job;
+        let key = self.key.clone();
+        match self
+            .prefetch
+            .take()
+            .or_else(|| Prefetch::start(&job.client, key.clone(), job.batch_size, job.deadline))
+        {
+            Some(next) => next.join(store),
+            None => fetch(&job.client, key.as_deref(), job.batch_size, job.deadline),
         }
     }
 
@@ -408,7 +410,11 @@ fn fetch(
 /// two cores the network, the JSON and SQLite's commit overlap. Its outcome is only looked at once
 /// the current batch is committed, so a failure still stops the run at the right batch; a run that
 /// stops earlier leaves it unread (a GET of a page, the key is not saved).
-struct Prefetch(std::thread::JoinHandle<Result<Fetched, Error>>);
+struct Prefetch(mpsc::Receiver<Result<Fetched, Error>>);
+
+/// How long a run waits for a page before it tells the store's server it is alive: well within
+/// the minute after which PostgreSQL ends an idle session (SPEC §10).
+const KEEP_ALIVE: Duration = Duration::from_secs(20);
 
 impl Prefetch {
     fn start(
@@ -418,24 +424,33 @@ impl Prefetch {
         deadline: Instant,
     ) -> Option<Prefetch> {
         let client = Arc::clone(client);
+        let (page, waiting) = mpsc::channel();
         std::thread::Builder::new()
             .name("prefetch".into())
-            .spawn(move || fetch(&client, key.as_deref(), batch_size, deadline))
-            .map(Prefetch)
+            .spawn(move || {
+                let _ = page.send(fetch(&client, key.as_deref(), batch_size, deadline));
+            })
+            .map(|_| Prefetch(waiting))
             .map_err(|e| log::debug!("no prefetch thread ({e}): the next page is fetched in turn"))
             .ok()
     }
 
-    fn join(self) -> Result<Fetched, Error> {
-        self.0.join().unwrap_or_else(|_| {
-            Err(Error::Internal(
-                "the fetch of the next page panicked".into(),
-            ))
-        })
+    /// Waits for the page, keeping the store's session alive meanwhile.
+    fn join(self, store: &mut Store) -> Result<Fetched, Error> {
+        loop {
+            match self.0.recv_timeout(KEEP_ALIVE) {
+                Ok(fetched) => return fetched,
+                Err(mpsc::RecvTimeoutError::Timeout) => store.keep_alive()?,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Internal(
+                        "the fetch of the next page panicked".into(),
+                    ));
+                }
+            }
+        }
     }
 }
 
-/// Parses a fetched page, starts fetching the next one when the run goes on (not caught up,
 /// The newest `lastUpdated` of a page's tickets, in the store's form.
 fn newest_change(tickets: &[PageTicket<'_>]) -> Option<String> {
     tickets
@@ -448,7 +463,6 @@ fn newest_change(tickets: &[PageTicket<'_>]) -> Option<String> {
         .map(|newest| newest.to_string())
 }
 
-/// A ticket for [`apply_page`].
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 
 use crate::error::Error;
 use crate::feedback::TicketRecord;
-use crate::feedback::contacts::{ContactPlan, ContactRef, ContactWriter, LineWritten};
+use crate::feedback::contacts::{ContactPlan, ContactRef, ContactWriter, LineToAdd, LineWritten};
 use crate::feedback::{Spectator, Ticket};
 use crate::report::Counters;
 
@@ -75,13 +75,13 @@ pub fn write_lines(
     }
     if let Some(line) = plan.new_line {
         let old = line.old_contact.map(|c| created.resolve(c)).transpose()?;
-        writer.insert_line(
-            &record.ticket_number,
-            old,
-            created.resolve(line.new_contact)?,
-            line.status,
+        writer.insert_line(&LineToAdd {
+            ticket_number: &record.ticket_number,
+            old_contact_id: old,
+            new_contact_id: created.resolve(line.new_contact)?,
+            status: line.status,
             written,
-        )?;
+        })?;
         counters.distributions_created += 1;
     }
     Ok(())

@@ -52,14 +52,18 @@ pub trait ContactWriter {
     /// Changes the status of a distribution line.
     fn set_line_status(&mut self, id: i64, status: LineStatus) -> Result<(), Error>;
     /// Adds a distribution line.
-    fn insert_line(
-        &mut self,
-        ticket_number: &str,
-        old_contact_id: Option<i64>,
-        new_contact_id: i64,
-        status: LineStatus,
-        written: &LineWritten<'_>,
-    ) -> Result<(), Error>;
+    fn insert_line(&mut self, line: &LineToAdd<'_>) -> Result<(), Error>;
+}
+
+/// A distribution line to add: the ticket, the contacts it goes from and to, its status, and
+/// what is written beside them.
+#[derive(Clone, Copy, Debug)]
+pub struct LineToAdd<'a> {
+    pub ticket_number: &'a str,
+    pub old_contact_id: Option<i64>,
+    pub new_contact_id: i64,
+    pub status: LineStatus,
+    pub written: &'a LineWritten<'a>,
 }
 
 /// What S-360's distribution history says of a line beside the contacts: who wrote it (the job's

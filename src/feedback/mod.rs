@@ -14,8 +14,15 @@ pub use ticket::{Attributes, Holder, Patch, Spectator, Ticket};
 /// store's `lower(trim(email, ' \t\n\r'))`, so that look-ups in Rust and in SQL agree.
 /// `None` for a missing or blank address.
 pub fn email_key(email: Option<&str>) -> Option<String> {
-    let trimmed = email?.trim_matches([' ', '\t', '\n', '\r']);
+    let trimmed = trim_email(email?);
     (!trimmed.is_empty()).then(|| trimmed.to_ascii_lowercase())
+}
+
+/// An e-mail trimmed as the store trims it (`trim(email, ' \t\n\r')`), the blanks of
+/// [`email_key`] and no others: trimmed of every Unicode blank, an address with a no-break space
+/// around it could never be found again.
+pub fn trim_email(email: &str) -> &str {
+    email.trim_matches([' ', '\t', '\n', '\r'])
 }
 
 #[cfg(test)]

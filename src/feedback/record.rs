@@ -369,6 +369,8 @@ impl Changes {
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
     use super::*;
     use crate::feedback::{Holder, Spectator};
     use crate::timestamp::Timestamp;
@@ -414,6 +416,7 @@ mod tests {
         let (record, changed, history) =
             apply(None, &ticket("INJECTED", "2026-06-01T12:00:00+02:00"), NOW);
         assert!(changed && history);
+        assert_eq!(record.ticket_number, "T1");
         assert_eq!(record.s360_state.as_deref(), Some("PRINTED"));
         assert_eq!(record.mobile_status, "INJECTED");
         assert_eq!(
@@ -552,6 +555,56 @@ mod tests {
         );
     }
 
+    /// A row whose text columns hold their own name and whose integer columns their position.
+    struct Named;
+
+    impl ReadColumns for Named {
+        type Error = Infallible;
+
+        fn text(&self, index: usize) -> Result<Option<String>, Infallible> {
+            Ok(Some(TicketRecord::COLUMNS[index].to_owned()))
+        }
+
+        fn integer(&self, index: usize) -> Result<Option<i64>, Infallible> {
+            Ok(i64::try_from(index).ok())
+        }
+    }
+
+    /// A row of NULLs.
+    struct Nulls;
+
+    impl ReadColumns for Nulls {
+        type Error = Infallible;
+
+        fn text(&self, _: usize) -> Result<Option<String>, Infallible> {
+            Ok(None)
+        }
+
+        fn integer(&self, _: usize) -> Result<Option<i64>, Infallible> {
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn every_column_is_read_and_valued_in_its_place_and_null_text_reads_as_empty() {
+        let Ok(record) = TicketRecord::read(&Named);
+        assert_eq!(record.ticket_number, "ticket_number");
+        assert_eq!(record.owner_email.as_deref(), Some("owner_email"));
+        assert_eq!(record.cultural_contact_id, Some(34));
+        let values = record.values();
+        for (index, (column, value)) in TicketRecord::COLUMNS.iter().zip(values).enumerate() {
+            match value {
+                FieldValue::Text(text) => assert_eq!(text, column),
+                FieldValue::OptionalText(text) => assert_eq!(text.as_deref(), Some(*column)),
+                FieldValue::OptionalInteger(integer) => {
+                    assert_eq!(*integer, i64::try_from(index).ok());
+                }
+            }
+        }
+        let Ok(record) = TicketRecord::read(&Nulls);
+        assert_eq!(record, TicketRecord::default());
+    }
+
     /// A ticket carrying only what a test sets: no owner, no attributes.
     fn bare(status: &str, updated: &str) -> Ticket {
         Ticket {
@@ -643,6 +696,31 @@ mod tests {
         // Clearing what is already clear changes nothing.
         let (_, changed, _) = apply(Some(&record), &incoming, LATER);
         assert!(!changed);
+    }
+
+    #[test]
+    fn clearing_a_holder_known_by_one_name_only_is_historised() {
+        let mut incoming = bare("ASSIGNED", "2026-06-01T12:00:00Z");
+        incoming.holder = Patch::Set(Holder {
+            last_name: Some("Müller".into()),
+            ..Holder::default()
+        });
+        let (stored, _, _) = apply(None, &incoming, NOW);
+        incoming.holder = Patch::Clear;
+        let (cleared, changed, history) = apply(Some(&stored), &incoming, LATER);
+        assert!(changed && history);
+        assert_eq!(cleared.holder_last_name, None);
+    }
+
+    #[test]
+    fn clearing_a_milestone_alone_is_a_change() {
+        let mut incoming = bare("ONLINE_ACTIVATED", "2026-06-01T12:00:00Z");
+        incoming.attributes.activated_at = Patch::Set(at("2026-06-01T12:00:00Z").unwrap());
+        let (stored, _, _) = apply(None, &incoming, NOW);
+        incoming.attributes.activated_at = Patch::Clear;
+        let (record, changed, history) = apply(Some(&stored), &incoming, LATER);
+        assert!(changed && !history);
+        assert_eq!(record.activated_at, None);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 pub mod postgres;
 mod sqlite;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::time::Instant;
@@ -80,6 +80,10 @@ pub trait Backend {
     fn pagination_key(&self) -> Result<Option<String>, Error>;
     /// The persisted skip list.
     fn skip_list(&self) -> Result<HashSet<String>, Error>;
+    /// Tells the store's server that this session is alive, while the run waits for TIXNGO:
+    /// PostgreSQL ends a session idle for a minute, and with it the run's lock, so that a holder
+    /// frozen with its process loses the lock; a waiting run is not frozen. Nothing for SQLite.
+    fn keep_alive(&mut self) -> Result<(), Error>;
     /// Starts the transaction of one batch and its `sync_run` row.
     fn begin_batch(
         &mut self,
@@ -155,12 +159,7 @@ pub trait Batch: ContactBook + ContactWriter {
     /// Records a ticket that cannot be mapped, with its raw JSON. A ticket keeps one unresolved
     /// error row, which the latest failure refreshes; a ticket without a readable number is
     /// matched on its payload instead, so a page fetched again adds no duplicate.
-    fn record_error(
-        &mut self,
-        ticket_number: Option<&str>,
-        reason: &str,
-        payload: &str,
-    ) -> Result<(), Error>;
+    fn record_error(&mut self, failed: &FailedTicket<'_>) -> Result<(), Error>;
     /// Names, in the batch's `sync_run` row, the ticket fields the mapping did not read.
     fn record_unknown_fields(&mut self, names: &[String]) -> Result<(), Error>;
     /// Commits the batch: its counters and exit code in `sync_run`, the keys of `keys` (the next
@@ -171,6 +170,42 @@ pub trait Batch: ContactBook + ContactWriter {
         keys: &KeyCommit,
         exit_code: u8,
     ) -> Result<(), Error>;
+}
+
+/// Refuses (64) a dismissal naming a sync error that does not exist or is already resolved, the
+/// first such id named: `errors dismiss` is all or none. `resolved_at` holds each existing id's
+/// resolution time (`None`: unresolved); an id named twice is resolved by its first mention.
+fn check_dismissal(
+    ids: &[i64],
+    mut resolved_at: HashMap<i64, Option<String>>,
+    now: &str,
+) -> Result<(), Error> {
+    for &id in ids {
+        match resolved_at.insert(id, Some(now.to_owned())) {
+            None => {
+                return Err(Error::Usage(format!(
+                    "there is no sync error {id} (see `errors list`); nothing was dismissed"
+                )));
+            }
+            Some(Some(at)) => {
+                return Err(Error::Usage(format!(
+                    "sync error {id} was already resolved at {at}; nothing was dismissed"
+                )));
+            }
+            Some(None) => {}
+        }
+    }
+    Ok(())
+}
+
+/// A ticket that cannot be mapped, as `sync_error` records it.
+#[derive(Clone, Copy, Debug)]
+pub struct FailedTicket<'a> {
+    /// `None`: the ticket has no readable number.
+    pub number: Option<&'a str>,
+    pub reason: &'a str,
+    /// The ticket's raw JSON, as TIXNGO sent it.
+    pub payload: &'a str,
 }
 
 /// The pagination key around one batch, as its transaction records it: the key it was fetched

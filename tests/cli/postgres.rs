@@ -8,7 +8,7 @@ use tixngo_feedback::Error;
 use tixngo_feedback::store::Backend;
 use tixngo_feedback::store::postgres::{PgStore, PgTarget, lock_key};
 
-use crate::support::{Env, pg};
+use crate::support::{API_KEY, Env, Fault, Feed, Simulator, pg};
 
 #[test]
 fn the_test_cluster_takes_password_logins_over_tcp() {
@@ -39,6 +39,8 @@ fn the_test_cluster_takes_password_logins_over_tcp() {
 
 /// A store in a fresh schema for a fresh role whose password is in a 0600 file of `env`.
 struct PgCase {
+    /// The store's URL, without its password.
+    url: String,
     target: PgTarget,
     password_file: PathBuf,
     schema: String,
@@ -48,8 +50,10 @@ fn case(cluster: &pg::Cluster, env: &Env) -> PgCase {
     let (role, password) = cluster.role();
     let password_file = env.write("store-password", format!("{password}\n").as_bytes(), 0o600);
     let schema = cluster.schema();
-    let target = PgTarget::parse(&cluster.url(&role), &schema).unwrap();
+    let url = cluster.url(&role);
+    let target = PgTarget::parse(&url, &schema).unwrap();
     PgCase {
+        url,
         target: target.with_password_from(Some(&password_file)).unwrap(),
         password_file,
         schema,
@@ -62,6 +66,32 @@ fn code(error: &Error) -> u8 {
 
 fn opened(result: Result<PgStore, Error>) -> PgStore {
     result.unwrap_or_else(|e| panic!("the store did not open: {e}"))
+}
+
+/// Ends a store's session and waits (up to a minute) until the server has ended it too: the
+/// server releases the session's lock as its backend exits, a moment after the client hung up.
+fn close(cluster: &pg::Cluster, mut store: PgStore) {
+    let backend: i32 = store
+        .client()
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    drop(store);
+    let mut admin = cluster.admin();
+    for _ in 0..600 {
+        let sessions: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                &[&backend],
+            )
+            .unwrap()
+            .get(0);
+        if sessions == 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the server kept the session {backend} a minute after the client ended it");
 }
 
 fn refused(result: Result<PgStore, Error>) -> Error {
@@ -89,7 +119,7 @@ fn the_first_writing_open_creates_the_schema_at_the_current_version() {
     let count: i64 = admin.query_one(schemas, &[&case.schema]).unwrap().get(0);
     assert_eq!(count, 0, "a read-only open created the schema");
 
-    drop(opened(PgStore::open(&case.target, None, false)));
+    close(cluster, opened(PgStore::open(&case.target, None, false)));
     let version: i32 = admin
         .query_one(
             &format!("SELECT version FROM {}.schema_version", case.schema),
@@ -129,7 +159,7 @@ fn a_schema_newer_than_the_binary_is_refused() {
     let Some(cluster) = pg::cluster() else { return };
     let env = Env::new();
     let case = case(cluster, &env);
-    drop(opened(PgStore::open(&case.target, None, false)));
+    close(cluster, opened(PgStore::open(&case.target, None, false)));
     let sql = format!("UPDATE {}.schema_version SET version = 99", case.schema);
     cluster.admin().execute(&sql, &[]).unwrap();
     for error in [
@@ -216,8 +246,13 @@ fn a_held_lock_refuses_a_second_run_naming_the_holder_until_its_session_ends() {
     ] {
         assert!(text.contains(&needle), "{needle:?} missing from {text}");
     }
-    // Readers never wait for the lock.
-    opened(PgStore::open_read_only(&case.target, None));
+    // Readers never wait for the lock, and see who holds it.
+    let reader = opened(PgStore::open_read_only(&case.target, None));
+    let shown = reader.lock_holder().unwrap().expect("the holder");
+    assert!(
+        shown.contains(&format!("pid {}", std::process::id())),
+        "{shown}"
+    );
     // The server ending the holder's session (a killed client, a lost network) frees the lock.
     let backend: i32 = holder
         .client()
@@ -229,8 +264,10 @@ fn a_held_lock_refuses_a_second_run_naming_the_holder_until_its_session_ends() {
         .execute("SELECT pg_terminate_backend($1, 5000)", &[&backend])
         .unwrap();
     let next = opened(PgStore::open(&case.target, None, false));
+    assert!(reader.lock_holder().unwrap().is_some());
     // So does the holder's end.
-    drop(next);
+    close(cluster, next);
+    assert_eq!(reader.lock_holder().unwrap(), None);
     drop(opened(PgStore::open(&case.target, None, false)));
 }
 
@@ -439,4 +476,31 @@ fn sslmode_require_verifies_the_server_against_the_roots_and_the_ca_file() {
         .unwrap()
         .get(0);
     assert!(encrypted, "the session is not encrypted");
+}
+
+/// A page slower than the store's keep-alive: while the run waits for TIXNGO it tells the server
+/// that its session is alive (PostgreSQL ends a session idle for a minute, and the lock with it),
+/// then commits the page.
+#[test]
+fn a_run_waiting_for_a_slow_page_keeps_its_session_alive() {
+    let Some(cluster) = pg::cluster() else { return };
+    let env = Env::new();
+    let case = case(cluster, &env);
+    let sim = Simulator::start(Feed::generate(7, 50), API_KEY);
+    sim.push_fault(Fault::Slow(std::time::Duration::from_secs(22)), 1);
+    let ran = env
+        .sync(&sim)
+        .env("TIXNGO_FEEDBACK_STORE", &case.url)
+        .env("TIXNGO_FEEDBACK_PG_SCHEMA", &case.schema)
+        .env("TIXNGO_FEEDBACK_STORE_PASSWORD_FILE", &case.password_file)
+        .args(&["--batch-size", "20", "-vv", "--json"])
+        .stderr_has("the session kept alive")
+        .run();
+    assert_eq!(ran.json()["exit_code"], 0);
+    let count: i64 = cluster
+        .admin()
+        .query_one(&format!("SELECT count(*) FROM {}.ticket", case.schema), &[])
+        .unwrap()
+        .get(0);
+    assert!(count > 0, "nothing was committed");
 }

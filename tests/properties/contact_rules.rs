@@ -266,21 +266,14 @@ impl ContactWriter for Model {
         Ok(())
     }
 
-    fn insert_line(
-        &mut self,
-        ticket_number: &str,
-        old_contact_id: Option<i64>,
-        new_contact_id: i64,
-        status: LineStatus,
-        _written: &LineWritten<'_>,
-    ) -> Result<(), Error> {
-        assert_eq!(ticket_number, "T1");
+    fn insert_line(&mut self, line: &LineToAdd<'_>) -> Result<(), Error> {
+        assert_eq!(line.ticket_number, "T1");
         let id = self.id();
         self.lines.push(Line {
             id,
-            old: old_contact_id,
-            new: new_contact_id,
-            status,
+            old: line.old_contact_id,
+            new: line.new_contact_id,
+            status: line.status,
         });
         Ok(())
     }

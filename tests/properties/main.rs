@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use tixngo_feedback::Error;
 use tixngo_feedback::engine::{create_contacts, write_lines};
 use tixngo_feedback::feedback::contacts::{
-    self, ContactBook, ContactPlan, ContactRef, ContactWriter, FoundContact, LineStatus,
+    self, ContactBook, ContactPlan, ContactRef, ContactWriter, FoundContact, LineStatus, LineToAdd,
     LineWritten, PendingLine,
 };
 use tixngo_feedback::feedback::{

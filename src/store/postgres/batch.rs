@@ -14,11 +14,11 @@ use super::sync_errors::ErrorBook;
 use super::{PgStore, Wire, write_time};
 use crate::error::Error;
 use crate::feedback::contacts::{
-    ContactBook, ContactWriter, FoundContact, LineStatus, LineWritten, PendingLine,
+    ContactBook, ContactWriter, FoundContact, LineStatus, LineToAdd, PendingLine,
 };
-use crate::feedback::{Spectator, Ticket, TicketRecord, email_key};
+use crate::feedback::{Spectator, Ticket, TicketRecord, email_key, trim_email};
 use crate::report::Counters;
-use crate::store::{Batch, KeyCommit, StoredRow};
+use crate::store::{Batch, FailedTicket, KeyCommit, StoredRow};
 use crate::timestamp::Timestamp;
 
 mod sql;
@@ -360,13 +360,9 @@ impl Batch for PgBatch<'_> {
         Ok(())
     }
 
-    fn record_error(
-        &mut self,
-        ticket_number: Option<&str>,
-        reason: &str,
-        payload: &str,
-    ) -> Result<(), Error> {
-        self.errors()?.record(ticket_number, reason, payload);
+    fn record_error(&mut self, failed: &FailedTicket<'_>) -> Result<(), Error> {
+        self.errors()?
+            .record(failed.number, failed.reason, failed.payload);
         Ok(())
     }
 
@@ -418,12 +414,7 @@ impl ContactBook for PgBatch<'_> {
 
 impl ContactWriter for PgBatch<'_> {
     fn create_owner_contact(&mut self, owner: &Spectator) -> Result<i64, Error> {
-        // Trimmed as `email_key` is (see SQLite's).
-        let email = owner
-            .email
-            .as_deref()
-            .unwrap_or_default()
-            .trim_matches([' ', '\t', '\n', '\r']);
+        let email = trim_email(owner.email.as_deref().unwrap_or_default());
         self.create_contact(email, Some(owner))
     }
 
@@ -441,23 +432,16 @@ impl ContactWriter for PgBatch<'_> {
         Ok(())
     }
 
-    fn insert_line(
-        &mut self,
-        ticket_number: &str,
-        old_contact_id: Option<i64>,
-        new_contact_id: i64,
-        status: LineStatus,
-        written: &LineWritten<'_>,
-    ) -> Result<(), Error> {
-        self.load_lines(&[ticket_number])?;
+    fn insert_line(&mut self, line: &LineToAdd<'_>) -> Result<(), Error> {
+        self.load_lines(&[line.ticket_number])?;
         self.buffer.insert_line(NewLine {
-            ticket_number: ticket_number.to_owned(),
-            old_contact_id,
-            new_contact_id,
-            status,
-            operator_login: written.operator_login.to_owned(),
-            ticket_state: written.ticket_state.map(str::to_owned),
-            date_time: written.date_time.to_owned(),
+            ticket_number: line.ticket_number.to_owned(),
+            old_contact_id: line.old_contact_id,
+            new_contact_id: line.new_contact_id,
+            status: line.status,
+            operator_login: line.written.operator_login.to_owned(),
+            ticket_state: line.written.ticket_state.map(str::to_owned),
+            date_time: line.written.date_time.to_owned(),
         });
         Ok(())
     }

@@ -8,9 +8,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::feedback::Spectator;
 use crate::feedback::TicketRecord;
 use crate::feedback::contacts::{FoundContact, LineStatus, PendingLine};
+use crate::feedback::{Spectator, trim_email};
 
 /// The first provisional id.
 pub const PROVISIONAL: i64 = 1 << 62;
@@ -68,9 +68,7 @@ pub struct HistoryRow {
 
 /// The e-mail key `contact.email_key` generates from an e-mail.
 pub fn column_email_key(email: &str) -> String {
-    email
-        .trim_matches([' ', '\t', '\n', '\r'])
-        .to_ascii_lowercase()
+    trim_email(email).to_ascii_lowercase()
 }
 
 /// The tickets, contacts and lines of one batch.

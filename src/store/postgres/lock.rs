@@ -44,10 +44,20 @@ pub(super) fn acquire(client: &mut Client, store: &str, schema: &str) -> Result<
     })
 }
 
+/// Who holds the schema's lock now, as [`acquire`] names it; `None` when nobody does. For
+/// `status`, which never takes the lock.
+pub(super) fn holder_of(
+    client: &mut Client,
+    store: &str,
+    schema: &str,
+) -> Result<Option<String>, Error> {
+    holder(client, lock_key(schema)).in_pg(store)
+}
+
 /// Who holds the lock `key` in this database, as `pg_stat_activity` shows the session: its
 /// `application_name` (this program's version, host and pid), server pid, client address and
 /// start. The address and start are NULL to a role that may not see the holder's session.
-pub(super) fn holder(client: &mut Client, key: i64) -> Result<Option<String>, postgres::Error> {
+fn holder(client: &mut Client, key: i64) -> Result<Option<String>, postgres::Error> {
     let bits = u64::from_ne_bytes(key.to_ne_bytes());
     let (high, low) = ((bits >> 32) as u32, bits as u32);
     let row = client.query_opt(

@@ -138,15 +138,16 @@ impl PgStore {
         &self.label
     }
 
-    /// Who holds the schema's lock now, as `pg_stat_activity` shows the session; `None`: nobody.
-    pub fn lock_holder(&self) -> Result<Option<String>, Error> {
-        lock::holder(&mut self.client.borrow_mut(), lock::lock_key(&self.schema)).in_pg(&self.label)
-    }
-
     /// The round trips to the server the latest committed batch cost, its `BEGIN` and `COMMIT`
     /// included.
     pub fn last_batch_round_trips(&self) -> u32 {
         self.last_round_trips
+    }
+
+    /// Who holds the store's lock now (its `application_name`, server pid, address and start),
+    /// or `None`: what `status` shows, without taking the lock.
+    pub fn lock_holder(&self) -> Result<Option<String>, Error> {
+        lock::holder_of(&mut self.client.borrow_mut(), &self.label, &self.schema)
     }
 
     /// The session, for the batch transaction and the queries.

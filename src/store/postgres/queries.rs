@@ -8,11 +8,13 @@ use postgres::types::Type;
 use serde_json::{Map, Value};
 
 use super::batch::PgBatch;
+use super::failure::InPg;
 use super::{PgStore, Wire, read_time, write_time};
 use crate::error::Error;
 use crate::report::Counters;
 use crate::store::{
-    Backend, Batch, FeedState, RunRecord, SkipEntry, StatusFigures, SyncErrorDetail, SyncErrorEntry,
+    Backend, Batch, FeedState, RunRecord, SkipEntry, StatusFigures, SyncErrorDetail,
+    SyncErrorEntry, check_dismissal,
 };
 use crate::timestamp::Timestamp;
 
@@ -46,6 +48,17 @@ impl Backend for PgStore {
     fn skip_list(&self) -> Result<HashSet<String>, Error> {
         let rows = self.read("SELECT ticket_number FROM skip_ticket", &[])?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    fn keep_alive(&mut self) -> Result<(), Error> {
+        log::debug!(
+            "store {}: still waiting for TIXNGO, the session kept alive",
+            self.label
+        );
+        self.client
+            .get_mut()
+            .batch_execute("SELECT 1")
+            .in_pg(&self.label)
     }
 
     fn begin_batch(
@@ -279,24 +292,8 @@ impl Backend for PgStore {
                 ),
                 &[(&ids, Type::INT8_ARRAY)],
             )?;
-            let mut resolved_at: std::collections::HashMap<i64, Option<String>> =
-                rows.iter().map(|row| (row.get(0), row.get(1))).collect();
-            for &id in ids {
-                match resolved_at.get(&id) {
-                    None => {
-                        return Err(Error::Usage(format!(
-                            "there is no sync error {id} (see `errors list`); nothing was dismissed"
-                        )));
-                    }
-                    Some(Some(at)) => {
-                        return Err(Error::Usage(format!(
-                            "sync error {id} was already resolved at {at}; nothing was dismissed"
-                        )));
-                    }
-                    // Dismissed now: named again further on, it is resolved already.
-                    Some(None) => resolved_at.insert(id, Some(now.clone())),
-                };
-            }
+            let resolved_at = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+            check_dismissal(ids, resolved_at, &now)?;
             wire.query(
                 &format!(
                     "UPDATE sync_error SET resolved_at = {}, resolution = $2 WHERE id = ANY($3)",

@@ -16,11 +16,11 @@ use super::InStore;
 use super::overlay::Overlay;
 use crate::error::Error;
 use crate::feedback::contacts::{
-    ContactBook, ContactWriter, FoundContact, LineStatus, LineWritten, PendingLine,
+    ContactBook, ContactWriter, FoundContact, LineStatus, LineToAdd, PendingLine,
 };
-use crate::feedback::{FieldValue, ReadColumns, Spectator, Ticket, TicketRecord};
+use crate::feedback::{FieldValue, ReadColumns, Spectator, Ticket, TicketRecord, trim_email};
 use crate::report::Counters;
-use crate::store::{Batch, KeyCommit, StoredRow};
+use crate::store::{Batch, FailedTicket, KeyCommit, StoredRow};
 use crate::timestamp::Timestamp;
 
 /// The columns of `ticket`, in the order of [`record_params`] and [`record_from_row`].
@@ -331,12 +331,12 @@ impl Batch for SqliteBatch<'_> {
         .map(drop)
     }
 
-    fn record_error(
-        &mut self,
-        ticket_number: Option<&str>,
-        reason: &str,
-        payload: &str,
-    ) -> Result<(), Error> {
+    fn record_error(&mut self, failed: &FailedTicket<'_>) -> Result<(), Error> {
+        let FailedTicket {
+            number: ticket_number,
+            reason,
+            payload,
+        } = *failed;
         let refreshed = match ticket_number {
             Some(number) => self.execute(
                 "UPDATE sync_error SET run_id = ?1, reason = ?2, payload = ?3
@@ -456,13 +456,7 @@ impl ContactBook for SqliteBatch<'_> {
 
 impl ContactWriter for SqliteBatch<'_> {
     fn create_owner_contact(&mut self, owner: &Spectator) -> Result<i64, Error> {
-        // Trimmed like `email_key` (and the column of that name), not of every Unicode blank:
-        // else an address with a no-break space around it could never be found again.
-        let email = owner
-            .email
-            .as_deref()
-            .unwrap_or_default()
-            .trim_matches([' ', '\t', '\n', '\r']);
+        let email = trim_email(owner.email.as_deref().unwrap_or_default());
         let mut values = vec![&email as &dyn ToSql];
         values.extend(contact_details(owner));
         values.push(&self.now);
@@ -508,28 +502,21 @@ impl ContactWriter for SqliteBatch<'_> {
         .map(drop)
     }
 
-    fn insert_line(
-        &mut self,
-        ticket_number: &str,
-        old_contact_id: Option<i64>,
-        new_contact_id: i64,
-        status: LineStatus,
-        written: &LineWritten<'_>,
-    ) -> Result<(), Error> {
+    fn insert_line(&mut self, line: &LineToAdd<'_>) -> Result<(), Error> {
         self.execute(
             "INSERT INTO distribution (ticket_number, old_contact_id, new_contact_id, action, status,
                 created_at, updated_at, run_id, operator_login, ticket_state, date_time)
              VALUES (?1, ?2, ?3, 'DISTRIBUTE', ?4, ?5, ?5, ?6, ?7, ?8, ?9)",
             params![
-                ticket_number,
-                old_contact_id,
-                new_contact_id,
-                status.as_str(),
+                line.ticket_number,
+                line.old_contact_id,
+                line.new_contact_id,
+                line.status.as_str(),
                 self.now,
                 self.run_id,
-                written.operator_login,
-                written.ticket_state,
-                written.date_time,
+                line.written.operator_login,
+                line.written.ticket_state,
+                line.written.date_time,
             ],
         )
         .map(drop)

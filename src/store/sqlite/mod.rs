@@ -115,6 +115,16 @@ fn foreign_database(path: &Path, objects: i64) -> Error {
 }
 
 impl SqliteStore {
+    /// The store of `path` on a connection opened for it, without an overlay.
+    fn on(conn: Connection, path: &Path, deadline: Option<Instant>) -> SqliteStore {
+        SqliteStore {
+            conn,
+            path: path.to_owned(),
+            deadline,
+            overlay: None,
+        }
+    }
+
     /// Opens the store for writing, creating it (mode 0600, schema included) when missing and
     /// migrating it forward. A store newer than this binary is refused; every wait for another
     /// program's lock ends at `deadline`.
@@ -136,12 +146,7 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .in_store(path)?;
-        let mut store = SqliteStore {
-            conn,
-            path: path.to_owned(),
-            deadline,
-            overlay: None,
-        };
+        let mut store = SqliteStore::on(conn, path, deadline);
         store.bound_busy_wait()?;
         store.refuse_foreign()?;
         store.configure()?;
@@ -166,12 +171,7 @@ impl SqliteStore {
         )
         .in_store(path)?;
         conn.busy_timeout(BUSY_TIMEOUT).in_store(path)?;
-        let store = SqliteStore {
-            conn,
-            path: path.to_owned(),
-            deadline: None,
-            overlay: None,
-        };
+        let store = SqliteStore::on(conn, path, None);
         let supported = schema::MIGRATIONS.len() as i64;
         match store.schema_version()? {
             found if found > supported => Err(Error::StoreTooNew {
@@ -212,12 +212,7 @@ impl SqliteStore {
                 .in_store(path)?;
         }
         scratch.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        let mut store = SqliteStore {
-            conn: scratch,
-            path: path.to_owned(),
-            deadline: None,
-            overlay: None,
-        };
+        let mut store = SqliteStore::on(scratch, path, None);
         store
             .conn
             .execute_batch("PRAGMA foreign_keys = ON;")

@@ -110,12 +110,7 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch("PRAGMA foreign_keys = OFF;")
             .in_store(path)?;
-        let mut store = SqliteStore {
-            conn,
-            path: path.to_owned(),
-            deadline,
-            overlay: None,
-        };
+        let mut store = SqliteStore::on(conn, path, deadline);
         if exists && store.attach_read_only()? {
             let supported = schema::MIGRATIONS.len() as i64;
             if store.attached_version()? < supported {

@@ -1,6 +1,6 @@
 //! What the operator commands read and change: the key, the skip list, the run log, the errors.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use rusqlite::types::ValueRef;
@@ -12,7 +12,8 @@ use super::{InStore, SqliteStore};
 use crate::error::Error;
 use crate::report::Counters;
 use crate::store::{
-    Backend, Batch, FeedState, RunRecord, SkipEntry, StatusFigures, SyncErrorDetail, SyncErrorEntry,
+    Backend, Batch, FeedState, RunRecord, SkipEntry, StatusFigures, SyncErrorDetail,
+    SyncErrorEntry, check_dismissal,
 };
 use crate::timestamp::Timestamp;
 
@@ -37,6 +38,10 @@ impl Backend for SqliteStore {
             .and_then(|rows| rows.collect())
             .in_store(&self.path)?;
         Ok(numbers)
+    }
+
+    fn keep_alive(&mut self) -> Result<(), Error> {
+        Ok(())
     }
 
     fn begin_batch(
@@ -272,8 +277,9 @@ impl Backend for SqliteStore {
     fn dismiss_errors(&mut self, ids: &[i64], reason: &str) -> Result<(), Error> {
         let now = Timestamp::now().to_string();
         self.in_transaction(|tx, path| {
+            let mut resolved_at = HashMap::new();
             for &id in ids {
-                let resolved_at: Option<Option<String>> = tx
+                let row: Option<Option<String>> = tx
                     .query_row(
                         "SELECT resolved_at FROM sync_error WHERE id = ?1",
                         [id],
@@ -281,19 +287,10 @@ impl Backend for SqliteStore {
                     )
                     .optional()
                     .in_store(path)?;
-                match resolved_at {
-                    None => {
-                        return Err(Error::Usage(format!(
-                            "there is no sync error {id} (see `errors list`); nothing was dismissed"
-                        )));
-                    }
-                    Some(Some(at)) => {
-                        return Err(Error::Usage(format!(
-                            "sync error {id} was already resolved at {at}; nothing was dismissed"
-                        )));
-                    }
-                    Some(None) => {}
-                }
+                resolved_at.extend(row.map(|at| (id, at)));
+            }
+            check_dismissal(ids, resolved_at, &now)?;
+            for &id in ids {
                 tx.execute(
                     "UPDATE sync_error SET resolved_at = ?1, resolution = ?2 WHERE id = ?3",
                     params![now, reason, id],
