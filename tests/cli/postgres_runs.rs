@@ -62,28 +62,34 @@ fn spawn(env: &Env, sim: &Simulator, args: &[&str]) -> Killed {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary starts");
-    Killed(Some(child), own_dir)
+    Killed {
+        child: Some(child),
+        _workdir: own_dir,
+    }
 }
 
 /// A background run, killed (SIGKILL) and reaped when the test ends, passed or not; and its
 /// working directory.
-struct Killed(Option<Child>, #[allow(dead_code)] tempfile::TempDir);
+struct Killed {
+    child: Option<Child>,
+    _workdir: tempfile::TempDir,
+}
 
 impl Killed {
     fn pid(&self) -> u32 {
-        self.0.as_ref().unwrap().id()
+        self.child.as_ref().unwrap().id()
     }
 
     /// Waits for the end of the run: its exit code and stderr.
     fn finish(mut self) -> (Option<i32>, String) {
-        let output = self.0.take().unwrap().wait_with_output().unwrap();
+        let output = self.child.take().unwrap().wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         (output.status.code(), stderr)
     }
 
     /// kill -9, then reaps it.
     fn kill_9(mut self) {
-        let mut child = self.0.take().unwrap();
+        let mut child = self.child.take().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
     }
@@ -91,7 +97,7 @@ impl Killed {
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
+        if let Some(child) = &mut self.child {
             let _ = child.kill();
             let _ = child.wait();
         }
