@@ -39,6 +39,9 @@ const SQLITE_BUSY_RECOVERY: i32 = 261;
 /// and WAL removal when the last connection closed). Prints the figures.
 #[test]
 fn a_reader_without_busy_timeout_never_fails_during_back_to_back_syncs() {
+    if support::sqlite_only("SQLite's readers beside a writer") {
+        return;
+    }
     let syncs: usize = std::env::var("READER_SYNCS")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -108,6 +111,9 @@ fn the_error_line(stderr: &str) -> &str {
 
 #[test]
 fn a_lock_or_metrics_file_naming_the_store_or_another_file_is_refused_64_and_destroys_nothing() {
+    if support::sqlite_only("the SQLite file and its companions") {
+        return;
+    }
     let sim = Simulator::start(small_feed(), API_KEY);
     let env = primed(&sim);
     let store = env.store();
@@ -164,6 +170,9 @@ fn a_lock_or_metrics_file_naming_the_store_or_another_file_is_refused_64_and_des
 
 #[test]
 fn a_lock_file_holding_other_content_is_locked_without_losing_a_byte() {
+    if support::sqlite_only("--lock-file, refused with PostgreSQL") {
+        return;
+    }
     let sim = Simulator::start(small_feed(), API_KEY);
     let env = Env::new();
     let precious = b"the operator's notes, which a careless --lock-file named\n".repeat(3);
@@ -181,6 +190,9 @@ fn a_lock_file_holding_other_content_is_locked_without_losing_a_byte() {
 
 #[test]
 fn a_symbolic_link_as_lock_file_is_refused_78_and_its_target_is_untouched() {
+    if support::sqlite_only("--lock-file, refused with PostgreSQL") {
+        return;
+    }
     let sim = Simulator::start(small_feed(), API_KEY);
     let env = Env::new();
     let target = env.write("victim.conf", b"setting = 1\n", 0o600);
@@ -211,7 +223,7 @@ fn the_metrics_file_is_0644_at_most_even_under_umask_0_and_leaves_no_temporary()
         ])
         .arg(BIN)
         .arg(&metrics)
-        .env("TIXNGO_FEEDBACK_STORE", env.store())
+        .envs(env.store_env())
         .env("TIXNGO_API_URL", sim.url())
         .env("TIXNGO_API_KEY", API_KEY)
         .status()
@@ -235,6 +247,9 @@ fn the_metrics_file_is_0644_at_most_even_under_umask_0_and_leaves_no_temporary()
 
 #[test]
 fn a_store_or_wal_open_to_others_is_refused_78_with_the_chmod_fix_and_group_bits_pass() {
+    if support::sqlite_only("the modes of the SQLite file and its WAL") {
+        return;
+    }
     let sim = Simulator::start(small_feed(), API_KEY);
     let env = primed(&sim);
     let store = env.store();
@@ -288,7 +303,7 @@ fn a_key_file_the_group_or_others_can_write_or_that_is_not_a_file_is_refused_78(
             .env_clear()
             .args(["sync", "--api-key-file"])
             .arg(&not_a_file)
-            .env("TIXNGO_FEEDBACK_STORE", env.store())
+            .envs(env.store_env())
             .env("TIXNGO_API_URL", sim.url())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -323,6 +338,11 @@ fn a_key_file_the_group_or_others_can_write_or_that_is_not_a_file_is_refused_78(
 
 #[test]
 fn an_sqlite_database_of_another_program_is_refused_78_untouched_and_no_sql_is_printed() {
+    if support::sqlite_only(
+        "an SQLite file of another program (postgres_runs:: has the schema's twin)",
+    ) {
+        return;
+    }
     let sim = Simulator::start(small_feed(), API_KEY);
     for schema in [
         "CREATE TABLE invoices (id INTEGER PRIMARY KEY, amount REAL); INSERT INTO invoices VALUES (1, 9.5);",
@@ -353,6 +373,9 @@ fn an_sqlite_database_of_another_program_is_refused_78_untouched_and_no_sql_is_p
 
 #[test]
 fn a_store_another_program_is_writing_is_try_later_75_within_the_deadline() {
+    if support::sqlite_only("SQLite's busy wait") {
+        return;
+    }
     let sim = Simulator::start(small_feed(), API_KEY);
     let env = primed(&sim);
     let before = env.stored_key();
@@ -380,6 +403,9 @@ fn a_store_another_program_is_writing_is_try_later_75_within_the_deadline() {
 
 #[test]
 fn an_unusable_store_path_names_the_cause_and_the_fix_and_leaves_no_lock_file() {
+    if support::sqlite_only("the path of the SQLite file") {
+        return;
+    }
     let sim = Simulator::start(small_feed(), API_KEY);
     let env = Env::new();
     let directory = env.path("stores");
@@ -417,6 +443,9 @@ fn an_unusable_store_path_names_the_cause_and_the_fix_and_leaves_no_lock_file() 
 /// Another user (nobody), as cron runs the job, on a store owned by root.
 #[test]
 fn a_store_owned_by_another_user_names_both_users_and_the_chown_fix() {
+    if support::sqlite_only("the owner of the SQLite file") {
+        return;
+    }
     let sim = Simulator::start(small_feed(), API_KEY);
     let env = primed(&sim);
     fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
@@ -481,7 +510,7 @@ fn an_unwritable_stderr_or_stdout_never_changes_the_exit_code() {
             let status = std::process::Command::new(BIN)
                 .env_clear()
                 .args(args)
-                .env("TIXNGO_FEEDBACK_STORE", env.store())
+                .envs(env.store_env())
                 .env("TIXNGO_API_KEY", API_KEY)
                 .stdout(sink())
                 .stderr(sink())

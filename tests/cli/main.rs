@@ -13,6 +13,7 @@ mod matchday;
 mod operator;
 mod pg_batch;
 mod postgres;
+mod postgres_runs;
 mod smoke;
 mod soak;
 mod sync;

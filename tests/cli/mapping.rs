@@ -189,9 +189,8 @@ fn the_migration_fills_the_distribution_history_columns_of_lines_written_before_
     let env = Env::new();
     env.sync(&sim).run();
     // Take the store back to the schema before this migration, as an older binary left it.
-    let version = env.int("PRAGMA user_version");
-    let db = env.writable_db();
-    db.execute_batch(&format!(
+    let version = env.schema_version();
+    env.execute(
         "ALTER TABLE distribution DROP COLUMN operator_login;
          ALTER TABLE distribution DROP COLUMN ticket_state;
          ALTER TABLE distribution DROP COLUMN date_time;
@@ -199,28 +198,22 @@ fn the_migration_fills_the_distribution_history_columns_of_lines_written_before_
          ALTER TABLE ticket DROP COLUMN holder_birth_region;
          ALTER TABLE ticket DROP COLUMN holder_country_code;
          ALTER TABLE sync_run DROP COLUMN unknown_fields;
-         UPDATE distribution SET created_at = '2026-03-02T00:00:00.000Z';
-         PRAGMA user_version = {};",
-        version - 1
-    ))
-    .unwrap();
-    drop(db);
+         UPDATE distribution SET created_at = '2026-03-02T00:00:00.000Z';",
+    );
+    env.set_schema_version(version - 1);
     env.sync(&sim).arg("--dry-run").run();
     env.sync(&sim).run();
-    assert_eq!(env.int("PRAGMA user_version"), version);
+    assert_eq!(env.schema_version(), version);
     assert_eq!(
         env.rows("SELECT operator_login, ticket_state, date_time FROM distribution"),
         [["TIXNGO_FEEDBACK", "PRINTED", "2026-03-01T09:30:00.000Z"]],
         "the old line is filled from the history of the run that wrote it"
     );
     // Another S-360 tool that names only the columns it knows can still insert a line.
-    env.writable_db()
-        .execute(
-            "INSERT INTO distribution (ticket_number, new_contact_id, status, created_at, updated_at)
-             VALUES ('T1', 1, 'CANCELLED', 'x', 'x')",
-            [],
-        )
-        .unwrap();
+    env.execute(
+        "INSERT INTO distribution (ticket_number, new_contact_id, status, created_at, updated_at)
+         VALUES ('T1', 1, 'CANCELLED', '2026-03-03T00:00:00.000Z', '2026-03-03T00:00:00.000Z')",
+    );
 }
 
 #[test]
@@ -535,8 +528,8 @@ fn the_generated_stories_leave_the_store_as_the_rules_say() {
     // Every line names the job's login, the ticket's state and the change's time.
     assert_eq!(
         count(
-            "SELECT count(*) FROM distribution WHERE operator_login IS NOT 'TIXNGO_FEEDBACK'
-             OR ticket_state IS NOT 'PRINTED' OR date_time IS NULL"
+            "SELECT count(*) FROM distribution WHERE operator_login IS DISTINCT FROM 'TIXNGO_FEEDBACK'
+             OR ticket_state IS DISTINCT FROM 'PRINTED' OR date_time IS NULL"
         ),
         0
     );

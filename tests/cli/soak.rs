@@ -2,7 +2,7 @@
 //! `sync` runs against the simulator, with a random fault injected before most runs and some runs
 //! killed (SIGKILL) at a random moment, until the feed is caught up; then the store must equal the
 //! store of one fault-free run over the same feed (same tickets, history, contacts, distribution
-//! lines, sync errors), with `PRAGMA integrity_check` ok. Along the way every run must exit with a
+//! lines, sync errors), with `PRAGMA integrity_check` ok (on SQLite). Along the way every run must exit with a
 //! code its faults allow, and a run that failed must leave the key and the data as they were.
 //!
 //! The small variant runs in the normal suite; the big one is ignored by default:
@@ -27,12 +27,10 @@ use crate::support;
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
 
 use support::{API_KEY, Env, Fault, Feed, Simulator, dump};
@@ -294,14 +292,6 @@ fn allowed_codes(faults: &[Fault], empty_page: bool) -> Vec<i32> {
 // The store, read between runs
 // -------------------------------------------------------------------------------------------------
 
-/// A connection that reads the store as the last run left it. Read-only, so that the leftovers of
-/// a killed run (a hot WAL) are for the next run to recover; read-write only if SQLite insists.
-fn open(store: &Path) -> Connection {
-    Connection::open_with_flags(store, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .or_else(|_| Connection::open(store))
-        .expect("the store opens")
-}
-
 /// The stored key and the row counts of the data tables: what a failed run must leave as is.
 #[derive(Clone, Debug, PartialEq)]
 struct Snapshot {
@@ -309,21 +299,14 @@ struct Snapshot {
     counts: Vec<i64>,
 }
 
-fn snapshot(store: &Path) -> Snapshot {
-    if !store.exists() {
+fn snapshot(env: &Env) -> Snapshot {
+    if !env.store_exists() {
         return Snapshot {
             key: None,
             counts: vec![0; 5],
         };
     }
-    let db = open(store);
-    let key = db
-        .query_row("SELECT pagination_key FROM sync_state", [], |row| {
-            row.get(0)
-        })
-        .optional()
-        .expect("sync_state")
-        .flatten();
+    let key = first(env, "SELECT pagination_key FROM sync_state");
     let counts = [
         "ticket",
         "ticket_history",
@@ -332,26 +315,23 @@ fn snapshot(store: &Path) -> Snapshot {
         "sync_error",
     ]
     .iter()
-    .map(|table| {
-        db.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
-            row.get(0)
-        })
-        .expect("a count")
-    })
+    .map(|table| env.int(&format!("SELECT count(*) FROM {table}")))
     .collect();
     Snapshot { key, counts }
 }
 
-fn last_run_exit_code(store: &Path) -> Option<i64> {
-    open(store)
-        .query_row(
-            "SELECT exit_code FROM sync_run ORDER BY id DESC LIMIT 1",
-            [],
-            |row| row.get(0),
-        )
-        .optional()
-        .expect("sync_run")
-        .flatten()
+/// The first value of a query's first row: `None` without a row or for NULL.
+fn first(env: &Env, sql: &str) -> Option<String> {
+    let value = env.rows(sql).into_iter().next()?.remove(0);
+    (value != "NULL").then_some(value)
+}
+
+fn last_run_exit_code(env: &Env) -> Option<i64> {
+    first(
+        env,
+        "SELECT exit_code FROM sync_run ORDER BY id DESC LIMIT 1",
+    )
+    .map(|code| code.parse().unwrap())
 }
 
 /// The feed position a key addresses (`pk1.<hex offset>.<checksum>`; none: the start).
@@ -368,11 +348,8 @@ fn offset_of(key: Option<&str>) -> usize {
 }
 
 /// Both stores hold the same data; on a difference, shows the first rows found in one only.
-fn assert_same_data(soaked: &Path, reference: &Path) -> usize {
-    let (a, b) = (
-        dump::canonical(&open(soaked)),
-        dump::canonical(&open(reference)),
-    );
+fn assert_same_data(soaked: &Env, reference: &Env) -> usize {
+    let (a, b) = (dump::canonical(soaked), dump::canonical(reference));
     assert_eq!(
         a.keys().collect::<Vec<_>>(),
         b.keys().collect::<Vec<_>>(),
@@ -422,12 +399,12 @@ fn assert_same_data(soaked: &Path, reference: &Path) -> usize {
 
 const BIN: &str = env!("CARGO_BIN_EXE_tixngo-feedback");
 
-/// The binary against `store` and `sim`, with a clean environment.
-fn command(store: &Path, sim: &Simulator, args: &[&str]) -> Command {
+/// The binary against `env`'s store and `sim`, with a clean environment.
+fn command(env: &Env, sim: &Simulator, args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
     command
         .env_clear()
-        .env("TIXNGO_FEEDBACK_STORE", store)
+        .envs(env.store_env())
         .env("TIXNGO_API_URL", sim.url())
         .env("TIXNGO_API_KEY", API_KEY)
         .args(args)
@@ -521,7 +498,6 @@ fn soak(settings: Settings) {
     let events = feed.len();
     let sim = Simulator::start(feed, API_KEY);
     let env = Env::new();
-    let store = env.store();
     let batch = settings.batch.to_string();
     let timeout_arg = settings.timeout_secs.to_string();
     let cap = CAP_MIB.to_string();
@@ -541,7 +517,7 @@ fn soak(settings: Settings) {
     let mut typical = Duration::from_millis(100);
 
     for number in 0..settings.runs {
-        let before = snapshot(&store);
+        let before = snapshot(&env);
         let offset = offset_of(before.key.as_deref());
         let remaining = events.saturating_sub(offset);
         let next_key = Feed::page_key((offset + settings.batch).min(events));
@@ -583,11 +559,11 @@ fn soak(settings: Settings) {
         });
 
         let run_started = Instant::now();
-        let ending = run(command(&store, &sim, &sync_args), kill_after);
+        let ending = run(command(&env, &sim, &sync_args), kill_after);
         let took = run_started.elapsed();
         sim.clear_faults();
         figures.runs += 1;
-        let after = snapshot(&store);
+        let after = snapshot(&env);
         let context = || {
             format!(
                 "run {number} (seed {:#x}) with faults {faults:?}, kill after {kill_after:?}, key {:?}",
@@ -664,7 +640,7 @@ fn soak(settings: Settings) {
                         context()
                     );
                     assert_eq!(
-                        last_run_exit_code(&store),
+                        last_run_exit_code(&env),
                         Some(i64::from(code)),
                         "a failed run records itself in sync_run: {}",
                         context()
@@ -690,26 +666,27 @@ fn soak(settings: Settings) {
         "--timeout",
         "3600",
     ];
-    let json = run_ok(command(&store, &sim, &final_sync), &[0, 2]);
+    let json = run_ok(command(&env, &sim, &final_sync), &[0, 2]);
     assert_eq!(json["caught_up"], true);
     let catch_up_batches = json["batches"].as_u64().unwrap();
     assert_eq!(
-        snapshot(&store).key.as_deref(),
+        snapshot(&env).key.as_deref(),
         Some(Feed::page_key(events).as_str())
     );
 
     // The feed as it was served: the pages whose first ticket went out without its number.
     let mut served: Vec<Value> = sim.feed().events().to_vec();
-    let stripped: Vec<(Option<String>, String)> = open(&store)
-        .prepare(
+    let stripped: Vec<(Option<String>, String)> = env
+        .rows(
             "SELECT r.key_before, e.payload FROM sync_error e JOIN sync_run r ON r.id = e.run_id
              WHERE e.ticket_number IS NULL ORDER BY e.id",
         )
-        .unwrap()
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+        .into_iter()
+        .map(|row| {
+            let [key, payload] = <[String; 2]>::try_from(row).unwrap();
+            ((key != "NULL").then_some(key), payload)
+        })
+        .collect();
     for (key, payload) in &stripped {
         let event = &mut served[offset_of(key.as_deref())];
         event.as_object_mut().unwrap().remove("taxNumber");
@@ -731,7 +708,7 @@ fn soak(settings: Settings) {
     let partial = if stripped.is_empty() { 0 } else { 2 };
     let json = run_ok(
         command(
-            &reference.store(),
+            &reference,
             &reference_sim,
             &[
                 "sync",
@@ -750,17 +727,20 @@ fn soak(settings: Settings) {
     assert_eq!(json["fetched"].as_u64(), Some(events as u64));
 
     // Nothing a rerun of the errors could still bring in: both fail the same way.
-    for (path, sim) in [(&store, &sim), (&reference.store(), &reference_sim)] {
+    for (store, sim) in [(&env, &sim), (&reference, &reference_sim)] {
         let json = run_ok(
-            command(path, sim, &["replay", "--errors", "--json"]),
+            command(store, sim, &["replay", "--errors", "--json"]),
             &[partial],
         );
         assert_eq!(json["failed"].as_u64(), Some(stripped.len() as u64));
     }
 
-    let rows = assert_same_data(&store, &reference.store());
-    support::assert_sound(&open(&store), &store);
-    support::assert_sound(&open(&reference.store()), &reference.store());
+    let rows = assert_same_data(&env, &reference);
+    for store in [&env, &reference] {
+        if let Some(file) = store.sqlite_store() {
+            support::assert_sound(&store.db(), &file);
+        }
+    }
     report(
         &settings,
         &figures,
@@ -769,7 +749,7 @@ fn soak(settings: Settings) {
         stripped.len(),
         missing_number_codes,
         rows,
-        &store,
+        &env,
         started.elapsed(),
     );
     assert!(
@@ -798,16 +778,10 @@ fn report(
     stripped: usize,
     missing_number_faults: usize,
     rows: usize,
-    store: &Path,
+    env: &Env,
     wall: Duration,
 ) {
-    let db = open(store);
-    let count = |table: &str| -> i64 {
-        db.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
-            row.get(0)
-        })
-        .unwrap()
-    };
+    let count = |table: &str| env.int(&format!("SELECT count(*) FROM {table}"));
     let faults: usize = figures.faults.values().sum();
     eprintln!(
         "soak: seed {:#x}, {} runs, batch {}, --timeout {} s",

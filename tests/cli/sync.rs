@@ -171,7 +171,7 @@ fn dead_port() -> u16 {
 fn spawn(env: &Env, sim: &Simulator, args: &[&str]) -> Child {
     Command::new(BIN)
         .env_clear()
-        .env("TIXNGO_FEEDBACK_STORE", env.store())
+        .envs(env.store_env())
         .env("TIXNGO_API_URL", sim.url())
         .env("TIXNGO_API_KEY", API_KEY)
         .arg("sync")
@@ -241,11 +241,13 @@ fn a_first_sync_commits_the_batch_and_the_key_and_records_the_run() {
     assert_eq!(run["key_before"], Value::Null);
     assert_eq!(run["key_after"], Feed::page_key(20));
     assert_eq!(run["error"], Value::Null);
-    assert_eq!(
-        mode(&env.store()),
-        0o600,
-        "the store holds personal data: created 0600"
-    );
+    if let Some(store) = env.sqlite_store() {
+        assert_eq!(
+            mode(&store),
+            0o600,
+            "the store holds personal data: created 0600"
+        );
+    }
 }
 
 #[test]
@@ -471,13 +473,19 @@ fn an_update_rewrites_the_row_in_place_and_keeps_the_columns_s360_owns() {
     let env = Env::new();
     env.sync(&sim).args(&["--batch-size", "1"]).run();
     // Columns of S-360's own that the feedback sets once and must never overwrite.
-    env.writable_db()
-        .execute_batch(
-            "UPDATE ticket SET s360_state = 'PAID', first_synced_at = '2025-01-01T00:00:00.000Z'",
-        )
-        .unwrap();
-    let columns = "SELECT rowid, ticket_number, s360_state, first_synced_at, mobile_status,
-                          owner_first_name, cultural_contact_id FROM ticket";
+    env.execute(
+        "UPDATE ticket SET s360_state = 'PAID', first_synced_at = '2025-01-01T00:00:00.000Z'",
+    );
+    // SQLite's rowid shows a row rewritten in place; PostgreSQL has no such stable address.
+    let row_address = if env.pg.is_some() {
+        "ticket_number"
+    } else {
+        "rowid"
+    };
+    let columns = &format!(
+        "SELECT {row_address}, ticket_number, s360_state, first_synced_at, mobile_status,
+                owner_first_name, cultural_contact_id FROM ticket"
+    );
     let [first] = &env.rows(columns)[..] else {
         panic!("one row")
     };
@@ -509,7 +517,9 @@ fn an_update_rewrites_the_row_in_place_and_keeps_the_columns_s360_owns() {
     let contact_b = env.int("SELECT id FROM contact WHERE email = 'b@example.org'");
     assert_eq!(row[6], contact_b.to_string());
     assert_ne!(row[6], contact_a);
-    support::assert_sound(&env.db(), &env.store());
+    if let Some(store) = env.sqlite_store() {
+        support::assert_sound(&env.db(), &store);
+    }
 }
 
 #[test]
@@ -543,7 +553,7 @@ fn bad_flags_and_values_exit_64_with_one_line_and_create_nothing() {
             "{}",
             ran.stderr
         );
-        assert!(!exists(&env.store()), "{args:?} created the store");
+        assert!(!env.store_exists(), "{args:?} created the store");
         assert!(!exists(&env.lock_file()), "{args:?} created the lock file");
     }
     assert_eq!(sim.request_count(), 0);
@@ -854,6 +864,9 @@ fn over_max_failed_ratio_rolls_the_batch_back_exit_65_and_under_it_is_partial() 
 
 #[test]
 fn a_lock_held_by_flock_1_exits_75_within_a_second_and_changes_nothing() {
+    if support::sqlite_only("the lock file is SQLite's; postgres_runs:: tests the advisory lock") {
+        return;
+    }
     if Command::new("flock").arg("--version").output().is_err() {
         eprintln!("flock(1) is not installed: skipped");
         return;
@@ -906,6 +919,9 @@ fn a_lock_held_by_flock_1_exits_75_within_a_second_and_changes_nothing() {
 
 #[test]
 fn a_second_run_while_the_first_is_stalled_exits_75_naming_the_holder_pid() {
+    if support::sqlite_only("the lock file is SQLite's; postgres_runs:: tests the advisory lock") {
+        return;
+    }
     let sim = Simulator::start(feed(), API_KEY);
     let env = primed(&sim);
     sim.push_fault(Fault::Stall, FOREVER);
@@ -1021,7 +1037,7 @@ fn configuration_errors_exit_78_before_the_lock_the_store_or_the_network() {
         assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
         assert!(error.contains(error_has.as_str()), "{error_has}: {error}");
         assert!(!ran.stderr.contains(API_KEY), "{}", ran.stderr);
-        assert!(!exists(&env.store()), "{error_has}: the store was created");
+        assert!(!env.store_exists(), "{error_has}: the store was created");
         assert!(!exists(&env.lock_file()), "{error_has}: the lock was taken");
     }
     assert_eq!(sim.request_count(), 0);
@@ -1053,7 +1069,7 @@ fn plain_http_to_a_non_loopback_host_is_refused_before_any_connection() {
             started.elapsed()
         );
         assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
-        assert!(!exists(&env.store()));
+        assert!(!env.store_exists());
         assert!(!exists(&env.lock_file()));
     }
 }
@@ -1082,9 +1098,7 @@ fn a_0600_key_file_is_read_and_trimmed() {
 fn a_store_newer_than_the_binary_is_refused_78() {
     let sim = Simulator::start(feed(), API_KEY);
     let env = primed(&sim);
-    env.writable_db()
-        .pragma_update(None, "user_version", 99)
-        .unwrap();
+    env.set_schema_version(99);
     let before = snapshot(&env);
     let ran = env.sync(&sim).code(78).stdout_empty().run();
     let error = error_line(&ran);
@@ -1094,7 +1108,7 @@ fn a_store_newer_than_the_binary_is_refused_78() {
     );
     assert!(error.contains("upgrade tixngo-feedback"), "{error}");
     assert_untouched(&env, &before);
-    assert_eq!(env.int("PRAGMA user_version"), 99);
+    assert_eq!(env.schema_version(), 99);
     assert_eq!(
         sim.request_count(),
         1,
@@ -1108,6 +1122,9 @@ fn a_store_newer_than_the_binary_is_refused_78() {
 
 #[test]
 fn a_store_in_a_missing_directory_exits_74() {
+    if support::sqlite_only("a path of an SQLite file") {
+        return;
+    }
     let sim = Simulator::start(feed(), API_KEY);
     let env = Env::new();
     let store = env.path("no/such/dir/store.db");
@@ -1135,6 +1152,9 @@ fn a_store_in_a_missing_directory_exits_74() {
 
 #[test]
 fn a_store_that_is_not_a_database_exits_74_and_is_left_as_it_was() {
+    if support::sqlite_only("the content of an SQLite file") {
+        return;
+    }
     let sim = Simulator::start(feed(), API_KEY);
     let env = Env::new();
     let garbage: Vec<u8> = (0..8192u32)
@@ -1524,7 +1544,10 @@ fn the_api_key_is_never_printed_logged_or_stored() {
     assert!(errors.len() > 8, "{errors:?}");
     for secret in [SECRET, WRONG] {
         assert!(errors.iter().all(|e| !e[0].contains(secret)), "{errors:?}");
-        for suffix in ["", "-wal", "-shm", ".lock"] {
+        let files = env
+            .sqlite_store()
+            .map_or(&[][..], |_| &["", "-wal", "-shm", ".lock"]);
+        for suffix in files {
             let mut name = env.store().into_os_string();
             name.push(suffix);
             if let Ok(bytes) = fs::read(&name) {
@@ -1535,7 +1558,9 @@ fn the_api_key_is_never_printed_logged_or_stored() {
             }
         }
     }
-    assert_eq!(mode(&env.store()), 0o600);
+    if let Some(store) = env.sqlite_store() {
+        assert_eq!(mode(&store), 0o600);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

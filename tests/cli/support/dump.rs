@@ -3,9 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rusqlite::Connection;
-use rusqlite::types::ValueRef;
-
 use super::Env;
 
 /// Every column of the contact and distribution tables and each ticket's cultural contact, for
@@ -19,51 +16,10 @@ pub fn contacts(env: &Env) -> Vec<Vec<String>> {
     rows
 }
 
-/// The data tables as text, ordered by their keys, without time and run columns.
-pub fn data(conn: &Connection) -> Vec<String> {
-    const VOLATILE: [&str; 6] = [
-        "first_synced_at",
-        "last_synced_at",
-        "created_at",
-        "updated_at",
-        "recorded_at",
-        "run_id",
-    ];
-    let mut lines = Vec::new();
-    for (table, order) in [
-        ("ticket", "ticket_number"),
-        ("contact", "id"),
-        ("distribution", "id"),
-        ("ticket_history", "id"),
-        ("sync_state", "id"),
-    ] {
-        let columns: Vec<String> = conn
-            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
-            .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())
-            .unwrap();
-        let kept: Vec<&str> = columns
-            .iter()
-            .map(String::as_str)
-            .filter(|c| !VOLATILE.contains(c))
-            .collect();
-        let row = kept
-            .iter()
-            .map(|c| format!("quote({c})"))
-            .collect::<Vec<_>>()
-            .join(" || char(9) || ");
-        let sql = format!("SELECT '{table}' || char(9) || {row} FROM {table} ORDER BY {order}");
-        let rows: Vec<String> = conn
-            .prepare(&sql)
-            .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        lines.extend(rows);
-    }
-    lines
-}
-
 /// Columns that hold times (or a run's id): they differ between any two runs.
-const NOT_COMPARED: [&str; 10] = [
+const NOT_COMPARED: [&str; 11] = [
     "run_id",
+    "migrated_at",
     "first_seen_at",
     "first_synced_at",
     "last_synced_at",
@@ -80,43 +36,21 @@ const CONTACT_REFERENCES: [&str; 3] = ["cultural_contact_id", "old_contact_id", 
 /// Every table but `sync_run` as sorted rows of text, without times, run ids or surrogate ids:
 /// a contact is named by its e-mail key (and its rank among contacts sharing it), a row of a
 /// ticket's history, lines or errors by the ticket number and its rank among them.
-pub fn canonical(db: &Connection) -> BTreeMap<String, Vec<Vec<String>>> {
-    let mut contacts: HashMap<i64, String> = HashMap::new();
+pub fn canonical(env: &Env) -> BTreeMap<String, Vec<Vec<String>>> {
+    let mut contacts: HashMap<String, String> = HashMap::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut statement = db
-        .prepare("SELECT id, email_key FROM contact ORDER BY id")
-        .unwrap();
-    let rows = statement
-        .query_map([], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, Option<String>>(1)?))
-        })
-        .unwrap();
-    for row in rows {
-        let (id, key) = row.unwrap();
-        let key = key.unwrap_or_default();
+    for row in env.rows("SELECT id, coalesce(email_key, '') FROM contact ORDER BY id") {
+        let [id, key] = <[String; 2]>::try_from(row).unwrap();
         let rank = seen.entry(key.clone()).or_default();
         *rank += 1;
         contacts.insert(id, format!("{key}#{rank}"));
     }
-    let tables: Vec<String> = db
-        .prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'table'
-             AND name NOT LIKE 'sqlite_%' AND name != 'sync_run' ORDER BY name",
-        )
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
     let mut dump = BTreeMap::new();
-    for table in tables {
-        let columns: Vec<String> = db
-            .prepare(&format!("PRAGMA table_info({table})"))
-            .unwrap()
-            .query_map([], |row| row.get(1))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+    for table in env.tables() {
+        if table == "sync_run" {
+            continue;
+        }
+        let columns = env.columns(&table);
         let has = |c: &str| columns.iter().any(|column| column == c);
         let ranked = has("ticket_number") && has("id") && table != "ticket";
         // The names of the values read, and what is selected for them.
@@ -127,45 +61,80 @@ pub fn canonical(db: &Connection) -> BTreeMap<String, Vec<Vec<String>>> {
             expressions.push("row_number() OVER (PARTITION BY ticket_number ORDER BY id)".into());
         }
         let sql = format!("SELECT {} FROM {table}", expressions.join(", "));
-        let mut statement = db.prepare(&sql).unwrap();
-        let mut rows: Vec<Vec<String>> = statement
-            .query_map([], |row| {
-                let mut out = Vec::new();
-                for (i, column) in select.iter().enumerate() {
-                    let value = row.get_ref(i)?;
-                    let text = super::value_text(value);
-                    let column = column.as_str();
-                    if NOT_COMPARED.contains(&column) {
-                        continue;
-                    }
-                    let id = || match value {
-                        ValueRef::Integer(id) => Some(id),
-                        _ => None,
-                    };
-                    out.push(if column == "resolved_at" {
-                        format!("resolved={}", value != ValueRef::Null)
-                    } else if column == "id" && table == "contact" {
-                        contacts[&id().unwrap()].clone()
-                    } else if column == "id" {
-                        continue;
-                    } else if CONTACT_REFERENCES.contains(&column) {
-                        id().map_or("NULL".into(), |id| {
-                            contacts
-                                .get(&id)
-                                .cloned()
-                                .unwrap_or(format!("missing contact {id}"))
-                        })
-                    } else {
-                        format!("{column}={text}")
-                    });
-                }
-                Ok(out)
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let mut rows: Vec<Vec<String>> = env
+            .rows(&sql)
+            .into_iter()
+            .map(|row| canonical_row(&table, &select, row, &contacts))
+            .collect();
         rows.sort();
         dump.insert(table, rows);
     }
     dump
+}
+
+/// One row of [`canonical`]: contact ids by e-mail key, other ids and times left out.
+fn canonical_row(
+    table: &str,
+    select: &[String],
+    row: Vec<String>,
+    contacts: &HashMap<String, String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (column, text) in select.iter().zip(row) {
+        let column = column.as_str();
+        if NOT_COMPARED.contains(&column) || (column == "id" && table != "contact") {
+            continue;
+        }
+        out.push(if column == "resolved_at" {
+            format!("resolved={}", text != "NULL")
+        } else if column == "id" {
+            contacts[&text].clone()
+        } else if CONTACT_REFERENCES.contains(&column) {
+            if text == "NULL" {
+                text
+            } else {
+                contacts
+                    .get(&text)
+                    .cloned()
+                    .unwrap_or(format!("missing contact {text}"))
+            }
+        } else {
+            format!("{column}={text}")
+        });
+    }
+    out
+}
+
+/// The data tables as text, ordered by their keys, without time and run columns, on either
+/// store (values as [`super::value_text`] renders them).
+pub fn data(env: &Env) -> Vec<String> {
+    const VOLATILE: [&str; 6] = [
+        "first_synced_at",
+        "last_synced_at",
+        "created_at",
+        "updated_at",
+        "recorded_at",
+        "run_id",
+    ];
+    let mut lines = Vec::new();
+    for (table, order) in [
+        ("ticket", "ticket_number"),
+        ("contact", "id"),
+        ("distribution", "id"),
+        ("ticket_history", "id"),
+        ("sync_state", "id"),
+    ] {
+        let kept: Vec<String> = env
+            .columns(table)
+            .into_iter()
+            .filter(|c| !VOLATILE.contains(&c.as_str()))
+            .collect();
+        let sql = format!("SELECT {} FROM {table} ORDER BY {order}", kept.join(", "));
+        lines.extend(
+            env.rows(&sql)
+                .into_iter()
+                .map(|row| format!("{table}\t{}", row.join("\t"))),
+        );
+    }
+    lines
 }

@@ -3,9 +3,11 @@
 //! stderr together.
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod dump;
 pub mod pg;
 
+use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -92,9 +94,16 @@ const SCRUBBED: [&str; 30] = [
     "PGPASSWORD",
 ];
 
-/// A scratch directory holding one store.
+/// What [`Env::db`] on PostgreSQL says.
+const SQLITE_ONLY: &str = "an SQLite connection to a PostgreSQL store: use Env::execute, \
+     Env::rows…, or skip the test with support::sqlite_only";
+
+/// A scratch directory, and the store the binary uses: an SQLite file in it, or a schema of the
+/// PostgreSQL test cluster (`TIXNGO_TEST_STORE=postgres`, see [`backend`]).
 pub struct Env {
     pub dir: TempDir,
+    /// `None`: the SQLite file [`Env::store`].
+    pub pg: Option<backend::PgSchema>,
 }
 
 impl Default for Env {
@@ -104,10 +113,154 @@ impl Default for Env {
 }
 
 impl Env {
+    /// An environment on the suite's store (`TIXNGO_TEST_STORE`).
     pub fn new() -> Env {
+        if !backend::postgres_mode() {
+            return Env::sqlite();
+        }
+        Env::postgres().unwrap_or_else(|| {
+            panic!(
+                "{}=postgres, but PostgreSQL is not installed",
+                backend::MODE_VARIABLE
+            )
+        })
+    }
+
+    /// An environment on an SQLite store, whatever the suite's store.
+    pub fn sqlite() -> Env {
         Env {
             dir: tempfile::tempdir().expect("a temporary directory"),
+            pg: None,
         }
+    }
+
+    /// An environment on a fresh schema of the PostgreSQL test cluster; `None` (after a loud
+    /// line) where PostgreSQL is not installed and not required.
+    pub fn postgres() -> Option<Env> {
+        let cluster = pg::cluster()?;
+        Some(Env {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            pg: Some(backend::PgSchema::new(cluster)),
+        })
+    }
+
+    /// The variables that point the binary at this environment's store.
+    pub fn store_env(&self) -> Vec<(&'static str, OsString)> {
+        match &self.pg {
+            Some(pg) => vec![
+                ("TIXNGO_FEEDBACK_STORE", pg.url().into()),
+                (
+                    "TIXNGO_FEEDBACK_STORE_PASSWORD_FILE",
+                    pg.password_file.clone().into(),
+                ),
+                ("TIXNGO_FEEDBACK_PG_SCHEMA", pg.schema.clone().into()),
+            ],
+            None => vec![("TIXNGO_FEEDBACK_STORE", self.store().into())],
+        }
+    }
+
+    /// The PostgreSQL schema of this environment; panics on SQLite.
+    pub fn pg(&self) -> &backend::PgSchema {
+        self.pg.as_ref().expect("a PostgreSQL environment")
+    }
+
+    /// The store as the binary names it in its messages and `status`.
+    pub fn store_shown(&self) -> String {
+        match &self.pg {
+            Some(pg) => pg.shown(),
+            None => self.store().display().to_string(),
+        }
+    }
+
+    /// The run lock as a refused run names it: the lock file, or PostgreSQL's advisory lock.
+    pub fn lock_shown(&self) -> String {
+        match &self.pg {
+            Some(_) => "advisory lock".to_owned(),
+            None => self.lock_file().display().to_string(),
+        }
+    }
+
+    /// What a read of a store never written says of it.
+    pub fn missing_store_says(&self) -> &'static str {
+        match &self.pg {
+            Some(_) => "has no tixngo-feedback schema yet",
+            None => "does not exist",
+        }
+    }
+
+    /// The SQLite file of this environment; `None` on PostgreSQL.
+    pub fn sqlite_store(&self) -> Option<PathBuf> {
+        self.pg.is_none().then(|| self.store())
+    }
+
+    /// Whether the binary has created the store (the file, or the schema).
+    pub fn store_exists(&self) -> bool {
+        match &self.pg {
+            Some(pg) => pg.exists(),
+            None => self.store().exists(),
+        }
+    }
+
+    /// Runs SQL statements on the store, as S-360 or an operator fixing rows by hand does.
+    pub fn execute(&self, sql: &str) {
+        match &self.pg {
+            Some(pg) => pg.execute(sql),
+            None => self
+                .writable_db()
+                .execute_batch(sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
+        }
+    }
+
+    /// The schema version of the store (`PRAGMA user_version`, or the `schema_version` table).
+    pub fn schema_version(&self) -> i64 {
+        match &self.pg {
+            Some(_) => self.int("SELECT version FROM schema_version"),
+            None => self.int("PRAGMA user_version"),
+        }
+    }
+
+    /// Sets the schema version, as a newer release of the program would have left it.
+    pub fn set_schema_version(&self, version: i64) {
+        self.execute(&match &self.pg {
+            Some(_) => format!("UPDATE schema_version SET version = {version}"),
+            None => format!("PRAGMA user_version = {version}"),
+        });
+    }
+
+    /// The tables of the store, by name.
+    pub fn tables(&self) -> Vec<String> {
+        let sql = match &self.pg {
+            Some(pg) => format!(
+                "SELECT table_name::text FROM information_schema.tables
+                 WHERE table_schema = '{}' AND table_type = 'BASE TABLE' ORDER BY 1",
+                pg.schema
+            ),
+            None => "SELECT name FROM sqlite_master WHERE type = 'table'
+                     AND name NOT LIKE 'sqlite_%' ORDER BY name"
+                .to_owned(),
+        };
+        self.rows(&sql)
+            .into_iter()
+            .map(|mut row| row.remove(0))
+            .collect()
+    }
+
+    /// The columns of a table, in order.
+    pub fn columns(&self, table: &str) -> Vec<String> {
+        let sql = match &self.pg {
+            Some(pg) => format!(
+                "SELECT column_name FROM information_schema.columns
+                 WHERE table_schema = '{}' AND table_name = '{table}' ORDER BY ordinal_position",
+                pg.schema
+            ),
+            // Generated columns too (table_info leaves them out); not a virtual table's hidden ones.
+            None => format!("SELECT name FROM pragma_table_xinfo('{table}') WHERE hidden != 1"),
+        };
+        self.rows(&sql)
+            .into_iter()
+            .map(|mut row| row.remove(0))
+            .collect()
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -130,7 +283,7 @@ impl Env {
             command.env_remove(name);
         }
         command.current_dir(self.dir.path());
-        command.env("TIXNGO_FEEDBACK_STORE", self.store());
+        command.envs(self.store_env());
         command.args(args);
         Run {
             command,
@@ -157,32 +310,63 @@ impl Env {
     }
 
     /// A read-only connection to the store, for the tests' SQL.
+    /// Read-write only if SQLite insists (the leftovers of a killed run are for the next run
+    /// to recover), and never on a missing store, which it would create.
     pub fn db(&self) -> Connection {
-        Connection::open_with_flags(self.store(), OpenFlags::SQLITE_OPEN_READ_ONLY)
+        assert!(self.pg.is_none(), "{}", SQLITE_ONLY);
+        let store = self.store();
+        Connection::open_with_flags(&store, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .or_else(|e| {
+                if store.exists() {
+                    Connection::open(&store)
+                } else {
+                    Err(e)
+                }
+            })
             .expect("the store opens")
     }
 
     /// A read-write connection to the store, as S-360 or an operator fixing rows by hand has.
     pub fn writable_db(&self) -> Connection {
+        assert!(self.pg.is_none(), "{}", SQLITE_ONLY);
         Connection::open(self.store()).expect("the store opens for writing")
     }
 
     /// One integer from SQL (a count, an id…).
     pub fn int(&self, sql: &str) -> i64 {
-        self.db()
-            .query_row(sql, [], |row| row.get(0))
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        let Some(pg) = &self.pg else {
+            return self
+                .db()
+                .query_row(sql, [], |row| row.get(0))
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        };
+        let text = first_value(pg.query(sql), sql).unwrap_or_else(|| panic!("{sql}: NULL"));
+        text.parse()
+            .unwrap_or_else(|e| panic!("{sql}: {text:?} is not an integer ({e})"))
     }
 
     /// One optional text from SQL.
     pub fn text(&self, sql: &str) -> Option<String> {
-        self.db()
-            .query_row(sql, [], |row| row.get(0))
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        match &self.pg {
+            Some(pg) => first_value(pg.query(sql), sql),
+            None => self
+                .db()
+                .query_row(sql, [], |row| row.get(0))
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
+        }
     }
 
     /// Every row of a query, each column rendered as text (NULL as `NULL`), for comparisons.
     pub fn rows(&self, sql: &str) -> Vec<Vec<String>> {
+        if let Some(pg) = &self.pg {
+            let rows = pg.query(sql).into_iter();
+            return rows
+                .map(|row| {
+                    let values = row.into_iter();
+                    values.map(|v| v.unwrap_or_else(|| "NULL".into())).collect()
+                })
+                .collect();
+        }
         let db = self.db();
         let mut statement = db.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
         let columns = statement.column_count();
@@ -213,6 +397,30 @@ impl Env {
             })
             .collect()
     }
+}
+
+/// The first value of the first row, as SQLite's `query_row` reads it (no row is an error).
+fn first_value(rows: Vec<Vec<Option<String>>>, sql: &str) -> Option<String> {
+    let mut row = rows
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{sql}: no row"));
+    row.swap_remove(0)
+}
+
+/// `text` as an SQL string literal, for both stores.
+pub fn sql_text(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Whether a test about SQLite's files by nature is skipped because the suite runs against
+/// PostgreSQL: says so, with `why`, on stderr.
+pub fn sqlite_only(why: &str) -> bool {
+    let skipped = backend::postgres_mode();
+    if skipped {
+        eprintln!("SKIPPED on PostgreSQL: {why}");
+    }
+    skipped
 }
 
 enum Expect {
