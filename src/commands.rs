@@ -81,7 +81,8 @@ pub fn status(location: &StoreLocation) -> Shown {
 /// The lock line of `status`.
 fn describe_lock(lock: &ProbedLock) -> String {
     match (lock.held, lock.pid, &lock.holder) {
-        (true, _, Some(holder)) => format!("lock: held by {holder}"),
+        (true, Some(pid), Some(holder)) => format!("lock: held by pid {pid}: {holder}"),
+        (true, None, Some(holder)) => format!("lock: held by {holder}"),
         (true, Some(pid), None) => format!("lock: held by pid {pid}"),
         (true, None, None) => "lock: held".to_owned(),
         (false, ..) => "lock: free".to_owned(),
@@ -100,10 +101,10 @@ struct ProbedLock {
 fn probe_lock(location: &StoreLocation, store: &Store) -> Result<ProbedLock, Error> {
     match (location, store) {
         (StoreLocation::Postgres(_), Store::Postgres(store)) => {
-            let holder = store.lock_holder()?;
+            let (holder, pid) = store.lock_holder()?.unzip();
             Ok(ProbedLock {
                 held: holder.is_some(),
-                pid: None,
+                pid: pid.flatten(),
                 holder,
             })
         }
@@ -392,10 +393,12 @@ pub fn errors(location: &StoreLocation, command: &ErrorsAction) -> Shown {
         }
         ErrorsAction::Dismiss { ids, reason } => {
             // Nothing to dismiss in a store that does not exist: never create one for it.
-            if let StoreLocation::Sqlite(files) = location
-                && !files.store.exists()
-            {
-                return Err(Error::store(&files.store, "does not exist"));
+            match location {
+                StoreLocation::Sqlite(files) if !files.store.exists() => {
+                    return Err(Error::store(&files.store, "does not exist"));
+                }
+                StoreLocation::Postgres(_) => drop(open_read_only(location)?),
+                StoreLocation::Sqlite(_) => {}
             }
             open_locked(location, false, None)?.dismiss_errors(ids, reason)?;
             let listed = ids

@@ -181,18 +181,18 @@ impl<'j> Batches<'j> {
         })
     }
 
-    /// The page the prefetch brought, or else the page fetched now. The store's session is kept
-    /// alive while the fetch lasts (see [`crate::store::Backend::keep_alive`]).
+    /// The page the prefetch brought (the store's session kept alive while it comes, see
+    /// [`crate::store::Backend::keep_alive`]), or else the page fetched now.
     fn next_page(&mut self, store: &mut Store) -> Result<Fetched, Error> {
         let job = self.job;
-        let key = self.key.clone();
-        match self
-            .prefetch
-            .take()
-            .or_else(|| Prefetch::start(&job.client, key.clone(), job.batch_size, job.deadline))
-        {
+        match self.prefetch.take() {
             Some(next) => next.join(store),
-            None => fetch(&job.client, key.as_deref(), job.batch_size, job.deadline),
+            None => fetch(
+                &job.client,
+                self.key.as_deref(),
+                job.batch_size,
+                job.deadline,
+            ),
         }
     }
 

@@ -248,11 +248,12 @@ fn a_held_lock_refuses_a_second_run_naming_the_holder_until_its_session_ends() {
     }
     // Readers never wait for the lock, and see who holds it.
     let reader = opened(PgStore::open_read_only(&case.target, None));
-    let shown = reader.lock_holder().unwrap().expect("the holder");
+    let (shown, pid) = reader.lock_holder().unwrap().expect("the holder");
     assert!(
         shown.contains(&format!("pid {}", std::process::id())),
         "{shown}"
     );
+    assert_eq!(pid, Some(std::process::id()), "{shown}");
     // The server ending the holder's session (a killed client, a lost network) frees the lock.
     let backend: i32 = holder
         .client()
@@ -478,7 +479,7 @@ fn sslmode_require_verifies_the_server_against_the_roots_and_the_ca_file() {
     assert!(encrypted, "the session is not encrypted");
 }
 
-/// A page slower than the store's keep-alive: while the run waits for TIXNGO it tells the server
+/// A next page slower than the store's keep-alive: while the run waits for it, it tells the server
 /// that its session is alive (PostgreSQL ends a session idle for a minute, and the lock with it),
 /// then commits the page.
 #[test]
@@ -487,13 +488,14 @@ fn a_run_waiting_for_a_slow_page_keeps_its_session_alive() {
     let env = Env::new();
     let case = case(cluster, &env);
     let sim = Simulator::start(Feed::generate(7, 50), API_KEY);
+    sim.push_fault(Fault::Slow(std::time::Duration::ZERO), 1);
     sim.push_fault(Fault::Slow(std::time::Duration::from_secs(22)), 1);
     let ran = env
         .sync(&sim)
         .env("TIXNGO_FEEDBACK_STORE", &case.url)
         .env("TIXNGO_FEEDBACK_PG_SCHEMA", &case.schema)
         .env("TIXNGO_FEEDBACK_STORE_PASSWORD_FILE", &case.password_file)
-        .args(&["--batch-size", "20", "-vv", "--json"])
+        .args(&["--batch-size", "20", "--max-batches", "2", "-vv", "--json"])
         .stderr_has("the session kept alive")
         .run();
     assert_eq!(ran.json()["exit_code"], 0);

@@ -68,6 +68,14 @@ fn server_refusal(store: &str, db: &DbError) -> Error {
                 one_line(db.message())
             ));
         }
+        // Raised on purpose by a trigger or a function of the database (an S-360 rule): its
+        // message is written for the client.
+        _ if code.starts_with("P0") => {
+            return unusable(
+                store,
+                &format!("{} (SQLSTATE {code})", one_line(db.message())),
+            );
+        }
         _ if code.starts_with("08") => "the connection to the server failed",
         _ if code.starts_with("57") => "the server ended the session or the statement",
         _ if code.starts_with("53") => "the server is out of resources (disk, memory, connections)",

@@ -44,14 +44,22 @@ pub(super) fn acquire(client: &mut Client, store: &str, schema: &str) -> Result<
     })
 }
 
-/// Who holds the schema's lock now, as [`acquire`] names it; `None` when nobody does. For
-/// `status`, which never takes the lock.
+/// Who holds the schema's lock now, as [`acquire`] names it, and the pid its
+/// `application_name` gives (`tixngo-feedback/<version> <host> pid <pid>`); `None` when nobody
+/// holds it. For `status`, which never takes the lock.
 pub(super) fn holder_of(
     client: &mut Client,
     store: &str,
     schema: &str,
-) -> Result<Option<String>, Error> {
-    holder(client, lock_key(schema)).in_pg(store)
+) -> Result<Option<(String, Option<u32>)>, Error> {
+    let holder = holder(client, lock_key(schema)).in_pg(store)?;
+    Ok(holder.map(|text| {
+        let pid = text
+            .split_once(" pid ")
+            .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|digits| digits.parse().ok());
+        (text, pid)
+    }))
 }
 
 /// Who holds the lock `key` in this database, as `pg_stat_activity` shows the session: its

@@ -55,8 +55,9 @@ pub struct PgStore {
 impl PgStore {
     /// Opens the store for writing: connects, takes the lock (held → 75, naming the holder),
     /// then creates the schema on first use and migrates it forward. A schema newer than this
-    /// binary is refused (78).
-    /// A dry run then opens the one transaction it rolls back when the store closes.
+    /// binary is refused (78). A dry run first opens the one transaction it rolls back when the
+    /// store closes: the schema it creates or migrates goes with it (PostgreSQL's DDL is
+    /// transactional), so a dry run leaves the server as it found it.
     pub fn open(
         target: &PgTarget,
         deadline: Option<Instant>,
@@ -64,10 +65,10 @@ impl PgStore {
     ) -> Result<PgStore, Error> {
         let mut store = PgStore::connect(target, deadline, false)?;
         lock::acquire(store.client.get_mut(), &store.label, &store.schema)?;
-        store.migrate()?;
         if dry_run {
             store.begin_dry_run()?;
         }
+        store.migrate()?;
         Ok(store)
     }
 
@@ -90,10 +91,10 @@ impl PgStore {
             dry_run: false,
             last_round_trips: 0,
         };
-        store.migrate()?;
         if dry_run {
             store.begin_dry_run()?;
         }
+        store.migrate()?;
         Ok(store)
     }
 
@@ -147,7 +148,7 @@ impl PgStore {
 
     /// Who holds the store's lock now (its `application_name`, server pid, address and start),
     /// or `None`: what `status` shows, without taking the lock.
-    pub fn lock_holder(&self) -> Result<Option<String>, Error> {
+    pub fn lock_holder(&self) -> Result<Option<(String, Option<u32>)>, Error> {
         lock::holder_of(&mut self.client.borrow_mut(), &self.label, &self.schema)
     }
 
@@ -204,14 +205,14 @@ impl PgStore {
         }
         for (version, sql) in schema::MIGRATIONS.iter().enumerate().skip(found as usize) {
             let next = version as i32 + 1;
-            let mut tx = self.client.get_mut().transaction().in_pg(&self.label)?;
-            tx.batch_execute(sql).in_pg(&self.label)?;
-            tx.execute(
-                "UPDATE schema_version SET version = $1, migrated_at = now()",
-                &[&next],
-            )
-            .in_pg(&self.label)?;
-            tx.commit().in_pg(&self.label)?;
+            self.in_transaction(|wire| {
+                wire.simple(sql)?;
+                wire.query(
+                    "UPDATE schema_version SET version = $1, migrated_at = now()",
+                    &[(&next, Type::INT4)],
+                )
+                .map(drop)
+            })?;
             log::info!("store {} migrated to schema version {next}", self.label);
         }
         Ok(())
@@ -238,13 +239,13 @@ impl PgStore {
                 self.label
             )));
         }
-        let mut tx = self.client.get_mut().transaction().in_pg(&self.label)?;
-        if !exists {
-            tx.batch_execute(&format!("CREATE SCHEMA \"{}\"", self.schema))
-                .in_pg(&self.label)?;
-        }
-        tx.batch_execute(schema::VERSION_TABLE).in_pg(&self.label)?;
-        tx.commit().in_pg(&self.label)?;
+        let create = format!("CREATE SCHEMA \"{}\"", self.schema);
+        self.in_transaction(|wire| {
+            if !exists {
+                wire.simple(&create)?;
+            }
+            wire.simple(schema::VERSION_TABLE)
+        })?;
         log::info!("store {}: schema created", self.label);
         Ok(())
     }
