@@ -531,13 +531,13 @@ fn a_dry_run_sees_its_own_batches_and_commits_nothing() {
     assert!(first.stored > 0);
     assert_eq!((again.stored, again.failed), (0, first.failed));
     drop(store);
+    // Not even the tables it created on the way: the schema is left as the run found it.
     assert_eq!(
         texts(
             &mut reader,
-            "SELECT (SELECT count(*) FROM ticket)::text || ' ' || (SELECT count(*) FROM sync_run)::text
-             || ' ' || coalesce((SELECT pagination_key FROM sync_state), 'NULL')"
+            "SELECT count(*)::text FROM pg_class WHERE relnamespace = current_schema()::regnamespace"
         ),
-        ["0 0 NULL"]
+        ["0"]
     );
 }
 
