@@ -16,10 +16,10 @@ use crate::settings::StoreFiles;
 /// The files SQLite keeps beside a store, by the suffix of their name.
 const STORE_COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
 
-/// Refuses (usage error, 64) a command line that names the same file twice. A PostgreSQL store
-/// (a URL) names no file, and has no lock file.
+/// Refuses (usage error, 64) a command line that names the same file twice. A store given as a
+/// URL names no file, and has no lock file.
 pub(crate) fn check_distinct(cli: &Cli) -> Result<(), Error> {
-    let mut taken = if is_postgres(cli) {
+    let mut taken = if store_is_url(cli) {
         Vec::new()
     } else {
         store_files(&cli.global.store)
@@ -54,17 +54,20 @@ fn store_files(store: &Path) -> Vec<(String, Resolved)> {
     taken
 }
 
-fn is_postgres(cli: &Cli) -> bool {
+/// Whether `--store` is a URL: a PostgreSQL store, or one the settings refuse, never echoed in a
+/// message here (it may hold a password). Neither names a file nor has a lock file.
+fn store_is_url(cli: &Cli) -> bool {
     cli.global
         .store
         .to_str()
-        .is_some_and(crate::store::postgres::is_url)
+        .and_then(crate::store::postgres::url_scheme)
+        .is_some()
 }
 
 /// Every file the command names besides the store; one more option is one more line here.
 fn named_files(cli: &Cli) -> Vec<(&'static str, PathBuf)> {
     let mut files = Vec::new();
-    if !is_postgres(cli) {
+    if !store_is_url(cli) {
         files.push(("--lock-file", StoreFiles::of(&cli.global).lock));
     }
     let password_file = cli.global.store_password_file.clone();

@@ -60,6 +60,13 @@ impl StoreLocation {
     /// commands `TIXNGO_CA_FILE`.
     pub fn resolve(cli: &Cli) -> Result<StoreLocation, Error> {
         let global = &cli.global;
+        let value = global.store.to_str().unwrap_or_default();
+        if let Some(scheme) = postgres::url_scheme(value).filter(|_| !postgres::is_url(value)) {
+            // Never echoed whole: a URL may hold a password.
+            return Err(Error::Config(format!(
+                "--store: a {scheme}:// URL is no store this program knows: give a postgres:// URL or the path of an SQLite file"
+            )));
+        }
         let Some(url) = global.store.to_str().filter(|s| postgres::is_url(s)) else {
             return Ok(StoreLocation::Sqlite(StoreFiles::of(global)));
         };

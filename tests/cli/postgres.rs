@@ -506,3 +506,35 @@ fn a_run_waiting_for_a_slow_page_keeps_its_session_alive() {
         .get(0);
     assert!(count > 0, "nothing was committed");
 }
+
+/// A `--store` written as a URL is a PostgreSQL store whatever the case of its scheme, or
+/// refused (78) when of another scheme; either way the password it holds is never shown, and
+/// no file or directory is made of it.
+#[test]
+fn a_store_url_of_any_scheme_never_shows_its_password_nor_becomes_a_path() {
+    let env = Env::new();
+    for url in [
+        "POSTGRES://feedback:hunter2@db.example/s360",
+        "PostgreSQL://feedback:hunter2@db.example/s360",
+        "mysql://feedback:hunter2@db.example/s360",
+        "postgre://feedback:hunter2@db.example/s360",
+    ] {
+        for command in [
+            &["status"][..],
+            &["skip", "add", "T-1"],
+            &["sync", "--dry-run"],
+        ] {
+            let ran = env
+                .cmd(command)
+                .env("TIXNGO_FEEDBACK_STORE", url)
+                .env("TIXNGO_API_KEY", "k")
+                .env("TIXNGO_API_URL", "http://127.0.0.1:9/organizer/tickets")
+                .code(78)
+                .run();
+            let said = format!("{}{}", ran.stdout, ran.stderr);
+            assert!(!said.contains("hunter2"), "{url} {command:?}: {said}");
+        }
+    }
+    let left: Vec<_> = std::fs::read_dir(env.dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "files made of a URL: {left:?}");
+}

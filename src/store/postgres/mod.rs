@@ -30,7 +30,7 @@ use postgres::{Client, Row};
 
 pub use lock::lock_key;
 pub use target::PgTarget;
-pub(crate) use target::{DEFAULT_SCHEMA, is_url, parse_schema};
+pub(crate) use target::{DEFAULT_SCHEMA, is_url, parse_schema, url_scheme};
 
 use crate::error::Error;
 use failure::{InPg, classify, unusable};

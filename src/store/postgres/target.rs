@@ -19,7 +19,21 @@ const MAX_IDENTIFIER: usize = 63;
 
 /// Whether a `--store` value names a PostgreSQL store rather than an SQLite file.
 pub(crate) fn is_url(store: &str) -> bool {
-    store.starts_with("postgres://") || store.starts_with("postgresql://")
+    matches!(
+        url_scheme(store).as_deref(),
+        Some("postgres" | "postgresql")
+    )
+}
+
+/// The scheme of a `--store` value written as a URL (`scheme://…`, RFC 3986's scheme
+/// characters), lower-cased as schemes compare; `None` for anything else, a path.
+pub(crate) fn url_scheme(store: &str) -> Option<String> {
+    let (scheme, _) = store.split_once("://")?;
+    let first = scheme.chars().next()?;
+    let rest_ok = scheme
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    (first.is_ascii_alphabetic() && rest_ok).then(|| scheme.to_ascii_lowercase())
 }
 
 /// Checks a `--pg-schema` name: a plain lower-case identifier (letters, digits, `_`, not first a
@@ -91,6 +105,9 @@ impl PgTarget {
         if !is_url(url) {
             return Err(bad("must start with postgres:// or postgresql://".into()));
         }
+        // Schemes compare without case; the client library knows them in lower case.
+        let (scheme, rest) = url.split_once("://").unwrap_or_default();
+        let url = format!("{}://{rest}", scheme.to_ascii_lowercase());
         let mut config: postgres::Config = url
             .parse()
             .map_err(|e| bad(format!("cannot be read ({})", super::failure::detail(&e))))?;
@@ -105,7 +122,7 @@ impl PgTarget {
                     .into(),
             ));
         }
-        let tls = tls_rule(&config, sslmode_of(url).as_deref()).map_err(bad)?;
+        let tls = tls_rule(&config, sslmode_of(&url).as_deref()).map_err(bad)?;
         config.ssl_mode(match tls {
             Tls::Off => SslMode::Disable,
             Tls::Verified { .. } => SslMode::Require,
@@ -215,16 +232,23 @@ mod tests {
 
     #[test]
     fn store_values_are_urls_only_with_a_postgres_scheme() {
-        assert!(is_url("postgres://u@h/db"));
-        assert!(is_url("postgresql://u@h/db"));
+        for url in [
+            "postgres://u@h/db",
+            "postgresql://u@h/db",
+            "POSTGRES://u@h/db",
+        ] {
+            assert!(is_url(url), "{url}");
+        }
         for path in [
             "tixngo-feedback.db",
             "postgres.db",
             "./postgres://x",
-            "POSTGRES://u@h/db",
+            "/a/b://c",
         ] {
-            assert!(!is_url(path), "{path}");
+            assert!(!is_url(path) && url_scheme(path).is_none(), "{path}");
         }
+        assert_eq!(url_scheme("MySQL://u:pw@h/db").as_deref(), Some("mysql"));
+        assert!(!is_url("mysql://u@h/db"));
     }
 
     #[test]
