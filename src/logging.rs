@@ -1,6 +1,7 @@
 //! Log lines on stderr (env_logger). `-v` raises this program's level, else `RUST_LOG`, else
-//! warnings; `--quiet` keeps errors only. The HTTP and TLS crates stay capped at `info` whatever
-//! is asked, because their trace output dumps request headers, the API key among them.
+//! warnings; `--quiet` keeps errors only. The HTTP, TLS and PostgreSQL crates stay capped at
+//! `info` whatever is asked: the first two dump request headers, the API key among them, and
+//! the PostgreSQL client logs every statement's parameters, spectators' names and e-mails.
 
 use std::borrow::Cow;
 
@@ -9,7 +10,7 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 use crate::report::escape;
 
 /// Crates whose records above `info` are dropped.
-const CAPPED: [&str; 3] = ["ureq", "ureq_proto", "rustls"];
+const CAPPED: [&str; 5] = ["ureq", "ureq_proto", "rustls", "tokio_postgres", "postgres"];
 
 /// Installs the logger; a second call (tests, the quick-start example) is ignored.
 pub fn init(verbose: u8, quiet: bool) {
@@ -87,6 +88,8 @@ mod tests {
         assert!(is_capped("ureq::unversioned::transport", Level::Trace));
         assert!(is_capped("ureq_proto::client", Level::Debug));
         assert!(is_capped("rustls::client::hs", Level::Trace));
+        assert!(is_capped("tokio_postgres::query", Level::Debug));
+        assert!(is_capped("postgres", Level::Debug));
         assert!(!is_capped("ureq", Level::Info));
         assert!(!is_capped("ureqx", Level::Trace));
         assert!(!is_capped("tixngo_feedback::sync", Level::Trace));

@@ -499,6 +499,10 @@ fn a_run_waiting_for_a_slow_page_keeps_its_session_alive() {
         .stderr_has("the session kept alive")
         .run();
     assert_eq!(ran.json()["exit_code"], 0);
+    // Even at -vv, the PostgreSQL client's own log (every statement's parameters: spectators'
+    // names and e-mails) stays out.
+    assert!(!ran.stderr.contains("parameters"), "{}", ran.stderr);
+    assert!(!ran.stderr.contains("@example"), "{}", ran.stderr);
     let count: i64 = cluster
         .admin()
         .query_one(&format!("SELECT count(*) FROM {}.ticket", case.schema), &[])
