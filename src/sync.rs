@@ -181,11 +181,17 @@ impl<'j> Batches<'j> {
         })
     }
 
-    /// The page the prefetch brought (the store's session kept alive while it comes, see
-    /// [`crate::store::Backend::keep_alive`]), or else the page fetched now.
+    /// The page the prefetch brought, or else the page fetched now, on a thread of its own all
+    /// the same: the store's session is kept alive while it comes (see
+    /// [`crate::store::Backend::keep_alive`]), the first page's wait included.
     fn next_page(&mut self, store: &mut Store) -> Result<Fetched, Error> {
         let job = self.job;
-        match self.prefetch.take() {
+        let key = self.key.clone();
+        match self
+            .prefetch
+            .take()
+            .or_else(|| Prefetch::start(&job.client, key, job.batch_size, job.deadline))
+        {
             Some(next) => next.join(store),
             None => fetch(
                 &job.client,

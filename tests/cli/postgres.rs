@@ -479,17 +479,16 @@ fn sslmode_require_verifies_the_server_against_the_roots_and_the_ca_file() {
     assert!(encrypted, "the session is not encrypted");
 }
 
-/// A next page slower than the store's keep-alive: while the run waits for it, it tells the server
-/// that its session is alive (PostgreSQL ends a session idle for a minute, and the lock with it),
-/// then commits the page.
+/// Pages slower than the store's keep-alive, the first and a prefetched one: while the run waits
+/// for them it tells the server that its session is alive (PostgreSQL ends a session idle for a
+/// minute, and the lock with it), then commits them.
 #[test]
 fn a_run_waiting_for_a_slow_page_keeps_its_session_alive() {
     let Some(cluster) = pg::cluster() else { return };
     let env = Env::new();
     let case = case(cluster, &env);
     let sim = Simulator::start(Feed::generate(7, 50), API_KEY);
-    sim.push_fault(Fault::Slow(std::time::Duration::ZERO), 1);
-    sim.push_fault(Fault::Slow(std::time::Duration::from_secs(22)), 1);
+    sim.push_fault(Fault::Slow(std::time::Duration::from_secs(21)), 2);
     let ran = env
         .sync(&sim)
         .env("TIXNGO_FEEDBACK_STORE", &case.url)
@@ -499,6 +498,12 @@ fn a_run_waiting_for_a_slow_page_keeps_its_session_alive() {
         .stderr_has("the session kept alive")
         .run();
     assert_eq!(ran.json()["exit_code"], 0);
+    assert_eq!(
+        ran.stderr.matches("the session kept alive").count(),
+        2,
+        "one keep-alive for each slow page: {}",
+        ran.stderr
+    );
     // Even at -vv, the PostgreSQL client's own log (every statement's parameters: spectators'
     // names and e-mails) stays out.
     assert!(!ran.stderr.contains("parameters"), "{}", ran.stderr);
