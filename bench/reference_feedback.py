@@ -5,7 +5,7 @@ only as the benchmark's point of comparison (`bench/bench.py`), replaying a save
 
     python3 bench/reference_feedback.py STORE FILE
 
-The schema is read from src/store/schema.rs, so both programs always write the same tables.
+The schema is read from src/store/sqlite/schema.rs, so both programs always write the same tables.
 """
 import datetime
 import json
@@ -38,7 +38,7 @@ COLUMNS = (["ticket_number", "tixngo_ticket_id", "barcode", "event_id", "s360_st
 
 def schema():
     here = os.path.dirname(os.path.abspath(__file__))
-    with open(os.path.join(here, "..", "src", "store", "schema.rs"), encoding="utf-8") as f:
+    with open(os.path.join(here, "..", "src", "store", "sqlite", "schema.rs"), encoding="utf-8") as f:
         return re.search(r'const V1: &str = r#"(.*?)"#;', f.read(), re.S).group(1)
 
 

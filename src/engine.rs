@@ -150,10 +150,13 @@ pub fn apply_page<'p>(
 ) -> Result<Counters, Error> {
     let mut page = PageState::begin(store, command, keys.before.as_deref(), mapping, notes)?;
     let mut tickets = tickets.into_iter();
+    // A page in memory is read ahead whole (a fixed number of round trips whatever its size); a
+    // stream of unknown length (a replay file) in pieces of bounded memory.
+    let read_ahead = tickets.size_hint().1.unwrap_or(PRELOAD_TICKETS).max(1);
     loop {
         let chunk = tickets
             .by_ref()
-            .take(PRELOAD_TICKETS)
+            .take(read_ahead)
             .collect::<Result<Vec<_>, _>>()?;
         if chunk.is_empty() {
             return page.finish(keys);
@@ -165,8 +168,8 @@ pub fn apply_page<'p>(
     }
 }
 
-/// Tickets whose reads a batch makes ahead at a time ([`Batch::preload`]): a page of the
-/// default size in one go, and a replay file of any size in pieces of bounded memory.
+/// Tickets of a stream of unknown length (a replay file) whose reads a batch makes ahead at a
+/// time ([`Batch::preload`]).
 const PRELOAD_TICKETS: usize = 1000;
 
 /// The exit code of tickets mapped: 2 when any of them failed (SPEC §3).

@@ -221,11 +221,19 @@ impl Settings {
             }
             _ => StoreLocation::resolve(&cli),
         };
+        // A usage error of the store (64) goes before the command's configuration errors (78),
+        // as SPEC §3 orders them: its message then replaces theirs.
+        let store_usage = |refused: Refused| match &store {
+            Err(error @ Error::Usage(_)) => refused.instead(Error::Usage(error.to_string())),
+            _ => refused,
+        };
         let command = match cli.command {
-            Command::Sync(args) => CommandSettings::Sync(Box::new(SyncSettings::resolve(args)?)),
-            Command::Replay(args) => {
-                CommandSettings::Replay(Box::new(ReplaySettings::resolve(args)?))
+            Command::Sync(args) => {
+                CommandSettings::Sync(Box::new(SyncSettings::resolve(args).map_err(store_usage)?))
             }
+            Command::Replay(args) => CommandSettings::Replay(Box::new(
+                ReplaySettings::resolve(args).map_err(store_usage)?,
+            )),
             Command::Status => CommandSettings::Status,
             Command::Skip(command) => CommandSettings::Skip(SkipAction::of(command)),
             Command::Cursor(command) => CommandSettings::Cursor(CursorAction::of(command)),
@@ -236,6 +244,25 @@ impl Settings {
         match store {
             Ok(store) => Ok(Settings { store, command }),
             Err(error) => Err(command.refuse(error)),
+        }
+    }
+}
+
+impl Refused {
+    /// The same refusal for another error.
+    fn instead(self, error: Error) -> Refused {
+        match self {
+            Refused::Sync {
+                dry_run,
+                metrics_file,
+                ..
+            } => Refused::Sync {
+                error,
+                dry_run,
+                metrics_file,
+            },
+            Refused::Replay { .. } => Refused::Replay { error },
+            Refused::Command { name, .. } => Refused::Command { name, error },
         }
     }
 }
@@ -551,6 +578,26 @@ mod tests {
                 panic!("{path} is not an SQLite store")
             };
             assert_eq!(files.store, PathBuf::from(path));
+        }
+    }
+
+    #[test]
+    fn a_store_usage_error_goes_before_the_commands_configuration_errors() {
+        let store = [
+            "--store",
+            "postgres://feedback@db.example/s360",
+            "--lock-file",
+            "x.lock",
+        ];
+        // Without an API URL or key, sync and replay alone would be refused with 78.
+        for command in [&["sync"][..], &["replay", "--errors", "--dry-run"]] {
+            let args: Vec<&str> = ["t"].iter().chain(&store).chain(command).copied().collect();
+            let error = match resolve(&args) {
+                Err(Refused::Sync { error, .. } | Refused::Replay { error }) => error,
+                _ => panic!("{args:?} was not refused as a run"),
+            };
+            assert_eq!(error.exit_code(), crate::exit::ExitCode::Usage, "{error}");
+            assert!(error.to_string().contains("--lock-file"), "{error}");
         }
     }
 

@@ -255,8 +255,7 @@ impl<B: ContactBook + ?Sized> Rules<'_, B> {
                     .transfer_recipient_email
                     .as_deref()
                     .unwrap_or_default();
-                self.plan.create_recipient =
-                    Some(email.trim_matches([' ', '\t', '\n', '\r']).to_owned());
+                self.plan.create_recipient = Some(super::trim_email(email).to_owned());
                 ContactRef::NewRecipient
             }
         };

@@ -466,6 +466,12 @@ fn a_batch_of_a_thousand_tickets_costs_at_most_twenty_round_trips() {
         eprintln!("batch {batch}: 1 000 tickets in {cost} round trips");
         assert!(cost <= 20, "batch {batch}: {cost} round trips");
     }
+    // A larger page costs the same round trips: it is read ahead in one go, not per thousand.
+    let feed = Feed::generate(4, 3_000);
+    let page = &feed_pages(&feed, 2_500)[0];
+    assert_eq!(apply(&mut store, page, false).unwrap().fetched, 2_500);
+    let cost = round_trips(&store);
+    assert!(cost <= 20, "2 500 tickets: {cost} round trips");
 }
 
 #[test]

@@ -419,7 +419,8 @@ macro_rules! operator_story {
 #[test]
 fn the_operator_commands_read_and_change_both_stores_alike() {
     let Some(cluster) = pg::cluster() else { return };
-    let env = Env::new();
+    // The SQLite side of the comparison, whichever store the suite runs on.
+    let env = Env::sqlite();
     let case = case(cluster, &env);
     let mut sqlite = tixngo_feedback::store::Store::open(&env.store(), None).unwrap();
     let writer = env.writable_db();

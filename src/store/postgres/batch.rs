@@ -185,7 +185,7 @@ impl<'s> PgBatch<'s> {
 
     /// Creates a contact once the stored contacts of its e-mail key are known.
     fn create_contact(&mut self, email: &str, details: Option<&Spectator>) -> Result<i64, Error> {
-        self.load_contacts(&[&super::buffer::column_email_key(email)])?;
+        self.load_contacts(&[&email_key(Some(email)).unwrap_or_default()])?;
         Ok(self.buffer.create_contact(email, details))
     }
 
@@ -235,7 +235,13 @@ impl<'s> PgBatch<'s> {
             self.wire.query(statement, &params.as_slice())?;
         }
         self.buffer = BatchBuffer::default();
-        self.errors = None;
+        // Read again only when written: its new rows have ids now. Unchanged, it still holds.
+        let written = |book: &ErrorBook| {
+            book.changed_rows().next().is_some() || book.new_rows().next().is_some()
+        };
+        if self.errors.as_ref().is_some_and(written) {
+            self.errors = None;
+        }
         Ok(())
     }
 

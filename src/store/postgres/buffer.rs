@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::feedback::TicketRecord;
 use crate::feedback::contacts::{FoundContact, LineStatus, PendingLine};
-use crate::feedback::{Spectator, trim_email};
+use crate::feedback::{Spectator, email_key};
 
 /// The first provisional id.
 pub(crate) const PROVISIONAL: i64 = 1 << 62;
@@ -64,11 +64,6 @@ pub(crate) struct HistoryRow {
     pub holder_first_name: Option<String>,
     pub holder_last_name: Option<String>,
     pub tixngo_updated_at: Option<String>,
-}
-
-/// The e-mail key `contact.email_key` generates from an e-mail.
-pub(crate) fn column_email_key(email: &str) -> String {
-    trim_email(email).to_ascii_lowercase()
 }
 
 /// The tickets, contacts and lines of one batch.
@@ -174,7 +169,8 @@ impl BatchBuffer {
     /// Creates a contact (its e-mail key already read): its provisional id.
     pub(crate) fn create_contact(&mut self, email: &str, details: Option<&Spectator>) -> i64 {
         let id = PROVISIONAL + self.new_contacts.len() as i64;
-        let key = column_email_key(email);
+        // As the `email_key` column holds it: empty for a blank e-mail.
+        let key = email_key(Some(email)).unwrap_or_default();
         self.contacts
             .entry(key.clone())
             .or_default()
