@@ -1,11 +1,11 @@
 //! The S-360 store: tickets, contacts, distribution history, the pagination key, the skip list
 //! and the run log (SPEC §4.3).
 //!
-//! [`Store`] is one enum over the backends (today an SQLite file); what every backend does is the
-//! [`Backend`] trait, so the engine and the commands never know which one they write. Everything
-//! a batch reads and writes goes through its [`Batch`]: one transaction, committed by
-//! [`Batch::finish`] with the run counters and the next key, or rolled back when dropped. That is
-//! what makes a crash at any point leave the store as it was.
+//! [`Store`] is one enum over the backends (an SQLite file, a PostgreSQL schema); what every
+//! backend does is the [`Backend`] trait, so the engine and the commands never know which one
+//! they write. Everything a batch reads and writes goes through its [`Batch`]: one transaction,
+//! committed by [`Batch::finish`] with the run counters and the next key, or rolled back when
+//! dropped. That is what makes a crash at any point leave the store as it was.
 
 pub mod postgres;
 mod sqlite;
@@ -35,20 +35,20 @@ pub enum Store {
 }
 
 impl Store {
-    /// Opens the store for writing, creating it (mode 0600, schema included) when missing and
-    /// migrating it forward. A store newer than this binary is refused. No wait for another
-    /// program's lock outlasts `deadline`.
+    /// Opens the SQLite store for writing, creating it (mode 0600, schema included) when missing
+    /// and migrating it forward. A store newer than this binary is refused. No wait for another
+    /// program's lock outlasts `deadline`. (`engine::open_locked` chooses the backend.)
     pub fn open(path: &Path, deadline: Option<Instant>) -> Result<Store, Error> {
         SqliteStore::open(path, deadline).map(Store::Sqlite)
     }
 
-    /// Opens an existing store for reading only (`status`, `cursor show`, `skip list`): a
+    /// Opens an existing SQLite store for reading only (`status`, `cursor show`, `skip list`): a
     /// missing store is an error and nothing is created.
     pub fn open_read_only(path: &Path) -> Result<Store, Error> {
         SqliteStore::open_read_only(path).map(Store::Sqlite)
     }
 
-    /// Opens the store for a dry run: read as a run would read it, and never written.
+    /// Opens the SQLite store for a dry run: read as a run would read it, and never written.
     pub(crate) fn open_dry_run(path: &Path, deadline: Option<Instant>) -> Result<Store, Error> {
         SqliteStore::open_dry_run(path, deadline).map(Store::Sqlite)
     }
