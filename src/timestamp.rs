@@ -4,7 +4,7 @@
 //! comparison (in Rust and in SQL). Written by hand: the few lines do not warrant a date crate.
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// An instant with millisecond precision, between years 0000 and 9999.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -35,6 +35,24 @@ impl Timestamp {
         }
     }
 
+    /// The same instant as a system time (what a PostgreSQL `timestamptz` parameter takes).
+    pub(crate) fn to_system_time(self) -> SystemTime {
+        let distance = Duration::from_millis(self.millis.unsigned_abs());
+        if self.millis < 0 {
+            UNIX_EPOCH - distance
+        } else {
+            UNIX_EPOCH + distance
+        }
+    }
+
+    /// The instant `millis` milliseconds after the Unix epoch (before, when negative); `None`
+    /// outside the years 0000 to 9999, which the store's form cannot show.
+    pub(crate) fn from_unix_millis(millis: i64) -> Option<Timestamp> {
+        (MIN_MILLIS..MAX_MILLIS)
+            .contains(&millis)
+            .then_some(Timestamp { millis })
+    }
+
     /// Seconds since the Unix epoch, as Prometheus wants them.
     pub(crate) fn unix_seconds(self) -> f64 {
         self.millis as f64 / 1000.0
@@ -56,10 +74,7 @@ impl Timestamp {
         let local_seconds = seconds_of_date_time(&b[..19])?;
         let (millis_of_second, zone) = fraction_millis(&b[19..])?;
         let seconds = local_seconds - offset_minutes(zone)? * 60;
-        let millis = seconds * 1000 + millis_of_second;
-        (MIN_MILLIS..MAX_MILLIS)
-            .contains(&millis)
-            .then_some(Timestamp { millis })
+        Timestamp::from_unix_millis(seconds * 1000 + millis_of_second)
     }
 }
 
@@ -222,6 +237,42 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_system_time_and_back_is_the_same_instant_on_either_side_of_the_epoch() {
+        for text in [
+            "2026-06-01T12:00:00.123Z",
+            "1970-01-01T00:00:00.000Z",
+            "1969-12-31T23:59:59.999Z",
+            "0000-01-01T00:00:00.000Z",
+            "9999-12-31T23:59:59.999Z",
+        ] {
+            let stamp = Timestamp::parse_rfc3339(text).unwrap();
+            let back = Timestamp::from_system_time(stamp.to_system_time());
+            assert_eq!(back.to_string(), text);
+        }
+        let one_before = Timestamp::parse_rfc3339("1969-12-31T23:59:59.999Z").unwrap();
+        assert_eq!(
+            UNIX_EPOCH
+                .duration_since(one_before.to_system_time())
+                .unwrap(),
+            Duration::from_millis(1)
+        );
+    }
+
+    #[test]
+    fn unix_millis_outside_the_four_digit_years_are_refused() {
+        assert_eq!(Timestamp::from_unix_millis(MAX_MILLIS), None);
+        assert_eq!(Timestamp::from_unix_millis(MIN_MILLIS - 1), None);
+        assert_eq!(
+            Timestamp::from_unix_millis(MIN_MILLIS).unwrap().to_string(),
+            "0000-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            Timestamp::from_unix_millis(-1).unwrap().to_string(),
+            "1969-12-31T23:59:59.999Z"
+        );
+    }
 
     fn norm(text: &str) -> Option<String> {
         Timestamp::parse_rfc3339(text).map(|t| t.to_string())

@@ -548,3 +548,30 @@ fn a_store_url_of_any_scheme_never_shows_its_password_nor_becomes_a_path() {
     let left: Vec<_> = std::fs::read_dir(env.dir.path()).unwrap().collect();
     assert!(left.is_empty(), "files made of a URL: {left:?}");
 }
+
+/// A time another tool wrote that the store's form cannot show (`infinity`, a year past 9999)
+/// stops the command that reads it (74, saying so): never read as NULL or as another instant,
+/// and a sync that met it commits nothing.
+#[test]
+fn a_stored_time_the_store_form_cannot_show_is_refused_not_read_as_another() {
+    let Some(env) = Env::postgres() else { return };
+    let sim = Simulator::start(Feed::generate(5, 40), API_KEY);
+    env.sync(&sim)
+        .args(&["--batch-size", "20", "--max-batches", "1"])
+        .run();
+    let state = "SELECT pagination_key, count(*) FROM sync_state, ticket GROUP BY 1";
+    let before = env.pg().query(state);
+    env.execute("UPDATE ticket SET activated_at = 'infinity'");
+    env.sync(&sim)
+        .code(74)
+        .stderr_has("the store holds a value this binary cannot read")
+        .stderr_has("infinity")
+        .run();
+    assert_eq!(env.pg().query(state), before, "the refused sync wrote");
+
+    env.execute("INSERT INTO skip_ticket VALUES ('T-1', NULL, '10000-01-01T00:00:00Z')");
+    env.cmd(&["skip", "list"])
+        .code(74)
+        .stderr_has("outside the years 0000 to 9999")
+        .run();
+}

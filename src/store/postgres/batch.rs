@@ -5,13 +5,14 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::time::SystemTime;
 
 use postgres::Row;
 use postgres::types::Type;
 
 use super::buffer::{BatchBuffer, ContactRow, NewLine, PROVISIONAL};
 use super::sync_errors::ErrorBook;
-use super::{PgStore, Wire, write_time};
+use super::{PgStore, Wire};
 use crate::error::Error;
 use crate::feedback::contacts::{
     ContactBook, ContactWriter, FoundContact, LineStatus, LineToAdd, PendingLine,
@@ -34,6 +35,8 @@ pub(crate) struct PgBatch<'s> {
     run_id: i64,
     /// The batch's time, in the store's form, for every `*_at` it writes.
     now: String,
+    /// The same instant as sent.
+    now_sent: SystemTime,
     buffer: BatchBuffer,
     /// Read on first use.
     errors: Option<ErrorBook>,
@@ -56,15 +59,13 @@ impl<'s> PgBatch<'s> {
             ..
         } = store;
         let mut wire = Wire::begin(client.get_mut(), label, *dry_run)?;
-        let now = Timestamp::now().to_string();
+        let started = Timestamp::now();
+        let now_sent = started.to_system_time();
         let rows = wire.query(
-            &format!(
-                "INSERT INTO sync_run (command, started_at, key_before) VALUES ($1, {}, $3) RETURNING id",
-                write_time("$2")
-            ),
+            "INSERT INTO sync_run (command, started_at, key_before) VALUES ($1, $2, $3) RETURNING id",
             &[
                 (&command, Type::TEXT),
-                (&now, Type::TEXT),
+                (&now_sent, Type::TIMESTAMPTZ),
                 (&key_before, Type::TEXT),
             ],
         )?;
@@ -74,7 +75,8 @@ impl<'s> PgBatch<'s> {
             key_seen,
             last_round_trips,
             run_id: rows[0].get(0),
-            now,
+            now: started.to_string(),
+            now_sent,
             buffer: BatchBuffer::default(),
             errors: None,
             unknown_fields: None,
@@ -198,37 +200,37 @@ impl<'s> PgBatch<'s> {
             id if id >= PROVISIONAL => ids[(id - PROVISIONAL) as usize],
             id => id,
         };
-        let now = self.now.clone();
+        let now = self.now_sent;
         let buffer = &self.buffer;
         let mut statements: Vec<(&str, Params)> = Vec::new();
         if !buffer.new_contacts.is_empty() {
-            statements.push((&sql::INSERT_CONTACTS, sql::new_contacts(buffer, &ids, &now)));
+            statements.push((&sql::INSERT_CONTACTS, sql::new_contacts(buffer, &ids, now)));
         }
         if !buffer.upgrades.is_empty() {
-            statements.push((&sql::UPGRADE_CONTACTS, sql::upgrades(buffer, &now)));
+            statements.push((&sql::UPGRADE_CONTACTS, sql::upgrades(buffer, now)));
         }
         if buffer.written_tickets().next().is_some() {
-            statements.push((&sql::UPSERT_TICKETS, sql::tickets(buffer, &real)));
+            statements.push((&sql::UPSERT_TICKETS, sql::tickets(buffer, &real)?));
         }
         if !buffer.history().is_empty() {
-            let params = sql::history(buffer, self.run_id, &now);
-            statements.push((&sql::INSERT_HISTORY, params));
+            let params = sql::history(buffer, self.run_id, now)?;
+            statements.push((sql::INSERT_HISTORY, params));
         }
         if !buffer.new_lines.is_empty() {
-            let params = sql::new_lines(buffer, &real, self.run_id, &now);
-            statements.push((&sql::INSERT_LINES, params));
+            let params = sql::new_lines(buffer, &real, self.run_id, now)?;
+            statements.push((sql::INSERT_LINES, params));
         }
         if !buffer.line_statuses.is_empty() {
-            statements.push((&sql::UPDATE_LINES, sql::line_statuses(buffer, &now)));
+            statements.push((sql::UPDATE_LINES, sql::line_statuses(buffer, now)));
         }
         if let Some(book) = &self.errors {
             if book.changed_rows().next().is_some() {
-                let params = sql::changed_errors(book, self.run_id, &now);
-                statements.push((&sql::UPDATE_ERRORS, params));
+                let params = sql::changed_errors(book, self.run_id, now);
+                statements.push((sql::UPDATE_ERRORS, params));
             }
             if book.new_rows().next().is_some() {
-                let params = sql::new_errors(book, self.run_id, &now);
-                statements.push((&sql::INSERT_ERRORS, params));
+                let params = sql::new_errors(book, self.run_id, now);
+                statements.push((sql::INSERT_ERRORS, params));
             }
         }
         for (statement, params) in statements {
@@ -264,16 +266,13 @@ impl<'s> PgBatch<'s> {
     /// took over the schema: this one lost its lock).
     fn save_key(&mut self, after: Option<&str>) -> Result<(), Error> {
         let seen = self.key_seen.borrow().clone();
-        let finished_at = Timestamp::now().to_string();
+        let finished_at = Timestamp::now().to_system_time();
         let rows = self.wire.query(
-            &format!(
-                "UPDATE sync_state SET pagination_key = $1, updated_at = {}
-                 WHERE id = 1 AND (NOT $4 OR pagination_key IS NOT DISTINCT FROM $3) RETURNING 1",
-                write_time("$2")
-            ),
+            "UPDATE sync_state SET pagination_key = $1, updated_at = $2
+             WHERE id = 1 AND (NOT $4 OR pagination_key IS NOT DISTINCT FROM $3) RETURNING 1",
             &[
                 (&after, Type::TEXT),
-                (&finished_at, Type::TEXT),
+                (&finished_at, Type::TIMESTAMPTZ),
                 (&seen.clone().flatten(), Type::TEXT),
                 (&seen.is_some(), Type::BOOL),
             ],
@@ -385,7 +384,7 @@ impl Batch for PgBatch<'_> {
         exit_code: u8,
     ) -> Result<(), Error> {
         self.write_changes()?;
-        let run = sql::finished_run(self.run_id, counters, keys, exit_code, &self.unknown_fields);
+        let run = sql::finished_run(self.run_id, counters, keys, exit_code, &self.unknown_fields)?;
         self.wire.query(&sql::FINISH_RUN, &run.as_slice())?;
         if keys.save {
             self.save_key(keys.after.as_deref())?;

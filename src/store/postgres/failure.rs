@@ -34,6 +34,12 @@ pub(crate) fn classify(store: &str, error: &postgres::Error) -> Error {
             "the server ended the session (the run never reconnects: what it had not committed was rolled back)",
         );
     }
+    if detail.starts_with("error deserializing column") {
+        return unusable(
+            store,
+            &format!("the store holds a value this binary cannot read ({detail})"),
+        );
+    }
     if detail.contains("password missing") {
         return Error::Config(format!(
             "store {store}: the server asks for a password: give it in a file (mode 0600) with --store-password-file, or in PGPASSWORD"

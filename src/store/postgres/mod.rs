@@ -21,6 +21,7 @@ mod queries;
 mod schema;
 mod sync_errors;
 mod target;
+mod time;
 
 use std::cell::RefCell;
 use std::time::Instant;
@@ -337,6 +338,11 @@ impl<'c> Wire<'c> {
             .map_err(|e| classify(self.label, &e))
     }
 
+    /// The store, as messages name it.
+    pub(super) fn label(&self) -> &'c str {
+        self.label
+    }
+
     /// Statements without parameters, sent as one simple query: one round trip.
     pub(super) fn simple(&mut self, sql: &str) -> Result<(), Error> {
         self.round_trips += 1;
@@ -360,15 +366,4 @@ impl Drop for Wire<'_> {
             let _ = self.client.batch_execute(rollback);
         }
     }
-}
-
-/// A `timestamptz` column read in the store's text form (`YYYY-MM-DDTHH:MM:SS.mmmZ`, as SQLite
-/// holds it), so that both backends give the same bytes.
-pub(super) fn read_time(column: &str) -> String {
-    format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
-}
-
-/// A `timestamptz` value written from an expression in the store's text form.
-pub(super) fn write_time(expression: &str) -> String {
-    format!("({expression})::timestamptz")
 }

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::batch::PgBatch;
 use super::failure::InPg;
-use super::{PgStore, Wire, read_time, write_time};
+use super::{PgStore, Wire, time};
 use crate::error::Error;
 use crate::report::Counters;
 use crate::store::{
@@ -70,14 +70,13 @@ impl Backend for PgStore {
     }
 
     fn record_run(&mut self, run: &RunRecord<'_>) -> Result<(), Error> {
-        let now = Timestamp::now().to_string();
+        let now = Timestamp::now().to_system_time();
+        let started_at = time::sent(run.started_at)?;
         let figures = Counters::NAMES.len();
         let sql = format!(
             "INSERT INTO sync_run (command, started_at, finished_at, key_before, key_after, exit_code, error, {})
-             VALUES ($1, {}, {}, $4, $5, $6, $7, {})",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, {})",
             Counters::NAMES.join(", "),
-            write_time("$2"),
-            write_time("$3"),
             (8..8 + figures).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
         );
         let exit_code = i32::from(run.exit_code);
@@ -89,8 +88,8 @@ impl Backend for PgStore {
             .collect();
         let mut params: Vec<(&(dyn postgres::types::ToSql + Sync), Type)> = vec![
             (&run.command, Type::TEXT),
-            (&run.started_at, Type::TEXT),
-            (&now, Type::TEXT),
+            (&started_at, Type::TIMESTAMPTZ),
+            (&now, Type::TIMESTAMPTZ),
             (&run.key_before, Type::TEXT),
             (&run.key_after, Type::TEXT),
             (&exit_code, Type::INT4),
@@ -102,21 +101,20 @@ impl Backend for PgStore {
 
     fn feed_state(&self) -> Result<Option<FeedState>, Error> {
         let rows = self.read(
-            &format!(
-                "SELECT {}, caught_up <> 0, {}, feed_lag_seconds, runs_behind
-                 FROM sync_run WHERE caught_up IS NOT NULL ORDER BY id DESC LIMIT 1",
-                read_time("finished_at"),
-                read_time("newest_change_at")
-            ),
+            "SELECT finished_at, caught_up <> 0, newest_change_at, feed_lag_seconds, runs_behind
+             FROM sync_run WHERE caught_up IS NOT NULL ORDER BY id DESC LIMIT 1",
             &[],
         )?;
-        Ok(rows.first().map(|row| FeedState {
-            checked_at: row.get(0),
-            caught_up: row.get(1),
-            newest_change_at: row.get(2),
-            feed_lag_seconds: row.get(3),
-            runs_behind: row.get::<_, Option<i64>>(4).unwrap_or(0) as u64,
-        }))
+        let feed = |row: &Row| -> Result<FeedState, postgres::Error> {
+            Ok(FeedState {
+                checked_at: time::read(row, 0)?,
+                caught_up: row.try_get(1)?,
+                newest_change_at: time::read(row, 2)?,
+                feed_lag_seconds: row.try_get(3)?,
+                runs_behind: row.try_get::<_, Option<i64>>(4)?.unwrap_or(0) as u64,
+            })
+        };
+        rows.first().map(feed).transpose().in_pg(&self.label)
     }
 
     fn status(&mut self, runs: usize, error_tickets: usize) -> Result<StatusFigures, Error> {
@@ -153,8 +151,8 @@ impl Backend for PgStore {
     }
 
     fn pagination_state(&self) -> Result<(Option<String>, Option<String>), Error> {
-        let rows = self.read(&pagination_state_sql(), &[])?;
-        Ok((rows[0].get(0), rows[0].get(1)))
+        let rows = self.read(PAGINATION_STATE, &[])?;
+        key_and_time(&rows[0]).in_pg(&self.label)
     }
 
     fn set_pagination_key(
@@ -162,7 +160,7 @@ impl Backend for PgStore {
         command: &str,
         key: Option<&str>,
     ) -> Result<Option<String>, Error> {
-        let now = Timestamp::now().to_string();
+        let now = Timestamp::now().to_system_time();
         let before = self.in_transaction(|wire| {
             let rows = wire.query(
                 "SELECT pagination_key FROM sync_state WHERE id = 1 FOR UPDATE",
@@ -170,21 +168,15 @@ impl Backend for PgStore {
             )?;
             let before: Option<String> = rows[0].get(0);
             wire.query(
-                &format!(
-                    "UPDATE sync_state SET pagination_key = $1, updated_at = {} WHERE id = 1",
-                    write_time("$2")
-                ),
-                &[(&key, Type::TEXT), (&now, Type::TEXT)],
+                "UPDATE sync_state SET pagination_key = $1, updated_at = $2 WHERE id = 1",
+                &[(&key, Type::TEXT), (&now, Type::TIMESTAMPTZ)],
             )?;
             wire.query(
-                &format!(
-                    "INSERT INTO sync_run (command, started_at, finished_at, key_before, key_after, exit_code)
-                     VALUES ($1, {now}, {now}, $3, $4, 0)",
-                    now = write_time("$2")
-                ),
+                "INSERT INTO sync_run (command, started_at, finished_at, key_before, key_after, exit_code)
+                 VALUES ($1, $2, $2, $3, $4, 0)",
                 &[
                     (&command, Type::TEXT),
-                    (&now, Type::TEXT),
+                    (&now, Type::TIMESTAMPTZ),
                     (&before, Type::TEXT),
                     (&key, Type::TEXT),
                 ],
@@ -197,37 +189,33 @@ impl Backend for PgStore {
 
     fn skip_entries(&self) -> Result<Vec<SkipEntry>, Error> {
         let rows = self.read(
-            &format!(
-                "SELECT ticket_number, reason, {} FROM skip_ticket ORDER BY ticket_number COLLATE \"C\"",
-                read_time("added_at")
-            ),
+            "SELECT ticket_number, reason, added_at FROM skip_ticket ORDER BY ticket_number COLLATE \"C\"",
             &[],
         )?;
-        Ok(rows
-            .iter()
-            .map(|row| SkipEntry {
-                ticket_number: row.get(0),
-                reason: row.get(1),
-                added_at: row.get(2),
+        let entry = |row: &Row| -> Result<SkipEntry, postgres::Error> {
+            Ok(SkipEntry {
+                ticket_number: row.try_get(0)?,
+                reason: row.try_get(1)?,
+                added_at: time::read(row, 2)?.unwrap_or_default(),
             })
-            .collect())
+        };
+        rows.iter()
+            .map(entry)
+            .collect::<Result<_, _>>()
+            .in_pg(&self.label)
     }
 
     fn add_skips(&mut self, numbers: &[String], reason: Option<&str>) -> Result<usize, Error> {
-        let now = Timestamp::now().to_string();
-        let sql = format!(
-            "INSERT INTO skip_ticket (ticket_number, reason, added_at)
-             SELECT n, $2, {} FROM unnest($1) WITH ORDINALITY AS u(n, ord) ORDER BY ord
-             ON CONFLICT (ticket_number) DO NOTHING RETURNING 1",
-            write_time("$3")
-        );
+        let now = Timestamp::now().to_system_time();
         self.in_transaction(|wire| {
             let rows = wire.query(
-                &sql,
+                "INSERT INTO skip_ticket (ticket_number, reason, added_at)
+                 SELECT n, $2, $3 FROM unnest($1) WITH ORDINALITY AS u(n, ord) ORDER BY ord
+                 ON CONFLICT (ticket_number) DO NOTHING RETURNING 1",
                 &[
                     (&numbers, Type::TEXT_ARRAY),
                     (&reason, Type::TEXT),
-                    (&now, Type::TEXT),
+                    (&now, Type::TIMESTAMPTZ),
                 ],
             )?;
             Ok(rows.len())
@@ -254,53 +242,50 @@ impl Backend for PgStore {
 
     fn unresolved_errors(&self) -> Result<Vec<SyncErrorEntry>, Error> {
         let rows = self.read(
-            &format!(
-                "SELECT id, ticket_number, reason, {} FROM sync_error
-                 WHERE resolved_at IS NULL ORDER BY id",
-                read_time("first_seen_at")
-            ),
+            "SELECT id, ticket_number, reason, first_seen_at FROM sync_error
+             WHERE resolved_at IS NULL ORDER BY id",
             &[],
         )?;
-        Ok(rows.iter().map(error_entry).collect())
+        rows.iter()
+            .map(error_entry)
+            .collect::<Result<_, _>>()
+            .in_pg(&self.label)
     }
 
     fn sync_error(&self, id: i64) -> Result<Option<SyncErrorDetail>, Error> {
         let rows = self.read(
-            &format!(
-                "SELECT id, ticket_number, reason, {}, payload, {}, resolution
-                 FROM sync_error WHERE id = $1",
-                read_time("first_seen_at"),
-                read_time("resolved_at")
-            ),
+            "SELECT id, ticket_number, reason, first_seen_at, payload, resolved_at, resolution
+             FROM sync_error WHERE id = $1",
             &[(&id, Type::INT8)],
         )?;
-        Ok(rows.first().map(|row| SyncErrorDetail {
-            entry: error_entry(row),
-            payload: row.get(4),
-            resolved_at: row.get(5),
-            resolution: row.get(6),
-        }))
+        let detail = |row: &Row| -> Result<SyncErrorDetail, postgres::Error> {
+            Ok(SyncErrorDetail {
+                entry: error_entry(row)?,
+                payload: row.try_get(4)?,
+                resolved_at: time::read(row, 5)?,
+                resolution: row.try_get(6)?,
+            })
+        };
+        rows.first().map(detail).transpose().in_pg(&self.label)
     }
 
     fn dismiss_errors(&mut self, ids: &[i64], reason: &str) -> Result<(), Error> {
-        let now = Timestamp::now().to_string();
+        let now = Timestamp::now();
         self.in_transaction(|wire| {
             let rows = wire.query(
-                &format!(
-                    "SELECT id, {} FROM sync_error WHERE id = ANY($1)",
-                    read_time("resolved_at")
-                ),
+                "SELECT id, resolved_at FROM sync_error WHERE id = ANY($1)",
                 &[(&ids, Type::INT8_ARRAY)],
             )?;
-            let resolved_at = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
-            check_dismissal(ids, resolved_at, &now)?;
+            let resolved_at = rows
+                .iter()
+                .map(|row| Ok((row.try_get(0)?, time::read(row, 1)?)))
+                .collect::<Result<_, postgres::Error>>()
+                .in_pg(wire.label())?;
+            check_dismissal(ids, resolved_at, &now.to_string())?;
             wire.query(
-                &format!(
-                    "UPDATE sync_error SET resolved_at = {}, resolution = $2 WHERE id = ANY($3)",
-                    write_time("$1")
-                ),
+                "UPDATE sync_error SET resolved_at = $1, resolution = $2 WHERE id = ANY($3)",
                 &[
-                    (&now, Type::TEXT),
+                    (&now.to_system_time(), Type::TIMESTAMPTZ),
                     (&reason, Type::TEXT),
                     (&ids, Type::INT8_ARRAY),
                 ],
@@ -311,25 +296,25 @@ impl Backend for PgStore {
 }
 
 /// A sync error's first four columns: id, ticket number, reason, first seen.
-fn error_entry(row: &Row) -> SyncErrorEntry {
-    SyncErrorEntry {
-        id: row.get(0),
-        ticket_number: row.get(1),
-        reason: row.get(2),
-        first_seen_at: row.get(3),
-    }
+fn error_entry(row: &Row) -> Result<SyncErrorEntry, postgres::Error> {
+    Ok(SyncErrorEntry {
+        id: row.try_get(0)?,
+        ticket_number: row.try_get(1)?,
+        reason: row.try_get(2)?,
+        first_seen_at: time::read(row, 3)?,
+    })
 }
 
-fn pagination_state_sql() -> String {
-    format!(
-        "SELECT pagination_key, {} FROM sync_state WHERE id = 1",
-        read_time("updated_at")
-    )
+const PAGINATION_STATE: &str = "SELECT pagination_key, updated_at FROM sync_state WHERE id = 1";
+
+/// The key and when it was saved, from a row of [`PAGINATION_STATE`].
+fn key_and_time(row: &Row) -> Result<(Option<String>, Option<String>), postgres::Error> {
+    Ok((row.try_get(0)?, time::read(row, 1)?))
 }
 
 fn pagination_state(wire: &mut Wire<'_>) -> Result<(Option<String>, Option<String>), Error> {
-    let rows = wire.query(&pagination_state_sql(), &[])?;
-    Ok((rows[0].get(0), rows[0].get(1)))
+    let rows = wire.query(PAGINATION_STATE, &[])?;
+    key_and_time(&rows[0]).in_pg(wire.label())
 }
 
 /// The latest `limit` runs, newest first, as objects keyed by column name: times as text,
@@ -340,7 +325,7 @@ fn latest_runs(wire: &mut Wire<'_>, limit: usize) -> Result<Vec<Map<String, Valu
         .chain(&Counters::NAMES)
         .chain(&RUN_TAIL)
         .map(|&c| match c {
-            c if c.ends_with("_at") => format!("{} AS {c}", read_time(c)),
+            c if c.ends_with("_at") => c.to_owned(),
             "command" | "key_before" | "key_after" | "error" | "unknown_fields"
             | "feed_lag_seconds" => c.to_owned(),
             c => format!("{c}::bigint AS {c}"),
@@ -353,19 +338,19 @@ fn latest_runs(wire: &mut Wire<'_>, limit: usize) -> Result<Vec<Map<String, Valu
         ),
         &[(&(limit as i64), Type::INT8)],
     )?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let mut object = Map::new();
-            for (index, column) in row.columns().iter().enumerate() {
-                let value = match *column.type_() {
-                    Type::INT8 => row.get::<_, Option<i64>>(index).map(Value::from),
-                    Type::FLOAT8 => row.get::<_, Option<f64>>(index).map(Value::from),
-                    _ => row.get::<_, Option<String>>(index).map(Value::from),
-                };
-                object.insert(column.name().to_owned(), value.unwrap_or(Value::Null));
-            }
-            object
-        })
-        .collect())
+    let run = |row: &Row| -> Result<Map<String, Value>, postgres::Error> {
+        let mut object = Map::new();
+        for (index, column) in row.columns().iter().enumerate() {
+            let value = match *column.type_() {
+                Type::INT8 => row.try_get::<_, Option<i64>>(index)?.map(Value::from),
+                Type::FLOAT8 => row.try_get::<_, Option<f64>>(index)?.map(Value::from),
+                Type::TIMESTAMPTZ => time::read(row, index)?.map(Value::from),
+                _ => row.try_get::<_, Option<String>>(index)?.map(Value::from),
+            };
+            object.insert(column.name().to_owned(), value.unwrap_or(Value::Null));
+        }
+        Ok(object)
+    };
+    let label = wire.label();
+    rows.iter().map(run).collect::<Result<_, _>>().in_pg(label)
 }

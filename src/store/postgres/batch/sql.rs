@@ -3,13 +3,15 @@
 //! rows take ids from a sequence, so that they get them in the batch's order, as in SQLite).
 
 use std::sync::LazyLock;
+use std::time::SystemTime;
 
 use postgres::Row;
 use postgres::types::{ToSql, Type};
 
 use super::super::buffer::{BatchBuffer, SET_ONCE};
 use super::super::sync_errors::ErrorBook;
-use super::super::{read_time, write_time};
+use super::super::time;
+use crate::error::Error;
 use crate::feedback::Spectator;
 use crate::feedback::TicketRecord;
 use crate::feedback::contacts::LineStatus;
@@ -40,8 +42,16 @@ impl Params {
         self.with(values, Type::INT2_ARRAY)
     }
 
-    fn time(self, now: &str) -> Params {
-        self.with(now.to_owned(), Type::TEXT)
+    /// Times in the store's text form, sent as a `timestamptz` array.
+    fn times<'a>(self, values: impl Iterator<Item = Option<&'a str>>) -> Result<Params, Error> {
+        let values: Vec<Option<SystemTime>> = values
+            .map(|v| v.map(time::sent).transpose())
+            .collect::<Result<_, _>>()?;
+        Ok(self.with(values, Type::TIMESTAMPTZ_ARRAY))
+    }
+
+    fn at(self, time: SystemTime) -> Params {
+        self.with(time, Type::TIMESTAMPTZ)
     }
 
     pub fn as_slice(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
@@ -52,8 +62,9 @@ impl Params {
     }
 }
 
-/// The text columns of `ticket`, in the order of [`ticket_texts`] and [`record_from_row`];
-/// `cultural_contact_id` follows them. Those ending in `_at` are `timestamptz`.
+/// The columns of `ticket` a record holds as text, in the order of [`ticket_texts`] and
+/// [`record_from_row`]; `cultural_contact_id` follows them. Those ending in `_at` are
+/// `timestamptz`, sent and read in binary (see [`time`]).
 const TICKET_TEXTS: [&str; 36] = [
     "ticket_number",
     "tixngo_ticket_id",
@@ -140,7 +151,10 @@ fn ticket_texts(r: &TicketRecord) -> [Option<&str>; 36] {
 }
 
 pub(crate) fn record_from_row(row: &Row) -> Result<TicketRecord, postgres::Error> {
-    let text = |i: usize| row.try_get::<_, Option<String>>(i);
+    let text = |i: usize| match is_time(TICKET_TEXTS[i]) {
+        true => time::read(row, i),
+        false => row.try_get::<_, Option<String>>(i),
+    };
     Ok(TicketRecord {
         ticket_number: row.try_get(0)?,
         tixngo_ticket_id: text(1)?,
@@ -188,18 +202,9 @@ fn ticket_columns() -> impl Iterator<Item = &'static str> {
 }
 
 pub(crate) static SELECT_TICKETS: LazyLock<String> = LazyLock::new(|| {
-    let columns: Vec<String> = ticket_columns()
-        .map(|c| {
-            if is_time(c) {
-                read_time(c)
-            } else {
-                c.to_owned()
-            }
-        })
-        .collect();
     format!(
         "SELECT {} FROM ticket WHERE ticket_number = ANY($1)",
-        columns.join(", ")
+        ticket_columns().collect::<Vec<_>>().join(", ")
     )
 });
 
@@ -208,16 +213,6 @@ pub(crate) static UPSERT_TICKETS: LazyLock<String> = LazyLock::new(|| {
     let count = TICKET_TEXTS.len() + 1;
     let arrays: Vec<String> = (1..=count).map(|i| format!("${i}")).collect();
     let aliases: Vec<String> = (1..=count).map(|i| format!("c{i}")).collect();
-    let values: Vec<String> = ticket_columns()
-        .zip(&aliases)
-        .map(|(c, alias)| {
-            if is_time(c) {
-                write_time(alias)
-            } else {
-                alias.clone()
-            }
-        })
-        .collect();
     let updates: Vec<String> = ticket_columns()
         .filter(|c| !SET_ONCE.contains(c))
         .map(|c| format!("{c} = EXCLUDED.{c}"))
@@ -226,45 +221,46 @@ pub(crate) static UPSERT_TICKETS: LazyLock<String> = LazyLock::new(|| {
         "INSERT INTO ticket ({}) SELECT {} FROM unnest({}) AS u({})
          ON CONFLICT (ticket_number) DO UPDATE SET {}",
         ticket_columns().collect::<Vec<_>>().join(", "),
-        values.join(", "),
+        aliases.join(", "),
         arrays.join(", "),
         aliases.join(", "),
         updates.join(", ")
     )
 });
 
-pub fn tickets(buffer: &BatchBuffer, real: &dyn Fn(i64) -> i64) -> Params {
+pub fn tickets(buffer: &BatchBuffer, real: &dyn Fn(i64) -> i64) -> Result<Params, Error> {
     let rows: Vec<&TicketRecord> = buffer.written_tickets().collect();
     let texts: Vec<[Option<&str>; 36]> = rows.iter().map(|r| ticket_texts(r)).collect();
-    let params = (0..TICKET_TEXTS.len()).fold(Params::default(), |params, column| {
-        params.texts(texts.iter().map(|row| row[column]))
-    });
-    params.ids(rows.iter().map(|r| r.cultural_contact_id.map(real)))
+    let params = TICKET_TEXTS.iter().enumerate().try_fold(
+        Params::default(),
+        |params, (index, column)| {
+            let values = texts.iter().map(|row| row[index]);
+            match is_time(column) {
+                true => params.times(values),
+                false => Ok(params.texts(values)),
+            }
+        },
+    )?;
+    Ok(params.ids(rows.iter().map(|r| r.cultural_contact_id.map(real))))
 }
 
-pub(crate) static INSERT_HISTORY: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "INSERT INTO ticket_history (ticket_number, mobile_status, owner_email, holder_first_name,
-            holder_last_name, tixngo_updated_at, run_id, recorded_at)
-         SELECT n, s, e, f, l, {}, $7, {}
-         FROM unnest($1, $2, $3, $4, $5, $6) WITH ORDINALITY AS u(n, s, e, f, l, t, ord)
-         ORDER BY ord",
-        write_time("t"),
-        write_time("$8")
-    )
-});
+pub(crate) const INSERT_HISTORY: &str = "INSERT INTO ticket_history (ticket_number, mobile_status,
+        owner_email, holder_first_name, holder_last_name, tixngo_updated_at, run_id, recorded_at)
+     SELECT n, s, e, f, l, t, $7, $8
+     FROM unnest($1, $2, $3, $4, $5, $6) WITH ORDINALITY AS u(n, s, e, f, l, t, ord)
+     ORDER BY ord";
 
-pub fn history(buffer: &BatchBuffer, run_id: i64, now: &str) -> Params {
+pub fn history(buffer: &BatchBuffer, run_id: i64, now: SystemTime) -> Result<Params, Error> {
     let rows = buffer.history();
-    Params::default()
+    Ok(Params::default()
         .texts(rows.iter().map(|h| Some(h.ticket_number.as_str())))
         .texts(rows.iter().map(|h| Some(h.mobile_status.as_str())))
         .texts(rows.iter().map(|h| h.owner_email.as_deref()))
         .texts(rows.iter().map(|h| h.holder_first_name.as_deref()))
         .texts(rows.iter().map(|h| h.holder_last_name.as_deref()))
-        .texts(rows.iter().map(|h| h.tixngo_updated_at.as_deref()))
+        .times(rows.iter().map(|h| h.tixngo_updated_at.as_deref()))?
         .with(run_id, Type::INT8)
-        .time(now)
+        .at(now))
 }
 
 /// The contact columns copied from `spectatorDetails`, from `title` to `language`.
@@ -322,13 +318,12 @@ pub(crate) static INSERT_CONTACTS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO contact (id, email, {DETAILS}, temporary, has_internet_account, kind,
             created_at, updated_at)
-         SELECT u.*, 'individual', {now}, {now} FROM unnest({}) AS u",
-        arrays.join(", "),
-        now = write_time("$16")
+         SELECT u.*, 'individual', $16, $16 FROM unnest({}) AS u",
+        arrays.join(", ")
     )
 });
 
-pub(crate) fn new_contacts(buffer: &BatchBuffer, ids: &[i64], now: &str) -> Params {
+pub(crate) fn new_contacts(buffer: &BatchBuffer, ids: &[i64], now: SystemTime) -> Params {
     let contacts = &buffer.new_contacts;
     let spectators: Vec<Option<&Spectator>> = contacts.iter().map(|c| c.details.as_ref()).collect();
     let params = Params::default()
@@ -337,7 +332,7 @@ pub(crate) fn new_contacts(buffer: &BatchBuffer, ids: &[i64], now: &str) -> Para
     details(params, &spectators)
         .flags(spectators.iter().map(|s| Some(s.is_none())))
         .flags(spectators.iter().map(|s| Some(s.is_some())))
-        .time(now)
+        .at(now)
 }
 
 pub(crate) static UPGRADE_CONTACTS: LazyLock<String> = LazyLock::new(|| {
@@ -347,85 +342,69 @@ pub(crate) static UPGRADE_CONTACTS: LazyLock<String> = LazyLock::new(|| {
         .map(|c| format!("{0} = u.{0}", c.trim()))
         .collect();
     format!(
-        "UPDATE contact c SET {}, temporary = 0, has_internet_account = 1, updated_at = {}
+        "UPDATE contact c SET {}, temporary = 0, has_internet_account = 1, updated_at = $13
          FROM unnest({}) AS u(id, {DETAILS})
          WHERE c.id = u.id AND c.temporary = 1",
         sets.join(", "),
-        write_time("$13"),
         arrays.join(", ")
     )
 });
 
-pub fn upgrades(buffer: &BatchBuffer, now: &str) -> Params {
+pub fn upgrades(buffer: &BatchBuffer, now: SystemTime) -> Params {
     let upgrades = &buffer.upgrades;
     let spectators: Vec<Option<&Spectator>> = upgrades.iter().map(|(_, s)| Some(s)).collect();
     let params = Params::default().ids(upgrades.iter().map(|(id, _)| Some(*id)));
-    details(params, &spectators).time(now)
+    details(params, &spectators).at(now)
 }
 
-pub(crate) static INSERT_LINES: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "INSERT INTO distribution (ticket_number, old_contact_id, new_contact_id, action, status,
-            created_at, updated_at, run_id, operator_login, ticket_state, date_time)
-         SELECT t, o, n, 'DISTRIBUTE', s, {now}, {now}, $9, login, state, {}
-         FROM unnest($1, $2, $3, $4, $5, $6, $7) WITH ORDINALITY
-             AS u(t, o, n, s, login, state, dt, ord)
-         ORDER BY ord",
-        write_time("dt"),
-        now = write_time("$8")
-    )
-});
+pub(crate) const INSERT_LINES: &str = "INSERT INTO distribution (ticket_number, old_contact_id,
+        new_contact_id, action, status, created_at, updated_at, run_id, operator_login,
+        ticket_state, date_time)
+     SELECT t, o, n, 'DISTRIBUTE', s, $8, $8, $9, login, state, dt
+     FROM unnest($1, $2, $3, $4, $5, $6, $7) WITH ORDINALITY
+         AS u(t, o, n, s, login, state, dt, ord)
+     ORDER BY ord";
 
 pub(crate) fn new_lines(
     buffer: &BatchBuffer,
     real: &dyn Fn(i64) -> i64,
     run_id: i64,
-    now: &str,
-) -> Params {
+    now: SystemTime,
+) -> Result<Params, Error> {
     let lines = &buffer.new_lines;
-    Params::default()
+    Ok(Params::default()
         .texts(lines.iter().map(|l| Some(l.ticket_number.as_str())))
         .ids(lines.iter().map(|l| l.old_contact_id.map(real)))
         .ids(lines.iter().map(|l| Some(real(l.new_contact_id))))
         .texts(lines.iter().map(|l| Some(l.status.as_str())))
         .texts(lines.iter().map(|l| Some(l.operator_login.as_str())))
         .texts(lines.iter().map(|l| l.ticket_state.as_deref()))
-        .texts(lines.iter().map(|l| Some(l.date_time.as_str())))
-        .time(now)
-        .with(run_id, Type::INT8)
+        .times(lines.iter().map(|l| Some(l.date_time.as_str())))?
+        .at(now)
+        .with(run_id, Type::INT8))
 }
 
-pub(crate) static UPDATE_LINES: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "UPDATE distribution d SET status = u.s, updated_at = {}
-         FROM unnest($1, $2) AS u(id, s) WHERE d.id = u.id",
-        write_time("$3")
-    )
-});
+pub(crate) const UPDATE_LINES: &str = "UPDATE distribution d SET status = u.s, updated_at = $3
+     FROM unnest($1, $2) AS u(id, s) WHERE d.id = u.id";
 
-pub(crate) fn line_statuses(buffer: &BatchBuffer, now: &str) -> Params {
+pub(crate) fn line_statuses(buffer: &BatchBuffer, now: SystemTime) -> Params {
     let changes = &buffer.line_statuses;
     Params::default()
         .ids(changes.iter().map(|(id, _)| Some(*id)))
         .texts(changes.iter().map(|(_, s)| Some(LineStatus::as_str(*s))))
-        .time(now)
+        .at(now)
 }
 
 /// A refreshed error moves to this run and takes the new reason (and, for a numbered ticket,
 /// the new payload); a resolved one takes the batch's time.
-pub(crate) static UPDATE_ERRORS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "UPDATE sync_error e SET
-            run_id = CASE WHEN u.reason IS NULL THEN e.run_id ELSE $5 END,
-            reason = coalesce(u.reason, e.reason),
-            payload = coalesce(u.payload, e.payload),
-            resolved_at = CASE WHEN u.resolve THEN {} ELSE e.resolved_at END
-         FROM unnest($1, $2, $3, $4) AS u(id, reason, payload, resolve) WHERE e.id = u.id",
-        write_time("$6")
-    )
-});
+pub(crate) const UPDATE_ERRORS: &str = "UPDATE sync_error e SET
+        run_id = CASE WHEN u.reason IS NULL THEN e.run_id ELSE $5 END,
+        reason = coalesce(u.reason, e.reason),
+        payload = coalesce(u.payload, e.payload),
+        resolved_at = CASE WHEN u.resolve THEN $6 ELSE e.resolved_at END
+     FROM unnest($1, $2, $3, $4) AS u(id, reason, payload, resolve) WHERE e.id = u.id";
 
-pub(crate) fn changed_errors(book: &ErrorBook, run_id: i64, now: &str) -> Params {
+pub(crate) fn changed_errors(book: &ErrorBook, run_id: i64, now: SystemTime) -> Params {
     let rows: Vec<_> = book.changed_rows().collect();
     Params::default()
         .ids(rows.iter().map(|r| r.id))
@@ -441,20 +420,16 @@ pub(crate) fn changed_errors(book: &ErrorBook, run_id: i64, now: &str) -> Params
             Type::BOOL_ARRAY,
         )
         .with(run_id, Type::INT8)
-        .time(now)
+        .at(now)
 }
 
-pub(crate) static INSERT_ERRORS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "INSERT INTO sync_error (run_id, ticket_number, reason, payload, resolved_at)
-         SELECT $5, n, r, p, CASE WHEN res THEN {} END
-         FROM unnest($1, $2, $3, $4) WITH ORDINALITY AS u(n, r, p, res, ord)
-         ORDER BY ord",
-        write_time("$6")
-    )
-});
+pub(crate) const INSERT_ERRORS: &str = "INSERT INTO sync_error (run_id, ticket_number, reason,
+        payload, resolved_at)
+     SELECT $5, n, r, p, CASE WHEN res THEN $6 END
+     FROM unnest($1, $2, $3, $4) WITH ORDINALITY AS u(n, r, p, res, ord)
+     ORDER BY ord";
 
-pub(crate) fn new_errors(book: &ErrorBook, run_id: i64, now: &str) -> Params {
+pub(crate) fn new_errors(book: &ErrorBook, run_id: i64, now: SystemTime) -> Params {
     let rows: Vec<_> = book.new_rows().collect();
     Params::default()
         .texts(rows.iter().map(|r| r.ticket_number.as_deref()))
@@ -465,7 +440,7 @@ pub(crate) fn new_errors(book: &ErrorBook, run_id: i64, now: &str) -> Params {
             Type::BOOL_ARRAY,
         )
         .with(run_id, Type::INT8)
-        .time(now)
+        .at(now)
 }
 
 /// The run row's end: its counters, exit code and key, where a live batch left the feed, the
@@ -478,14 +453,13 @@ pub(crate) static FINISH_RUN: LazyLock<String> = LazyLock::new(|| {
         .collect();
     let next = Counters::NAMES.len() + 4;
     format!(
-        "UPDATE sync_run SET finished_at = {}, key_after = $2, exit_code = $3, {},
-            caught_up = ${}, newest_change_at = {}, feed_lag_seconds = ${}, runs_behind = ${},
+        "UPDATE sync_run SET finished_at = $1, key_after = $2, exit_code = $3, {},
+            caught_up = ${}, newest_change_at = ${}, feed_lag_seconds = ${}, runs_behind = ${},
             unknown_fields = ${}
          WHERE id = ${}",
-        write_time("$1"),
         figures.join(", "),
         next,
-        write_time(&format!("${}", next + 1)),
+        next + 1,
         next + 2,
         next + 3,
         next + 4,
@@ -499,22 +473,26 @@ pub(crate) fn finished_run(
     keys: &KeyCommit,
     exit_code: u8,
     unknown_fields: &Option<String>,
-) -> Params {
+) -> Result<Params, Error> {
     let feed = keys.feed.as_ref();
+    let newest_change_at = feed
+        .and_then(|f| f.newest_change_at.as_deref())
+        .map(time::sent)
+        .transpose()?;
     let params = Params::default()
-        .time(&crate::timestamp::Timestamp::now().to_string())
+        .at(crate::timestamp::Timestamp::now().to_system_time())
         .with(keys.after.clone(), Type::TEXT)
         .with(i32::from(exit_code), Type::INT4);
-    counters
+    Ok(counters
         .values()
         .into_iter()
         .fold(params, |params, value| {
             params.with(value as i64, Type::INT8)
         })
         .with(feed.map(|f| i16::from(f.caught_up)), Type::INT2)
-        .with(feed.and_then(|f| f.newest_change_at.clone()), Type::TEXT)
+        .with(newest_change_at, Type::TIMESTAMPTZ)
         .with(feed.and_then(|f| f.feed_lag_seconds), Type::FLOAT8)
         .with(feed.map(|f| f.runs_behind as i64), Type::INT8)
         .with(unknown_fields.clone(), Type::TEXT)
-        .with(run_id, Type::INT8)
+        .with(run_id, Type::INT8))
 }
