@@ -575,3 +575,16 @@ fn a_stored_time_the_store_form_cannot_show_is_refused_not_read_as_another() {
         .stderr_has("outside the years 0000 to 9999")
         .run();
 }
+
+/// A `schema_version` table emptied by hand is named as what is wrong (74), for a run and for a
+/// read alike, not taken for an unreachable server.
+#[test]
+fn an_emptied_schema_version_table_is_named() {
+    let Some(env) = Env::postgres() else { return };
+    let sim = Simulator::start(Feed::generate(5, 10), API_KEY);
+    env.sync(&sim).run();
+    env.execute("DELETE FROM schema_version");
+    let says = "the schema_version table holds 0 rows instead of one";
+    env.sync(&sim).code(74).stderr_has(says).run();
+    env.cmd(&["status"]).code(74).stderr_has(says).run();
+}

@@ -9,6 +9,7 @@
 //! 'advisory'`, `objsubid = 1`, `classid` = the key's high 32 bits, `objid` = its low 32 bits.
 
 use postgres::Client;
+use postgres::types::Type;
 
 use super::failure::InPg;
 use crate::error::Error;
@@ -28,8 +29,8 @@ pub fn lock_key(schema: &str) -> i64 {
 pub(super) fn acquire(client: &mut Client, store: &str, schema: &str) -> Result<(), Error> {
     let key = lock_key(schema);
     let taken: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-        .in_pg(store)?
+        .query_typed("SELECT pg_try_advisory_lock($1)", &[(&key, Type::INT8)])
+        .in_pg(store)?[0]
         .get(0);
     if taken {
         log::info!("store {store}: lock taken (advisory lock {key})");

@@ -159,26 +159,32 @@ impl PgStore {
     }
 
     /// The schema's version; `None` when the schema has no version table (or does not exist).
+    /// Every run asks, so each statement goes with its types: one round trip, no prepare.
     fn schema_version(&mut self) -> Result<Option<i64>, Error> {
-        let versioned: bool = self
-            .client
-            .get_mut()
-            .query_one(
+        let client = self.client.get_mut();
+        let versioned: bool = client
+            .query_typed(
                 "SELECT to_regclass(format('%I.schema_version', $1::text)) IS NOT NULL",
-                &[&self.schema],
+                &[(&self.schema, Type::TEXT)],
             )
-            .in_pg(&self.label)?
+            .in_pg(&self.label)?[0]
             .get(0);
         if !versioned {
             return Ok(None);
         }
-        let version: i32 = self
-            .client
-            .get_mut()
-            .query_one("SELECT version FROM schema_version", &[])
-            .in_pg(&self.label)?
-            .get(0);
-        Ok(Some(i64::from(version)))
+        let rows = client
+            .query_typed("SELECT version FROM schema_version", &[])
+            .in_pg(&self.label)?;
+        match rows.as_slice() {
+            [row] => Ok(Some(i64::from(row.get::<_, i32>(0)))),
+            _ => Err(unusable(
+                &self.label,
+                &format!(
+                    "the schema_version table holds {} rows instead of one: restore its row",
+                    rows.len()
+                ),
+            )),
+        }
     }
 
     fn too_new(&self, found: i64) -> Error {

@@ -124,14 +124,16 @@ impl Backend for PgStore {
                 wire.simple("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
             }
             let (pagination_key, pagination_key_saved_at) = pagination_state(wire)?;
-            let mut count = |sql: &str| -> Result<u64, Error> {
-                Ok(wire.query(sql, &[])?[0].get::<_, i64>(0) as u64)
-            };
-            let skip_count = count("SELECT count(*) FROM skip_ticket")?;
-            let unresolved_errors =
-                count("SELECT count(*) FROM sync_error WHERE resolved_at IS NULL")?;
-            let tickets = count("SELECT count(*) FROM ticket")?;
-            let contacts = count("SELECT count(*) FROM contact")?;
+            let counts = wire.query(
+                "SELECT (SELECT count(*) FROM skip_ticket),
+                        (SELECT count(*) FROM sync_error WHERE resolved_at IS NULL),
+                        (SELECT count(*) FROM ticket),
+                        (SELECT count(*) FROM contact)",
+                &[],
+            )?;
+            let count = |column: usize| counts[0].get::<_, i64>(column) as u64;
+            let (skip_count, unresolved_errors) = (count(0), count(1));
+            let (tickets, contacts) = (count(2), count(3));
             let error_tickets = wire.query(
                 "SELECT coalesce(ticket_number, '(unreadable)') FROM sync_error
                  WHERE resolved_at IS NULL ORDER BY id LIMIT $1",
