@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::support::crash_test::CrashSettings;
 use crate::support::{self, API_KEY, Env, Fault, Feed, Simulator, dump, ticket};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tixngo-feedback");
@@ -509,16 +510,13 @@ fn kill_9_during_a_large_batch_leaves_all_or_nothing_in_postgresql() {
     if !pg_pass() {
         return;
     }
-    let iterations: usize = std::env::var("CRASH_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(8);
-    let seed: u64 = std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    eprintln!("PostgreSQL crash test: {iterations} iterations, CRASH_SEED={seed}");
-    let mut rng = fastrand::Rng::with_seed(seed);
+    let settings = CrashSettings::from_env(8);
+    let iterations = settings.iterations;
+    eprintln!(
+        "PostgreSQL crash test: {iterations} iterations, CRASH_SEED={}",
+        settings.seed
+    );
+    let mut rng = settings.rng();
     let sim = Simulator::start(Feed::generate(11, 2_000), API_KEY);
     assert!(
         sim.feed().len() > BASE_EVENTS + BATCH,

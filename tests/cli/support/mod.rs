@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod crash_test;
 pub mod dump;
 pub mod pg;
 
