@@ -70,11 +70,30 @@ fn round_trips(store: &Store) -> u32 {
     }
 }
 
+/// The key a batch's page was fetched with: what its compare-and-set expects to find stored.
+#[derive(Clone, Copy)]
+enum FetchedWith<'a> {
+    /// The stored key, read first, as a run's first batch does.
+    StoredKey,
+    /// The key the run saved last, not read again, as its later batches do.
+    Key(Option<&'a str>),
+}
+use FetchedWith::{Key, StoredKey};
+
 /// Applies one diff document as a live batch that saves its next key.
-fn apply(store: &mut Store, body: &str, dry_run: bool) -> Result<Counters, Error> {
+fn apply(
+    store: &mut Store,
+    body: &str,
+    fetched_with: FetchedWith,
+    dry_run: bool,
+) -> Result<Counters, Error> {
     let page = read_page(body.as_bytes()).expect("a diff document");
+    let before = match fetched_with {
+        StoredKey => store.pagination_key()?,
+        Key(key) => key.map(str::to_owned),
+    };
     let keys = KeyCommit {
-        before: store.pagination_key()?,
+        before,
         after: page.next_page_key.clone(),
         save: true,
         feed: None,
@@ -284,8 +303,8 @@ impl Pair {
         let mut sqlite = Store::open(&path, None).unwrap();
         let (mut postgres, reader) = pg_store(cluster, false);
         for body in pages {
-            let in_sqlite = apply(&mut sqlite, &body, false).unwrap();
-            let in_postgres = apply(&mut postgres, &body, false).unwrap();
+            let in_sqlite = apply(&mut sqlite, &body, StoredKey, false).unwrap();
+            let in_postgres = apply(&mut postgres, &body, StoredKey, false).unwrap();
             assert_eq!(in_postgres, in_sqlite);
         }
         Pair {
@@ -399,7 +418,7 @@ fn a_batch_applies_its_own_changes_in_order_before_writing_them_once() {
     let Some(cluster) = pg::cluster() else { return };
     let (mut store, mut reader) = pg_store(cluster, false);
     let first = &story_pages()[0];
-    apply(&mut store, first, false).unwrap();
+    apply(&mut store, first, StoredKey, false).unwrap();
     // T1 three times changed, then the same state again: one row, three history rows.
     assert_eq!(
         texts(
@@ -460,7 +479,7 @@ fn a_batch_of_a_thousand_tickets_costs_at_most_twenty_round_trips() {
     let (mut store, _reader) = pg_store(cluster, false);
     let feed = Feed::generate(3, 2_000);
     for (batch, body) in feed_pages(&feed, 1_000).iter().take(3).enumerate() {
-        let counters = apply(&mut store, body, false).unwrap();
+        let counters = apply(&mut store, body, StoredKey, false).unwrap();
         assert_eq!(counters.fetched, 1_000);
         let cost = round_trips(&store);
         eprintln!("batch {batch}: 1 000 tickets in {cost} round trips");
@@ -469,7 +488,10 @@ fn a_batch_of_a_thousand_tickets_costs_at_most_twenty_round_trips() {
     // A larger page costs the same round trips: it is read ahead in one go, not per thousand.
     let feed = Feed::generate(4, 3_000);
     let page = &feed_pages(&feed, 2_500)[0];
-    assert_eq!(apply(&mut store, page, false).unwrap().fetched, 2_500);
+    assert_eq!(
+        apply(&mut store, page, StoredKey, false).unwrap().fetched,
+        2_500
+    );
     let cost = round_trips(&store);
     assert!(cost <= 20, "2 500 tickets: {cost} round trips");
 }
@@ -481,8 +503,8 @@ fn a_run_whose_key_another_run_moved_exits_75_and_commits_nothing() {
     let pages = story_pages();
     // The run reads the key once; each batch it commits then fences on the key it saved.
     assert_eq!(store.pagination_key().unwrap(), None);
-    apply_saving(&mut store, &pages[0], None).unwrap();
-    apply_saving(&mut store, &pages[0], Some("k1")).unwrap();
+    apply(&mut store, &pages[0], Key(None), false).unwrap();
+    apply(&mut store, &pages[0], Key(Some("k1")), false).unwrap();
     let before = texts(
         &mut reader,
         "SELECT (SELECT count(*) FROM sync_run)::text, (SELECT count(*) FROM ticket)::text",
@@ -491,7 +513,7 @@ fn a_run_whose_key_another_run_moved_exits_75_and_commits_nothing() {
     reader
         .batch_execute("UPDATE sync_state SET pagination_key = 'moved'")
         .unwrap();
-    let error = apply_saving(&mut store, &pages[1], Some("k1")).unwrap_err();
+    let error = apply(&mut store, &pages[1], Key(Some("k1")), false).unwrap_err();
     assert_eq!(error.exit_code().code(), 75, "{error}");
     assert!(error.to_string().contains("lost its lock"), "{error}");
     let after = texts(
@@ -505,34 +527,13 @@ fn a_run_whose_key_another_run_moved_exits_75_and_commits_nothing() {
     );
 }
 
-/// Applies a page fetched with `before` as a live batch that saves its next key, without
-/// reading the stored key first (as a run's later batches do).
-fn apply_saving(store: &mut Store, body: &str, before: Option<&str>) -> Result<Counters, Error> {
-    let page = read_page(body.as_bytes()).unwrap();
-    let keys = KeyCommit {
-        before: before.map(str::to_owned),
-        after: page.next_page_key.clone(),
-        save: true,
-        feed: None,
-    };
-    let tickets = page.tickets.into_iter().map(|t| Ok(Incoming::from(t)));
-    apply_page(
-        store,
-        "sync",
-        tickets,
-        &keys,
-        &policy(false),
-        &mut RunNotes::new(false),
-    )
-}
-
 #[test]
 fn a_dry_run_sees_its_own_batches_and_commits_nothing() {
     let Some(cluster) = pg::cluster() else { return };
     let (mut store, mut reader) = pg_store(cluster, true);
     let body = &story_pages()[0];
-    let first = apply(&mut store, body, true).unwrap();
-    let again = apply(&mut store, body, true).unwrap();
+    let first = apply(&mut store, body, StoredKey, true).unwrap();
+    let again = apply(&mut store, body, StoredKey, true).unwrap();
     // The second batch reads what the first left in the run's transaction: nothing to store.
     assert!(first.stored > 0);
     assert_eq!((again.stored, again.failed), (0, first.failed));
@@ -754,17 +755,17 @@ fn a_session_lost_mid_run_fails_it_74_and_a_lock_wait_75_without_sql_or_data() {
     let Some(cluster) = pg::cluster() else { return };
     let (mut store, mut reader) = pg_store(cluster, false);
     let pages = story_pages();
-    apply(&mut store, &pages[0], false).unwrap();
+    apply(&mut store, &pages[0], StoredKey, false).unwrap();
     // Another session holds the ticket table past the store's lock_timeout.
     let mut holder = reader.transaction().unwrap();
     holder
         .batch_execute("LOCK TABLE ticket IN ACCESS EXCLUSIVE MODE")
         .unwrap();
-    let waited = apply(&mut store, &pages[1], false).unwrap_err();
+    let waited = apply(&mut store, &pages[1], StoredKey, false).unwrap_err();
     holder.rollback().unwrap();
     assert_eq!(waited.exit_code().code(), 75, "{waited}");
     terminate_store_session(&mut reader);
-    let lost = apply(&mut store, &pages[1], false).unwrap_err();
+    let lost = apply(&mut store, &pages[1], StoredKey, false).unwrap_err();
     assert_eq!(lost.exit_code().code(), 74, "{lost}");
     for error in [&waited, &lost] {
         let message = error.to_string();
