@@ -13,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
+use support::crash_test::CrashSettings;
 use support::{API_KEY, Env, Feed, Simulator, dump};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tixngo-feedback");
@@ -133,19 +134,14 @@ fn kill_9_during_a_large_batch_leaves_all_or_nothing_and_a_rerun_converges() {
     ) {
         return;
     }
-    let iterations: usize = std::env::var("CRASH_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
-    let seed: u64 = std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
+    let settings = CrashSettings::from_env(20);
+    let iterations = settings.iterations;
     eprintln!(
-        "crash test: {iterations} (+{}) iterations, CRASH_SEED={seed}",
-        iterations / 4
+        "crash test: {iterations} (+{}) iterations, CRASH_SEED={}",
+        iterations / 4,
+        settings.seed
     );
-    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut rng = settings.rng();
 
     let sim = Simulator::start(Feed::generate(11, 4_000), API_KEY);
     assert!(

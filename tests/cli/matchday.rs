@@ -84,6 +84,8 @@ fn drain_starts_no_batch_the_deadline_leaves_no_time_for() {
     let summary = env
         .sync(&sim)
         .args(&["--batch-size", "20", "--drain", "--timeout", "2"])
+        // What fits follows from the 2 s: no slack for the store's login.
+        .exact_timeout()
         .json();
     assert_eq!(summary["exit_code"], 0);
     assert_eq!(summary["batches"], 1);

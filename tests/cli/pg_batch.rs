@@ -4,7 +4,6 @@
 //! key's compare-and-set fences a run that lost its lock; a dry run commits nothing.
 
 use std::collections::HashSet;
-use std::path::Path;
 
 use serde_json::{Value, json};
 use tixngo_feedback::engine::{Incoming, apply_page};
@@ -17,7 +16,7 @@ use tixngo_feedback::store::{FeedState, KeyCommit, RunRecord, Store};
 use tixngo_feedback::tixngo::wire::{PageTicket, read_page};
 use tixngo_sim::Feed;
 
-use crate::support::{self, pg};
+use crate::support::{self, Env, dump, pg};
 
 const ANN: &str = "ann@example.org";
 const BOB: &str = "Bob@Example.org ";
@@ -33,9 +32,8 @@ fn policy(dry_run: bool) -> MappingPolicy {
     }
 }
 
-/// A PostgreSQL store on a new schema, and a session of the test's own on that schema.
-fn pg_store(cluster: &pg::Cluster, dry_run: bool) -> (Store, postgres::Client) {
-    let schema = cluster.schema();
+/// A PostgreSQL store on `schema`, new, and a session of the test's own on that schema.
+fn pg_store(cluster: &pg::Cluster, schema: &str, dry_run: bool) -> (Store, postgres::Client) {
     let mut client = cluster.admin();
     client
         .batch_execute(&format!(
@@ -43,7 +41,7 @@ fn pg_store(cluster: &pg::Cluster, dry_run: bool) -> (Store, postgres::Client) {
              SET application_name = {schema}; SET lock_timeout = '200ms'"
         ))
         .unwrap();
-    let store = PgStore::from_client(client, &schema, dry_run).expect("the store opens");
+    let store = PgStore::from_client(client, schema, dry_run).expect("the store opens");
     let mut reader = cluster.admin();
     reader
         .batch_execute(&format!("SET search_path TO {schema}"))
@@ -70,11 +68,30 @@ fn round_trips(store: &Store) -> u32 {
     }
 }
 
+/// The key a batch's page was fetched with: what its compare-and-set expects to find stored.
+#[derive(Clone, Copy)]
+enum FetchedWith<'a> {
+    /// The stored key, read first, as a run's first batch does.
+    StoredKey,
+    /// The key the run saved last, not read again, as its later batches do.
+    Key(Option<&'a str>),
+}
+use FetchedWith::{Key, StoredKey};
+
 /// Applies one diff document as a live batch that saves its next key.
-fn apply(store: &mut Store, body: &str, dry_run: bool) -> Result<Counters, Error> {
+fn apply(
+    store: &mut Store,
+    body: &str,
+    fetched_with: FetchedWith,
+    dry_run: bool,
+) -> Result<Counters, Error> {
     let page = read_page(body.as_bytes()).expect("a diff document");
+    let before = match fetched_with {
+        StoredKey => store.pagination_key()?,
+        Key(key) => key.map(str::to_owned),
+    };
     let keys = KeyCommit {
-        before: store.pagination_key()?,
+        before,
         after: page.next_page_key.clone(),
         save: true,
         feed: None,
@@ -173,127 +190,33 @@ fn feed_pages(feed: &Feed, limit: usize) -> Vec<String> {
     pages
 }
 
-/// Columns written with the batch's clock, compared as set or not.
-const CLOCK: [&str; 9] = [
-    "first_synced_at",
-    "last_synced_at",
-    "recorded_at",
-    "created_at",
-    "updated_at",
-    "first_seen_at",
-    "resolved_at",
-    "started_at",
-    "finished_at",
-];
-
-const TABLES: [(&str, &str); 7] = [
-    ("ticket", "ticket_number"),
-    ("ticket_history", "id"),
-    ("contact", "id"),
-    ("distribution", "id"),
-    ("sync_error", "id"),
-    ("sync_state", "id"),
-    ("sync_run", "id"),
-];
-
-fn clocked(column: &str, value: String) -> String {
-    match CLOCK.contains(&column) {
-        true if value != "NULL" => "(set)".to_owned(),
-        _ => value,
-    }
-}
-
-/// Every row of the tables of [`TABLES`] as text, one line per row.
-fn sqlite_rows(path: &Path) -> Vec<String> {
-    let db = rusqlite::Connection::open(path).unwrap();
-    let mut lines = Vec::new();
-    for (table, order) in TABLES {
-        let columns = sqlite_columns(&db, table);
-        let sql = format!(
-            "SELECT {} FROM {table} ORDER BY {order}",
-            columns.join(", ")
-        );
-        let mut statement = db.prepare(&sql).unwrap();
-        let mut rows = statement.query([]).unwrap();
-        while let Some(row) = rows.next().unwrap() {
-            let values: Vec<String> = columns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| clocked(c, support::value_text(row.get_ref(i).unwrap())))
-                .collect();
-            lines.push(format!("{table}\t{}", values.join("\t")));
-        }
-    }
-    lines
-}
-
-fn sqlite_columns(db: &rusqlite::Connection, table: &str) -> Vec<String> {
-    db.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
-        .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())
-        .unwrap()
-}
-
-/// The same rows of PostgreSQL, with the columns SQLite has, times in the store's text form.
-fn pg_rows(client: &mut postgres::Client, columns_of: &dyn Fn(&str) -> Vec<String>) -> Vec<String> {
-    let mut lines = Vec::new();
-    for (table, order) in TABLES {
-        let columns = columns_of(table);
-        let selected: Vec<String> = columns
-            .iter()
-            .map(|c| match c.ends_with("_at") || c == "date_time" {
-                true => {
-                    format!("to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
-                }
-                false => format!("{c}::text"),
-            })
-            .collect();
-        // By the table's column, not the text of the same name, in byte order as SQLite.
-        let collation = if order == "id" { "" } else { " COLLATE \"C\"" };
-        let sql = format!(
-            "SELECT {} FROM {table} ORDER BY {table}.{order}{collation}",
-            selected.join(", ")
-        );
-        for row in client.query(&sql, &[]).unwrap() {
-            let values: Vec<String> = columns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let value: Option<String> = row.get(i);
-                    clocked(c, value.unwrap_or_else(|| "NULL".to_owned()))
-                })
-                .collect();
-            lines.push(format!("{table}\t{}", values.join("\t")));
-        }
-    }
-    lines
-}
-
-/// An SQLite store and a PostgreSQL one given the same pages, each batch counting the same.
+/// An SQLite store and a PostgreSQL one given the same pages, each batch counting the same; and
+/// the environments of both, to compare their rows.
 struct Pair {
-    dir: tempfile::TempDir,
-    path: std::path::PathBuf,
     sqlite: Store,
     postgres: Store,
     reader: postgres::Client,
+    sqlite_env: Env,
+    postgres_env: Env,
 }
 
 impl Pair {
     fn given(cluster: &pg::Cluster, pages: impl IntoIterator<Item = String>) -> Pair {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s360.db");
-        let mut sqlite = Store::open(&path, None).unwrap();
-        let (mut postgres, reader) = pg_store(cluster, false);
+        let sqlite_env = Env::sqlite();
+        let mut sqlite = Store::open(&sqlite_env.store(), None).unwrap();
+        let postgres_env = Env::postgres().expect("the cluster");
+        let (mut postgres, reader) = pg_store(cluster, &postgres_env.pg().schema, false);
         for body in pages {
-            let in_sqlite = apply(&mut sqlite, &body, false).unwrap();
-            let in_postgres = apply(&mut postgres, &body, false).unwrap();
+            let in_sqlite = apply(&mut sqlite, &body, StoredKey, false).unwrap();
+            let in_postgres = apply(&mut postgres, &body, StoredKey, false).unwrap();
             assert_eq!(in_postgres, in_sqlite);
         }
         Pair {
-            dir,
-            path,
             sqlite,
             postgres,
             reader,
+            sqlite_env,
+            postgres_env,
         }
     }
 }
@@ -304,28 +227,11 @@ fn the_same_pages_give_the_same_rows_ids_included_in_sqlite_and_in_postgresql() 
     let feed = Feed::generate(7, 400);
     // Batches longer than one read-ahead (1 000 tickets) too.
     let pages = story_pages().into_iter().chain(feed_pages(&feed, 1_200));
-    let Pair {
-        dir: _dir,
-        path,
-        sqlite,
-        postgres: _postgres,
-        mut reader,
-    } = Pair::given(cluster, pages);
-    drop(sqlite);
-    let rows = assert_same_rows(&path, &mut reader);
+    let pair = Pair::given(cluster, pages);
+    drop(pair.sqlite);
+    let tables = dump::assert_same_rows(&pair.sqlite_env, &pair.postgres_env);
+    let rows: usize = tables.iter().map(|(_, rows)| rows).sum();
     assert!(rows > 1500, "{rows} rows");
-}
-
-/// Asserts that the PostgreSQL store holds the rows of the SQLite one: how many.
-fn assert_same_rows(path: &Path, reader: &mut postgres::Client) -> usize {
-    let db = rusqlite::Connection::open(path).unwrap();
-    let expected = sqlite_rows(path);
-    let actual = pg_rows(reader, &|table| sqlite_columns(&db, table));
-    for (line, (want, got)) in expected.iter().zip(&actual).enumerate() {
-        assert_eq!(got, want, "row {line}");
-    }
-    assert_eq!(actual.len(), expected.len());
-    expected.len()
 }
 
 /// `replay --errors` on one store: every unresolved error's payload, mapped again under its id.
@@ -356,27 +262,24 @@ fn replay_errors(store: &mut Store) -> Counters {
 fn replaying_the_errors_changes_postgresql_as_it_changes_sqlite() {
     let Some(cluster) = pg::cluster() else { return };
     let Pair {
-        dir: _dir,
-        path,
         mut sqlite,
         mut postgres,
         mut reader,
+        sqlite_env,
+        postgres_env,
     } = Pair::given(cluster, story_pages());
     // The operator fixes E2's payload; the unnumbered ticket stays broken.
     let fix =
         "UPDATE sync_error SET payload = replace(payload, 'not a time', '2026-03-01T09:00:00Z')
                WHERE ticket_number = 'E2' AND resolved_at IS NULL";
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute(fix, [])
-        .unwrap();
+    sqlite_env.execute(fix);
     reader.batch_execute(fix).unwrap();
     let in_sqlite = replay_errors(&mut sqlite);
     let in_postgres = replay_errors(&mut postgres);
     assert_eq!((in_postgres.stored, in_postgres.failed), (1, 1));
     assert_eq!(in_postgres, in_sqlite);
     drop(sqlite);
-    assert_same_rows(&path, &mut reader);
+    dump::assert_same_rows(&sqlite_env, &postgres_env);
 }
 
 /// The rows of a query as text, NULL as `NULL`.
@@ -397,9 +300,9 @@ fn texts(client: &mut postgres::Client, sql: &str) -> Vec<String> {
 #[test]
 fn a_batch_applies_its_own_changes_in_order_before_writing_them_once() {
     let Some(cluster) = pg::cluster() else { return };
-    let (mut store, mut reader) = pg_store(cluster, false);
+    let (mut store, mut reader) = pg_store(cluster, &cluster.schema(), false);
     let first = &story_pages()[0];
-    apply(&mut store, first, false).unwrap();
+    apply(&mut store, first, StoredKey, false).unwrap();
     // T1 three times changed, then the same state again: one row, three history rows.
     assert_eq!(
         texts(
@@ -457,10 +360,10 @@ fn a_batch_applies_its_own_changes_in_order_before_writing_them_once() {
 #[test]
 fn a_batch_of_a_thousand_tickets_costs_at_most_twenty_round_trips() {
     let Some(cluster) = pg::cluster() else { return };
-    let (mut store, _reader) = pg_store(cluster, false);
+    let (mut store, _reader) = pg_store(cluster, &cluster.schema(), false);
     let feed = Feed::generate(3, 2_000);
     for (batch, body) in feed_pages(&feed, 1_000).iter().take(3).enumerate() {
-        let counters = apply(&mut store, body, false).unwrap();
+        let counters = apply(&mut store, body, StoredKey, false).unwrap();
         assert_eq!(counters.fetched, 1_000);
         let cost = round_trips(&store);
         eprintln!("batch {batch}: 1 000 tickets in {cost} round trips");
@@ -469,7 +372,10 @@ fn a_batch_of_a_thousand_tickets_costs_at_most_twenty_round_trips() {
     // A larger page costs the same round trips: it is read ahead in one go, not per thousand.
     let feed = Feed::generate(4, 3_000);
     let page = &feed_pages(&feed, 2_500)[0];
-    assert_eq!(apply(&mut store, page, false).unwrap().fetched, 2_500);
+    assert_eq!(
+        apply(&mut store, page, StoredKey, false).unwrap().fetched,
+        2_500
+    );
     let cost = round_trips(&store);
     assert!(cost <= 20, "2 500 tickets: {cost} round trips");
 }
@@ -477,12 +383,12 @@ fn a_batch_of_a_thousand_tickets_costs_at_most_twenty_round_trips() {
 #[test]
 fn a_run_whose_key_another_run_moved_exits_75_and_commits_nothing() {
     let Some(cluster) = pg::cluster() else { return };
-    let (mut store, mut reader) = pg_store(cluster, false);
+    let (mut store, mut reader) = pg_store(cluster, &cluster.schema(), false);
     let pages = story_pages();
     // The run reads the key once; each batch it commits then fences on the key it saved.
     assert_eq!(store.pagination_key().unwrap(), None);
-    apply_saving(&mut store, &pages[0], None).unwrap();
-    apply_saving(&mut store, &pages[0], Some("k1")).unwrap();
+    apply(&mut store, &pages[0], Key(None), false).unwrap();
+    apply(&mut store, &pages[0], Key(Some("k1")), false).unwrap();
     let before = texts(
         &mut reader,
         "SELECT (SELECT count(*) FROM sync_run)::text, (SELECT count(*) FROM ticket)::text",
@@ -491,7 +397,7 @@ fn a_run_whose_key_another_run_moved_exits_75_and_commits_nothing() {
     reader
         .batch_execute("UPDATE sync_state SET pagination_key = 'moved'")
         .unwrap();
-    let error = apply_saving(&mut store, &pages[1], Some("k1")).unwrap_err();
+    let error = apply(&mut store, &pages[1], Key(Some("k1")), false).unwrap_err();
     assert_eq!(error.exit_code().code(), 75, "{error}");
     assert!(error.to_string().contains("lost its lock"), "{error}");
     let after = texts(
@@ -505,34 +411,13 @@ fn a_run_whose_key_another_run_moved_exits_75_and_commits_nothing() {
     );
 }
 
-/// Applies a page fetched with `before` as a live batch that saves its next key, without
-/// reading the stored key first (as a run's later batches do).
-fn apply_saving(store: &mut Store, body: &str, before: Option<&str>) -> Result<Counters, Error> {
-    let page = read_page(body.as_bytes()).unwrap();
-    let keys = KeyCommit {
-        before: before.map(str::to_owned),
-        after: page.next_page_key.clone(),
-        save: true,
-        feed: None,
-    };
-    let tickets = page.tickets.into_iter().map(|t| Ok(Incoming::from(t)));
-    apply_page(
-        store,
-        "sync",
-        tickets,
-        &keys,
-        &policy(false),
-        &mut RunNotes::new(false),
-    )
-}
-
 #[test]
 fn a_dry_run_sees_its_own_batches_and_commits_nothing() {
     let Some(cluster) = pg::cluster() else { return };
-    let (mut store, mut reader) = pg_store(cluster, true);
+    let (mut store, mut reader) = pg_store(cluster, &cluster.schema(), true);
     let body = &story_pages()[0];
-    let first = apply(&mut store, body, true).unwrap();
-    let again = apply(&mut store, body, true).unwrap();
+    let first = apply(&mut store, body, StoredKey, true).unwrap();
+    let again = apply(&mut store, body, StoredKey, true).unwrap();
     // The second batch reads what the first left in the run's transaction: nothing to store.
     assert!(first.stored > 0);
     assert_eq!((again.stored, again.failed), (0, first.failed));
@@ -551,7 +436,7 @@ fn a_dry_run_sees_its_own_batches_and_commits_nothing() {
 fn run_shape(run: &serde_json::Map<String, Value>) -> Vec<(String, Value)> {
     run.iter()
         .map(
-            |(name, value)| match (CLOCK.contains(&name.as_str()), value) {
+            |(name, value)| match (dump::CLOCK_COLUMNS.contains(&name.as_str()), value) {
                 (true, Value::String(at)) => {
                     let form = tixngo_feedback::timestamp::Timestamp::parse_rfc3339(at)
                         .is_some_and(|t| t.to_string() == *at);
@@ -752,19 +637,19 @@ fn the_commands_read_and_change_postgresql_as_they_do_sqlite() {
 #[test]
 fn a_session_lost_mid_run_fails_it_74_and_a_lock_wait_75_without_sql_or_data() {
     let Some(cluster) = pg::cluster() else { return };
-    let (mut store, mut reader) = pg_store(cluster, false);
+    let (mut store, mut reader) = pg_store(cluster, &cluster.schema(), false);
     let pages = story_pages();
-    apply(&mut store, &pages[0], false).unwrap();
+    apply(&mut store, &pages[0], StoredKey, false).unwrap();
     // Another session holds the ticket table past the store's lock_timeout.
     let mut holder = reader.transaction().unwrap();
     holder
         .batch_execute("LOCK TABLE ticket IN ACCESS EXCLUSIVE MODE")
         .unwrap();
-    let waited = apply(&mut store, &pages[1], false).unwrap_err();
+    let waited = apply(&mut store, &pages[1], StoredKey, false).unwrap_err();
     holder.rollback().unwrap();
     assert_eq!(waited.exit_code().code(), 75, "{waited}");
     terminate_store_session(&mut reader);
-    let lost = apply(&mut store, &pages[1], false).unwrap_err();
+    let lost = apply(&mut store, &pages[1], StoredKey, false).unwrap_err();
     assert_eq!(lost.exit_code().code(), 74, "{lost}");
     for error in [&waited, &lost] {
         let message = error.to_string();

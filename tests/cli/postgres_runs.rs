@@ -4,12 +4,12 @@
 //! in the suite's PostgreSQL pass (`TIXNGO_TEST_STORE=postgres`), which carries the cost of
 //! PostgreSQL, and say that they skipped in the SQLite pass.
 
-use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::support::crash_test::CrashSettings;
 use crate::support::{self, API_KEY, Env, Fault, Feed, Simulator, dump, ticket};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tixngo-feedback");
@@ -273,27 +273,6 @@ fn each_fault_leaves_the_schema_as_it_was_but_for_the_runs_row() {
     });
 }
 
-/// Tables compared row for row between the stores: every column but the times of the run.
-const COMPARED: [(&str, &str); 6] = [
-    ("ticket", "ticket_number"),
-    ("ticket_history", "id"),
-    ("contact", "id"),
-    ("distribution", "id"),
-    ("sync_error", "id"),
-    ("sync_state", "id"),
-];
-
-/// Columns holding the time of the run that wrote the row: they differ between any two runs.
-const RUN_TIMES: [&str; 7] = [
-    "first_synced_at",
-    "last_synced_at",
-    "created_at",
-    "updated_at",
-    "recorded_at",
-    "first_seen_at",
-    "resolved_at",
-];
-
 /// A feed with contacts, transfers, updates and tickets that cannot be mapped.
 fn mixed_feed() -> Feed {
     let mut events = Feed::generate(21, 300).events().to_vec();
@@ -320,26 +299,8 @@ fn the_same_feed_gives_the_same_rows_in_sqlite_and_in_postgresql_ids_included() 
             .json();
         assert_eq!(summary["caught_up"], true, "{summary}");
     }
-    for (table, order) in COMPARED {
-        let columns = sqlite.columns(table);
-        let named = |columns: Vec<String>| columns.into_iter().collect::<BTreeSet<_>>();
-        assert_eq!(
-            named(postgres.columns(table)),
-            named(columns.clone()),
-            "the columns of {table}"
-        );
-        let compared: Vec<&str> = columns
-            .iter()
-            .map(String::as_str)
-            .filter(|c| !RUN_TIMES.contains(c))
-            .collect();
-        let sql = format!(
-            "SELECT {} FROM {table} ORDER BY {order}",
-            compared.join(", ")
-        );
-        let rows = sqlite.rows(&sql);
-        assert!(!rows.is_empty(), "{table} is empty: nothing compared");
-        assert_eq!(postgres.rows(&sql), rows, "{table}");
+    for (table, rows) in dump::assert_same_rows(&sqlite, &postgres) {
+        assert!(rows > 0, "{table} is empty: nothing compared");
     }
 }
 
@@ -509,16 +470,13 @@ fn kill_9_during_a_large_batch_leaves_all_or_nothing_in_postgresql() {
     if !pg_pass() {
         return;
     }
-    let iterations: usize = std::env::var("CRASH_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(8);
-    let seed: u64 = std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    eprintln!("PostgreSQL crash test: {iterations} iterations, CRASH_SEED={seed}");
-    let mut rng = fastrand::Rng::with_seed(seed);
+    let settings = CrashSettings::from_env(8);
+    let iterations = settings.iterations;
+    eprintln!(
+        "PostgreSQL crash test: {iterations} iterations, CRASH_SEED={}",
+        settings.seed
+    );
+    let mut rng = settings.rng();
     let sim = Simulator::start(Feed::generate(11, 2_000), API_KEY);
     assert!(
         sim.feed().len() > BASE_EVENTS + BATCH,

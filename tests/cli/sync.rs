@@ -542,7 +542,13 @@ fn bad_flags_and_values_exit_64_with_one_line_and_create_nothing() {
     let sim = Simulator::start(feed(), API_KEY);
     for (args, variable, needle) in cases {
         let env = Env::new();
-        let mut run = env.sync(&sim).args(args).code(64).stdout_empty();
+        // The bounds of --timeout are what is tested: no slack moves a value across them.
+        let mut run = env
+            .sync(&sim)
+            .args(args)
+            .exact_timeout()
+            .code(64)
+            .stdout_empty();
         if let Some((name, value)) = variable {
             run = run.env(name, value);
         }
@@ -659,17 +665,11 @@ fn run_fault_case(case: &FaultCase) {
     let env = primed(&sim);
     let before = snapshot(&env);
     sim.push_fault(case.fault.clone(), FOREVER);
-    // A PostgreSQL store's session (a TCP login, SCRAM, the lock) costs a deadline more than
-    // opening a file does, the more so with the cases side by side: one second more for it, so
-    // that what is left is the retries' time it is on SQLite.
-    let slack = if env.pg.is_some() { 1 } else { 0 };
-    let args = with_slack(case.args, slack);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let started = Instant::now();
     let ran = env
         .sync(&sim)
         .args(&["--batch-size", "20"])
-        .args(&args)
+        .args(case.args)
         .arg("--json")
         .code(case.code as i32)
         .run();
@@ -701,20 +701,10 @@ fn run_fault_case(case: &FaultCase) {
     }
     if case.args == DEADLINE {
         assert!(
-            elapsed < Duration::from_millis(3500 + 1000 * slack),
+            elapsed < Duration::from_millis(3500) + env.timeout_slack(),
             "{what}: the --timeout deadline was overrun: {elapsed:?}"
         );
     }
-}
-
-/// `args` with `slack` seconds added to its `--timeout`.
-fn with_slack(args: &[&str], slack: u64) -> Vec<String> {
-    let mut padded: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    if let Some(at) = args.iter().position(|a| *a == "--timeout") {
-        let seconds: u64 = args[at + 1].parse().expect("--timeout SECS");
-        padded[at + 1] = (seconds + slack).to_string();
-    }
-    padded
 }
 
 #[test]
@@ -734,7 +724,7 @@ fn a_refused_connection_is_retried_until_the_deadline_then_69() {
         .stderr_has("retrying in")
         .stderr_has("(attempt 2)")
         .run();
-    assert!(started.elapsed() < Duration::from_millis(3500));
+    assert!(started.elapsed() < Duration::from_millis(3500) + env.timeout_slack());
     let error = error_line(&ran);
     assert!(
         error.contains("TIXNGO unavailable: cannot reach TIXNGO"),
@@ -1609,6 +1599,8 @@ fn retry_after_zero_or_in_the_past_is_a_floor_on_the_backoff_not_a_shortcut() {
                 let ran = env
                     .sync(&sim)
                     .args(&["--timeout", "3"])
+                    // The bound on the requests below follows from the 3 s.
+                    .exact_timeout()
                     .code(75)
                     .stderr_has("HTTP 429 Too Many Requests from 127.0.0.1; retrying in ")
                     .stderr_has(" s (attempt 2)")
@@ -1882,10 +1874,9 @@ fn dumps_are_replayable_private_pruned_and_hold_no_key() {
     // An error answer is dumped with its status, and never replays as a page.
     let errors = env.path("errors");
     sim.push_fault(Fault::Status(503), FOREVER);
-    // Time for a first answer to be dumped once the store is open (a PostgreSQL login too).
-    let deadline = with_slack(&["--timeout", "1"], if env.pg.is_some() { 1 } else { 0 });
+    // Time for a first answer to be dumped once the store is open.
     env.sync(&sim)
-        .args(&[&deadline[0], &deadline[1]])
+        .args(&["--timeout", "1"])
         .args(&["--dump-dir", errors.to_str().unwrap()])
         .code(69)
         .run();

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use postgres::SimpleQueryMessage;
 use postgres::types::Type;
@@ -22,6 +23,36 @@ pub fn postgres_mode() -> bool {
         Ok("sqlite") | Ok("") | Err(_) => false,
         Ok(other) => panic!("{MODE_VARIABLE}={other}: expected postgres or sqlite"),
     }
+}
+
+/// What a PostgreSQL store costs a run's `--timeout` deadline beyond an SQLite file: the login
+/// over TCP (SCRAM) and the advisory lock come out of the run's deadline, the more so when the
+/// tests share one cluster side by side.
+const POSTGRES_TIMEOUT_SLACK: Duration = Duration::from_secs(1);
+
+impl super::Env {
+    /// What the [`Run`](super::Run) builder adds to a run's `--timeout` on this store, so that
+    /// the time left for fetching and retrying is what it is on SQLite; a bound on how long such
+    /// a run takes adds it too.
+    pub fn timeout_slack(&self) -> Duration {
+        match self.pg {
+            Some(_) => POSTGRES_TIMEOUT_SLACK,
+            None => Duration::ZERO,
+        }
+    }
+}
+
+/// `args` with `slack` added to the seconds of a `--timeout SECS` (a value that is not a number
+/// is left for the binary to refuse).
+pub fn with_timeout_slack(args: &[String], slack: Duration) -> Vec<String> {
+    let mut padded = args.to_vec();
+    let at = args.iter().position(|arg| arg == "--timeout");
+    if let Some(value) = at.and_then(|at| padded.get_mut(at + 1))
+        && let Ok(seconds) = value.parse::<u64>()
+    {
+        *value = (seconds + slack.as_secs()).to_string();
+    }
+    padded
 }
 
 /// A schema of the test cluster, its login and the reader the tests' SQL goes through.
@@ -234,4 +265,25 @@ fn postgresql_values_read_as_sqlite_values_do() {
     schema.execute("UPDATE t SET at = '2026-01-01T00:00:00.000Z' WHERE n IS NULL");
     let at = schema.query("SELECT at FROM t WHERE n IS NULL");
     assert_eq!(at, [[Some("2026-01-01T00:00:00.000Z".to_owned())]]);
+}
+
+#[test]
+fn a_timeout_gets_the_slack_and_nothing_else_does() {
+    let args = |list: &[&str]| list.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let slack = Duration::from_secs(1);
+    assert_eq!(
+        with_timeout_slack(&args(&["sync", "--timeout", "2", "--json"]), slack),
+        args(&["sync", "--timeout", "3", "--json"])
+    );
+    assert_eq!(
+        with_timeout_slack(&args(&["--timeout", "2"]), Duration::ZERO),
+        args(&["--timeout", "2"])
+    );
+    for untouched in [
+        &["--batch-size", "2"][..],
+        &["--timeout", "soon"],
+        &["--timeout"],
+    ] {
+        assert_eq!(with_timeout_slack(&args(untouched), slack), args(untouched));
+    }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod crash_test;
 pub mod dump;
 pub mod pg;
 
@@ -284,10 +285,10 @@ impl Env {
         }
         command.current_dir(self.dir.path());
         command.envs(self.store_env());
-        command.args(args);
         Run {
             command,
             args: args.iter().map(|a| a.to_string()).collect(),
+            timeout_slack: self.timeout_slack(),
             code: 0,
             stdout: Expect::Anything,
             stderr: Expect::Anything,
@@ -432,7 +433,10 @@ enum Expect {
 /// One run of the binary, built fluently, then checked as a whole by [`Run::run`].
 pub struct Run {
     command: assert_cmd::Command,
+    /// The arguments, given to the command only by [`Run::run`], with the slack added.
     args: Vec<String>,
+    /// What [`Run::run`] adds to a `--timeout` argument: [`Env::timeout_slack`].
+    timeout_slack: std::time::Duration,
     code: i32,
     stdout: Expect,
     stderr: Expect,
@@ -460,7 +464,6 @@ impl Ran {
 
 impl Run {
     pub fn arg(mut self, arg: &str) -> Run {
-        self.command.arg(arg);
         self.args.push(arg.to_owned());
         self
     }
@@ -484,6 +487,13 @@ impl Run {
 
     pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Run {
         self.command.write_stdin(input.into());
+        self
+    }
+
+    /// The `--timeout` as given, without the store's slack: for a test about the value itself
+    /// (its bounds), or whose expectations follow from it (how many retries or batches fit).
+    pub fn exact_timeout(mut self) -> Run {
+        self.timeout_slack = std::time::Duration::ZERO;
         self
     }
 
@@ -516,13 +526,14 @@ impl Run {
     /// Runs the binary and checks the exit status, stdout and stderr together; a failure shows all
     /// three.
     pub fn run(mut self) -> Ran {
-        let output: Output = self.command.output().expect("the binary runs");
+        let args = backend::with_timeout_slack(&self.args, self.timeout_slack);
+        let output: Output = self.command.args(&args).output().expect("the binary runs");
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         let shown = || {
             format!(
                 "tixngo-feedback {}\nstatus: {:?}\n--- stdout\n{stdout}--- stderr\n{stderr}---",
-                self.args.join(" "),
+                args.join(" "),
                 output.status.code()
             )
         };
