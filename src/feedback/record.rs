@@ -32,6 +32,13 @@ macro_rules! ticket_record {
                 [$(Field::value(&self.$column)),*]
             }
 
+            /// Makes this record equal to `other`, reusing the memory of its strings: a batch
+            /// rewrites thousands of rows it holds, and a fresh clone of each was a large share
+            /// of its allocations.
+            pub fn assign(&mut self, other: &$name) {
+                $(self.$column.clone_from(&other.$column);)*
+            }
+
             /// The record from a stored row whose columns are [`Self::COLUMNS`], in that order.
             pub fn read<R: ReadColumns>(row: &R) -> Result<$name, R::Error> {
                 /// The position of each column: its place in the table.
@@ -104,6 +111,31 @@ pub enum FieldValue<'a> {
     OptionalText(&'a Option<String>),
     /// An integer or NULL.
     OptionalInteger(&'a Option<i64>),
+}
+
+impl<'a> FieldValue<'a> {
+    /// The text of a text column; `None` for NULL, and for an integer column.
+    pub fn text(self) -> Option<&'a str> {
+        match self {
+            FieldValue::Text(text) => Some(text),
+            FieldValue::OptionalText(text) => text.as_deref(),
+            FieldValue::OptionalInteger(_) => None,
+        }
+    }
+
+    /// The value of an integer column; `None` for NULL, and for a text column.
+    pub fn integer(self) -> Option<i64> {
+        match self {
+            FieldValue::OptionalInteger(value) => *value,
+            FieldValue::Text(_) | FieldValue::OptionalText(_) => None,
+        }
+    }
+}
+
+impl TicketRecord {
+    /// The columns the feedback never overwrites once the row exists: the key, the S-360
+    /// state (S-360's to change) and when the feedback first saw the ticket.
+    pub const SET_ONCE: [&'static str; 3] = ["ticket_number", "s360_state", "first_synced_at"];
 }
 
 /// A stored row as a store's driver reads it, column by column (the index of a column in
@@ -603,6 +635,34 @@ mod tests {
         }
         let Ok(record) = TicketRecord::read(&Nulls);
         assert_eq!(record, TicketRecord::default());
+    }
+
+    #[test]
+    fn an_assigned_record_equals_its_source_in_every_column() {
+        let (Ok(named), Ok(nulls)) = (TicketRecord::read(&Named), TicketRecord::read(&Nulls));
+        let mut record = nulls.clone();
+        record.assign(&named);
+        assert_eq!(record, named);
+        record.assign(&nulls);
+        assert_eq!(record, nulls);
+    }
+
+    #[test]
+    fn a_value_is_text_or_an_integer_by_its_column() {
+        let Ok(named) = TicketRecord::read(&Named);
+        let values = named.values();
+        let contact = TicketRecord::COLUMNS
+            .iter()
+            .position(|c| *c == "cultural_contact_id")
+            .unwrap();
+        assert_eq!(values[contact].integer(), Some(contact as i64));
+        assert_eq!(values[contact].text(), None);
+        assert_eq!(values[0].text(), Some("ticket_number"));
+        assert_eq!(values[0].integer(), None);
+        assert_eq!(values[1].text(), Some("tixngo_ticket_id"));
+        let Ok(nulls) = TicketRecord::read(&Nulls);
+        assert_eq!(nulls.values()[1].text(), None);
+        assert_eq!(nulls.values()[contact].integer(), None);
     }
 
     /// A ticket carrying only what a test sets: no owner, no attributes.

@@ -15,9 +15,6 @@ use crate::feedback::{Spectator, email_key};
 /// The first provisional id.
 pub(crate) const PROVISIONAL: i64 = 1 << 62;
 
-/// The columns of `ticket` the feedback never overwrites once the row exists.
-pub(crate) const SET_ONCE: [&str; 3] = ["ticket_number", "s360_state", "first_synced_at"];
-
 /// A contact as the rules rank it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ContactRow {
@@ -109,15 +106,24 @@ impl BatchBuffer {
 
     /// Writes a ticket row: the columns set once are kept from the row the batch holds.
     pub fn write_ticket(&mut self, record: &TicketRecord) {
-        let mut row = record.clone();
-        if let Some(Some(current)) = self.tickets.get(&record.ticket_number) {
-            row.s360_state.clone_from(&current.s360_state);
-            row.first_synced_at.clone_from(&current.first_synced_at);
+        let number = &record.ticket_number;
+        match self.tickets.get_mut(number) {
+            Some(Some(current)) => {
+                let kept = (
+                    current.s360_state.take(),
+                    std::mem::take(&mut current.first_synced_at),
+                );
+                current.assign(record);
+                (current.s360_state, current.first_synced_at) = kept;
+            }
+            Some(unknown) => *unknown = Some(record.clone()),
+            None => {
+                self.tickets.insert(number.clone(), Some(record.clone()));
+            }
         }
-        if self.written_set.insert(row.ticket_number.clone()) {
-            self.written.push(row.ticket_number.clone());
+        if self.written_set.insert(number.clone()) {
+            self.written.push(number.clone());
         }
-        self.tickets.insert(row.ticket_number.clone(), Some(row));
     }
 
     /// The rows to write, one per ticket, in the order of their first write.

@@ -26,9 +26,6 @@ use crate::timestamp::Timestamp;
 /// The columns of `ticket`, in the order of [`record_params`] and [`record_from_row`].
 const TICKET_COLUMNS: [&str; TicketRecord::COLUMNS.len()] = TicketRecord::COLUMNS;
 
-/// Columns the feedback never overwrites once the row exists.
-const SET_ONCE: [&str; 3] = ["ticket_number", "s360_state", "first_synced_at"];
-
 static SELECT_TICKET: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {}, rowid FROM ticket WHERE ticket_number = ?1",
@@ -47,7 +44,7 @@ static INSERT_TICKET: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The update of a stored row by its rowid (the last parameter), the columns of [`SET_ONCE`] kept
+/// The update of a stored row by its rowid (the last parameter), the columns of [`TicketRecord::SET_ONCE`] kept
 /// and `cultural_contact_id` set only when `with_contact` holds: an UPDATE that sets a
 /// foreign-key column makes SQLite copy every page it touches into a statement journal first,
 /// the largest single cost of a batch when most updates keep the contact.
@@ -55,7 +52,9 @@ fn update_sql(with_contact: bool) -> String {
     let updates: Vec<String> = TICKET_COLUMNS
         .iter()
         .enumerate()
-        .filter(|(_, c)| !SET_ONCE.contains(c) && (with_contact || **c != "cultural_contact_id"))
+        .filter(|(_, c)| {
+            !TicketRecord::SET_ONCE.contains(c) && (with_contact || **c != "cultural_contact_id")
+        })
         .map(|(i, c)| format!("{c} = ?{}", i + 1))
         .collect();
     format!(

@@ -8,49 +8,49 @@ use std::time::SystemTime;
 use postgres::Row;
 use postgres::types::{ToSql, Type};
 
-use super::super::buffer::{BatchBuffer, SET_ONCE};
+use super::super::buffer::BatchBuffer;
 use super::super::sync_errors::ErrorBook;
 use super::super::time;
 use crate::error::Error;
 use crate::feedback::Spectator;
-use crate::feedback::TicketRecord;
 use crate::feedback::contacts::LineStatus;
+use crate::feedback::{FieldValue, ReadColumns, TicketRecord};
 use crate::report::Counters;
 use crate::store::KeyCommit;
 
-/// The parameters of one statement, owned.
+/// The parameters of one statement. Text arrays borrow the batch's rows: a batch sends tens of
+/// thousands of strings, and copying each one first was a third of the client's allocations.
 #[derive(Default)]
-pub struct Params(Vec<(Box<dyn ToSql + Sync>, Type)>);
+pub struct Params<'a>(Vec<(Box<dyn ToSql + Sync + 'a>, Type)>);
 
-impl Params {
-    fn with(mut self, value: impl ToSql + Sync + 'static, ty: Type) -> Params {
+impl<'a> Params<'a> {
+    fn with(mut self, value: impl ToSql + Sync + 'a, ty: Type) -> Params<'a> {
         self.0.push((Box::new(value), ty));
         self
     }
 
-    fn texts<'a>(self, values: impl Iterator<Item = Option<&'a str>>) -> Params {
-        let values: Vec<Option<String>> = values.map(|v| v.map(str::to_owned)).collect();
-        self.with(values, Type::TEXT_ARRAY)
+    fn texts(self, values: impl Iterator<Item = Option<&'a str>>) -> Params<'a> {
+        self.with(values.collect::<Vec<_>>(), Type::TEXT_ARRAY)
     }
 
-    fn ids(self, values: impl Iterator<Item = Option<i64>>) -> Params {
+    fn ids(self, values: impl Iterator<Item = Option<i64>>) -> Params<'a> {
         self.with(values.collect::<Vec<_>>(), Type::INT8_ARRAY)
     }
 
-    fn flags(self, values: impl Iterator<Item = Option<bool>>) -> Params {
+    fn flags(self, values: impl Iterator<Item = Option<bool>>) -> Params<'a> {
         let values: Vec<Option<i16>> = values.map(|v| v.map(i16::from)).collect();
         self.with(values, Type::INT2_ARRAY)
     }
 
     /// Times in the store's text form, sent as a `timestamptz` array.
-    fn times<'a>(self, values: impl Iterator<Item = Option<&'a str>>) -> Result<Params, Error> {
+    fn times(self, values: impl Iterator<Item = Option<&'a str>>) -> Result<Params<'a>, Error> {
         let values: Vec<Option<SystemTime>> = values
             .map(|v| v.map(time::sent).transpose())
             .collect::<Result<_, _>>()?;
         Ok(self.with(values, Type::TIMESTAMPTZ_ARRAY))
     }
 
-    fn at(self, time: SystemTime) -> Params {
+    fn at(self, time: SystemTime) -> Params<'a> {
         self.with(time, Type::TIMESTAMPTZ)
     }
 
@@ -62,165 +62,57 @@ impl Params {
     }
 }
 
-/// The columns of `ticket` a record holds as text, in the order of [`ticket_texts`] and
-/// [`record_from_row`]; `cultural_contact_id` follows them. Those ending in `_at` are
-/// `timestamptz`, sent and read in binary (see [`time`]).
-const TICKET_TEXTS: [&str; 36] = [
-    "ticket_number",
-    "tixngo_ticket_id",
-    "barcode",
-    "event_id",
-    "s360_state",
-    "mobile_status",
-    "tixngo_updated_at",
-    "owner_email",
-    "owner_title",
-    "owner_first_name",
-    "owner_last_name",
-    "owner_birth_date",
-    "owner_nationality",
-    "owner_id_number",
-    "owner_phone",
-    "owner_residence_country",
-    "owner_language",
-    "holder_first_name",
-    "holder_last_name",
-    "holder_birth_date",
-    "holder_id_number",
-    "holder_nationality",
-    "holder_birth_place",
-    "holder_birth_region",
-    "holder_country_code",
-    "previous_owner_email",
-    "initial_owner_email",
-    "injected_at",
-    "downloaded_at",
-    "assigned_at",
-    "activated_at",
-    "checked_at",
-    "controlled_at",
-    "deleted_at",
-    "first_synced_at",
-    "last_synced_at",
-];
+/// The columns of `ticket`, as the record's table lists them (`feedback::record`). Those ending
+/// in `_at` are `timestamptz`, sent and read in binary (see [`time`]).
+const TICKET_COLUMNS: [&str; TicketRecord::COLUMNS.len()] = TicketRecord::COLUMNS;
 
 fn is_time(column: &str) -> bool {
     column.ends_with("_at")
 }
 
-fn ticket_texts(r: &TicketRecord) -> [Option<&str>; 36] {
-    let o = Option::as_deref;
-    [
-        Some(r.ticket_number.as_str()),
-        o(&r.tixngo_ticket_id),
-        o(&r.barcode),
-        o(&r.event_id),
-        o(&r.s360_state),
-        Some(r.mobile_status.as_str()),
-        o(&r.tixngo_updated_at),
-        o(&r.owner_email),
-        o(&r.owner_title),
-        o(&r.owner_first_name),
-        o(&r.owner_last_name),
-        o(&r.owner_birth_date),
-        o(&r.owner_nationality),
-        o(&r.owner_id_number),
-        o(&r.owner_phone),
-        o(&r.owner_residence_country),
-        o(&r.owner_language),
-        o(&r.holder_first_name),
-        o(&r.holder_last_name),
-        o(&r.holder_birth_date),
-        o(&r.holder_id_number),
-        o(&r.holder_nationality),
-        o(&r.holder_birth_place),
-        o(&r.holder_birth_region),
-        o(&r.holder_country_code),
-        o(&r.previous_owner_email),
-        o(&r.initial_owner_email),
-        o(&r.injected_at),
-        o(&r.downloaded_at),
-        o(&r.assigned_at),
-        o(&r.activated_at),
-        o(&r.checked_at),
-        o(&r.controlled_at),
-        o(&r.deleted_at),
-        Some(r.first_synced_at.as_str()),
-        Some(r.last_synced_at.as_str()),
-    ]
+/// A `ticket` row as the server sends it, read column by column into a [`TicketRecord`].
+struct TicketRow<'r>(&'r Row);
+
+impl ReadColumns for TicketRow<'_> {
+    type Error = postgres::Error;
+
+    fn text(&self, index: usize) -> Result<Option<String>, postgres::Error> {
+        match is_time(TICKET_COLUMNS[index]) {
+            true => time::read(self.0, index),
+            false => self.0.try_get(index),
+        }
+    }
+
+    fn integer(&self, index: usize) -> Result<Option<i64>, postgres::Error> {
+        self.0.try_get(index)
+    }
 }
 
 pub(crate) fn record_from_row(row: &Row) -> Result<TicketRecord, postgres::Error> {
-    let text = |i: usize| match is_time(TICKET_TEXTS[i]) {
-        true => time::read(row, i),
-        false => row.try_get::<_, Option<String>>(i),
-    };
-    Ok(TicketRecord {
-        ticket_number: row.try_get(0)?,
-        tixngo_ticket_id: text(1)?,
-        barcode: text(2)?,
-        event_id: text(3)?,
-        s360_state: text(4)?,
-        mobile_status: row.try_get(5)?,
-        tixngo_updated_at: text(6)?,
-        owner_email: text(7)?,
-        owner_title: text(8)?,
-        owner_first_name: text(9)?,
-        owner_last_name: text(10)?,
-        owner_birth_date: text(11)?,
-        owner_nationality: text(12)?,
-        owner_id_number: text(13)?,
-        owner_phone: text(14)?,
-        owner_residence_country: text(15)?,
-        owner_language: text(16)?,
-        holder_first_name: text(17)?,
-        holder_last_name: text(18)?,
-        holder_birth_date: text(19)?,
-        holder_id_number: text(20)?,
-        holder_nationality: text(21)?,
-        holder_birth_place: text(22)?,
-        holder_birth_region: text(23)?,
-        holder_country_code: text(24)?,
-        previous_owner_email: text(25)?,
-        initial_owner_email: text(26)?,
-        injected_at: text(27)?,
-        downloaded_at: text(28)?,
-        assigned_at: text(29)?,
-        activated_at: text(30)?,
-        checked_at: text(31)?,
-        controlled_at: text(32)?,
-        deleted_at: text(33)?,
-        first_synced_at: text(34)?.unwrap_or_default(),
-        last_synced_at: text(35)?.unwrap_or_default(),
-        cultural_contact_id: row.try_get(36)?,
-    })
-}
-
-/// The columns of `ticket` in the order of [`TICKET_TEXTS`], then `cultural_contact_id`.
-fn ticket_columns() -> impl Iterator<Item = &'static str> {
-    TICKET_TEXTS.into_iter().chain(["cultural_contact_id"])
+    TicketRecord::read(&TicketRow(row))
 }
 
 pub(crate) static SELECT_TICKETS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {} FROM ticket WHERE ticket_number = ANY($1)",
-        ticket_columns().collect::<Vec<_>>().join(", ")
+        TICKET_COLUMNS.join(", ")
     )
 });
 
 /// The rows written, inserted or updated in place with the columns set once kept.
 pub(crate) static UPSERT_TICKETS: LazyLock<String> = LazyLock::new(|| {
-    let count = TICKET_TEXTS.len() + 1;
+    let count = TICKET_COLUMNS.len();
     let arrays: Vec<String> = (1..=count).map(|i| format!("${i}")).collect();
     let aliases: Vec<String> = (1..=count).map(|i| format!("c{i}")).collect();
-    let updates: Vec<String> = ticket_columns()
-        .filter(|c| !SET_ONCE.contains(c))
+    let updates: Vec<String> = TICKET_COLUMNS
+        .iter()
+        .filter(|c| !TicketRecord::SET_ONCE.contains(c))
         .map(|c| format!("{c} = EXCLUDED.{c}"))
         .collect();
     format!(
         "INSERT INTO ticket ({}) SELECT {} FROM unnest({}) AS u({})
          ON CONFLICT (ticket_number) DO UPDATE SET {}",
-        ticket_columns().collect::<Vec<_>>().join(", "),
+        TICKET_COLUMNS.join(", "),
         aliases.join(", "),
         arrays.join(", "),
         aliases.join(", "),
@@ -228,20 +120,27 @@ pub(crate) static UPSERT_TICKETS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-pub fn tickets(buffer: &BatchBuffer, real: &dyn Fn(i64) -> i64) -> Result<Params, Error> {
-    let rows: Vec<&TicketRecord> = buffer.written_tickets().collect();
-    let texts: Vec<[Option<&str>; 36]> = rows.iter().map(|r| ticket_texts(r)).collect();
-    let params = TICKET_TEXTS.iter().enumerate().try_fold(
-        Params::default(),
-        |params, (index, column)| {
-            let values = texts.iter().map(|row| row[index]);
-            match is_time(column) {
-                true => params.times(values),
-                false => Ok(params.texts(values)),
+/// One array per column of the rows written, in the order of [`TICKET_COLUMNS`]; a contact id
+/// given in the batch is replaced by the real one (`real`).
+pub fn tickets<'a>(
+    buffer: &'a BatchBuffer,
+    real: &dyn Fn(i64) -> i64,
+) -> Result<Params<'a>, Error> {
+    let rows: Vec<[FieldValue<'a>; TICKET_COLUMNS.len()]> =
+        buffer.written_tickets().map(TicketRecord::values).collect();
+    TICKET_COLUMNS
+        .iter()
+        .enumerate()
+        .try_fold(Params::default(), |params, (index, column)| {
+            let texts = || rows.iter().map(move |row| row[index].text());
+            match TicketRecord::default().values()[index] {
+                FieldValue::OptionalInteger(_) => {
+                    Ok(params.ids(rows.iter().map(|row| row[index].integer().map(real))))
+                }
+                _ if is_time(column) => params.times(texts()),
+                _ => Ok(params.texts(texts())),
             }
-        },
-    )?;
-    Ok(params.ids(rows.iter().map(|r| r.cultural_contact_id.map(real))))
+        })
 }
 
 pub(crate) const INSERT_HISTORY: &str = "INSERT INTO ticket_history (ticket_number, mobile_status,
@@ -250,7 +149,7 @@ pub(crate) const INSERT_HISTORY: &str = "INSERT INTO ticket_history (ticket_numb
      FROM unnest($1, $2, $3, $4, $5, $6) WITH ORDINALITY AS u(n, s, e, f, l, t, ord)
      ORDER BY ord";
 
-pub fn history(buffer: &BatchBuffer, run_id: i64, now: SystemTime) -> Result<Params, Error> {
+pub fn history(buffer: &BatchBuffer, run_id: i64, now: SystemTime) -> Result<Params<'_>, Error> {
     let rows = buffer.history();
     Ok(Params::default()
         .texts(rows.iter().map(|h| Some(h.ticket_number.as_str())))
@@ -269,7 +168,7 @@ const DETAILS: &str = "title, first_name, last_name, birth_date, nationality, id
 
 /// Arrays of the details of `spectators` (a temporary contact's where `None`), from `title` to
 /// `accept_third_party_email`.
-fn details(params: Params, spectators: &[Option<&Spectator>]) -> Params {
+fn details<'a>(params: Params<'a>, spectators: &[Option<&'a Spectator>]) -> Params<'a> {
     type Text = fn(&Spectator) -> Option<&str>;
     let texts: [Text; 9] = [
         |s| s.title.as_deref(),
@@ -323,7 +222,11 @@ pub(crate) static INSERT_CONTACTS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-pub(crate) fn new_contacts(buffer: &BatchBuffer, ids: &[i64], now: SystemTime) -> Params {
+pub(crate) fn new_contacts<'a>(
+    buffer: &'a BatchBuffer,
+    ids: &[i64],
+    now: SystemTime,
+) -> Params<'a> {
     let contacts = &buffer.new_contacts;
     let spectators: Vec<Option<&Spectator>> = contacts.iter().map(|c| c.details.as_ref()).collect();
     let params = Params::default()
@@ -350,7 +253,7 @@ pub(crate) static UPGRADE_CONTACTS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-pub fn upgrades(buffer: &BatchBuffer, now: SystemTime) -> Params {
+pub fn upgrades(buffer: &BatchBuffer, now: SystemTime) -> Params<'_> {
     let upgrades = &buffer.upgrades;
     let spectators: Vec<Option<&Spectator>> = upgrades.iter().map(|(_, s)| Some(s)).collect();
     let params = Params::default().ids(upgrades.iter().map(|(id, _)| Some(*id)));
@@ -365,12 +268,12 @@ pub(crate) const INSERT_LINES: &str = "INSERT INTO distribution (ticket_number, 
          AS u(t, o, n, s, login, state, dt, ord)
      ORDER BY ord";
 
-pub(crate) fn new_lines(
-    buffer: &BatchBuffer,
+pub(crate) fn new_lines<'a>(
+    buffer: &'a BatchBuffer,
     real: &dyn Fn(i64) -> i64,
     run_id: i64,
     now: SystemTime,
-) -> Result<Params, Error> {
+) -> Result<Params<'a>, Error> {
     let lines = &buffer.new_lines;
     Ok(Params::default()
         .texts(lines.iter().map(|l| Some(l.ticket_number.as_str())))
@@ -387,7 +290,7 @@ pub(crate) fn new_lines(
 pub(crate) const UPDATE_LINES: &str = "UPDATE distribution d SET status = u.s, updated_at = $3
      FROM unnest($1, $2) AS u(id, s) WHERE d.id = u.id";
 
-pub(crate) fn line_statuses(buffer: &BatchBuffer, now: SystemTime) -> Params {
+pub(crate) fn line_statuses(buffer: &BatchBuffer, now: SystemTime) -> Params<'_> {
     let changes = &buffer.line_statuses;
     Params::default()
         .ids(changes.iter().map(|(id, _)| Some(*id)))
@@ -404,7 +307,7 @@ pub(crate) const UPDATE_ERRORS: &str = "UPDATE sync_error e SET
         resolved_at = CASE WHEN u.resolve THEN $6 ELSE e.resolved_at END
      FROM unnest($1, $2, $3, $4) AS u(id, reason, payload, resolve) WHERE e.id = u.id";
 
-pub(crate) fn changed_errors(book: &ErrorBook, run_id: i64, now: SystemTime) -> Params {
+pub(crate) fn changed_errors(book: &ErrorBook, run_id: i64, now: SystemTime) -> Params<'_> {
     let rows: Vec<_> = book.changed_rows().collect();
     Params::default()
         .ids(rows.iter().map(|r| r.id))
@@ -429,7 +332,7 @@ pub(crate) const INSERT_ERRORS: &str = "INSERT INTO sync_error (run_id, ticket_n
      FROM unnest($1, $2, $3, $4) WITH ORDINALITY AS u(n, r, p, res, ord)
      ORDER BY ord";
 
-pub(crate) fn new_errors(book: &ErrorBook, run_id: i64, now: SystemTime) -> Params {
+pub(crate) fn new_errors(book: &ErrorBook, run_id: i64, now: SystemTime) -> Params<'_> {
     let rows: Vec<_> = book.new_rows().collect();
     Params::default()
         .texts(rows.iter().map(|r| r.ticket_number.as_deref()))
@@ -473,7 +376,7 @@ pub(crate) fn finished_run(
     keys: &KeyCommit,
     exit_code: u8,
     unknown_fields: &Option<String>,
-) -> Result<Params, Error> {
+) -> Result<Params<'static>, Error> {
     let feed = keys.feed.as_ref();
     let newest_change_at = feed
         .and_then(|f| f.newest_change_at.as_deref())
