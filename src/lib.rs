@@ -116,6 +116,7 @@ fn say(line: &str) {
 /// Runs the command the settings name.
 fn dispatch(settings: Settings, started: Instant) -> Output {
     let store = &settings.store;
+    let name = settings.command.name();
     match settings.command {
         CommandSettings::Sync(sync) => {
             let metrics_file = sync.metrics_file.clone();
@@ -123,20 +124,12 @@ fn dispatch(settings: Settings, started: Instant) -> Output {
             run_output(summary, metrics_file.as_deref())
         }
         CommandSettings::Replay(replay) => replay::run(store, *replay, started).output(),
-        CommandSettings::Status => Output::of("status", commands::status(store)),
-        CommandSettings::Skip(command) => {
-            Output::of(command.name(), commands::skip(store, &command))
-        }
-        CommandSettings::Cursor(command) => {
-            Output::of(command.name(), commands::cursor(store, &command))
-        }
-        CommandSettings::Errors(command) => {
-            Output::of(command.name(), commands::errors(store, &command))
-        }
-        CommandSettings::Completions(shell) => {
-            Output::of("completions", manual::completions(shell))
-        }
-        CommandSettings::Man => Output::of("man", manual::man_page()),
+        CommandSettings::Status => Output::of(name, commands::status(store)),
+        CommandSettings::Skip(command) => Output::of(name, commands::skip(store, &command)),
+        CommandSettings::Cursor(command) => Output::of(name, commands::cursor(store, &command)),
+        CommandSettings::Errors(command) => Output::of(name, commands::errors(store, &command)),
+        CommandSettings::Completions(shell) => Output::of(name, manual::completions(shell)),
+        CommandSettings::Man => Output::of(name, manual::man_page()),
     }
 }
 

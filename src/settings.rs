@@ -268,8 +268,23 @@ impl Refused {
 }
 
 impl CommandSettings {
+    /// The command as the summary and its messages name it (`skip add`, `status`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            CommandSettings::Sync(_) => "sync",
+            CommandSettings::Replay(_) => "replay",
+            CommandSettings::Status => "status",
+            CommandSettings::Skip(action) => action.name(),
+            CommandSettings::Cursor(action) => action.name(),
+            CommandSettings::Errors(action) => action.name(),
+            CommandSettings::Completions(_) => "completions",
+            CommandSettings::Man => "man",
+        }
+    }
+
     /// The refusal of this command for its store, found once the rest was resolved.
     fn refuse(self, error: Error) -> Refused {
+        let name = self.name();
         match self {
             CommandSettings::Sync(sync) => Refused::Sync {
                 error,
@@ -277,27 +292,7 @@ impl CommandSettings {
                 metrics_file: sync.metrics_file,
             },
             CommandSettings::Replay(_) => Refused::Replay { error },
-            CommandSettings::Status => Refused::Command {
-                name: "status",
-                error,
-            },
-            CommandSettings::Skip(action) => Refused::Command {
-                name: action.name(),
-                error,
-            },
-            CommandSettings::Cursor(action) => Refused::Command {
-                name: action.name(),
-                error,
-            },
-            CommandSettings::Errors(action) => Refused::Command {
-                name: action.name(),
-                error,
-            },
-            CommandSettings::Completions(_) => Refused::Command {
-                name: "completions",
-                error,
-            },
-            CommandSettings::Man => Refused::Command { name: "man", error },
+            _ => Refused::Command { name, error },
         }
     }
 }
@@ -598,6 +593,28 @@ mod tests {
             };
             assert_eq!(error.exit_code(), crate::exit::ExitCode::Usage, "{error}");
             assert!(error.to_string().contains("--lock-file"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_command_refused_for_its_store_is_named_as_its_summary_names_it() {
+        let store = [
+            "--store",
+            "postgres://feedback@db.example/s360",
+            "--lock-file",
+            "x",
+        ];
+        for (command, name) in [
+            (&["status"][..], "status"),
+            (&["skip", "add", "T1"], "skip add"),
+            (&["cursor", "show"], "cursor show"),
+            (&["errors", "list"], "errors list"),
+        ] {
+            let args: Vec<&str> = ["t"].iter().chain(&store).chain(command).copied().collect();
+            match resolve(&args) {
+                Err(Refused::Command { name: refused, .. }) => assert_eq!(refused, name),
+                _ => panic!("{args:?} was not refused as a command"),
+            }
         }
     }
 
