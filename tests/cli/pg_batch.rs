@@ -358,7 +358,7 @@ fn a_batch_applies_its_own_changes_in_order_before_writing_them_once() {
 }
 
 #[test]
-fn a_batch_of_a_thousand_tickets_costs_at_most_twenty_round_trips() {
+fn a_batch_of_a_thousand_tickets_costs_at_most_ten_round_trips() {
     let Some(cluster) = pg::cluster() else { return };
     let (mut store, _reader) = pg_store(cluster, &cluster.schema(), false);
     let feed = Feed::generate(3, 2_000);
@@ -367,9 +367,11 @@ fn a_batch_of_a_thousand_tickets_costs_at_most_twenty_round_trips() {
         assert_eq!(counters.fetched, 1_000);
         let cost = round_trips(&store);
         eprintln!("batch {batch}: 1 000 tickets in {cost} round trips");
-        assert!(cost <= 20, "batch {batch}: {cost} round trips");
+        assert!(cost <= 10, "batch {batch}: {cost} round trips");
     }
-    // A larger page costs the same round trips: it is read ahead in one go, not per thousand.
+    // Its writes go as one statement (a statement per table took 16 round trips, within the
+    // twenty promised). A larger page costs the same: it is read ahead in one go, not per
+    // thousand.
     let feed = Feed::generate(4, 3_000);
     let page = &feed_pages(&feed, 2_500)[0];
     assert_eq!(
@@ -377,7 +379,7 @@ fn a_batch_of_a_thousand_tickets_costs_at_most_twenty_round_trips() {
         2_500
     );
     let cost = round_trips(&store);
-    assert!(cost <= 20, "2 500 tickets: {cost} round trips");
+    assert!(cost <= 10, "2 500 tickets: {cost} round trips");
 }
 
 #[test]

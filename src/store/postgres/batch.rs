@@ -1,7 +1,8 @@
 //! The one transaction of a batch in PostgreSQL, at a fixed number of round trips whatever the
 //! batch's size: the rows the rules read are preloaded with `= ANY($1)` (a read of something not
 //! preloaded costs one query), every change is kept in a [`BatchBuffer`] and an [`ErrorBook`],
-//! and [`Batch::finish`] writes them set-based (`unnest` arrays), in foreign-key order.
+//! and [`Batch::finish`] writes them set-based (`unnest` arrays), with the run row and the key,
+//! in one statement ([`sql::Write`]).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -191,10 +192,16 @@ impl<'s> PgBatch<'s> {
         Ok(self.buffer.create_contact(email, details))
     }
 
-    /// Sends the changes kept so far, in foreign-key order (contacts, tickets, history, lines,
-    /// errors), and forgets what the batch had read: the store now holds it all, so that the
-    /// batch's memory stays bounded by what one read-ahead brings, however long the batch.
+    /// Sends the changes kept so far and forgets what the batch had read: the store now holds
+    /// it all, so that the batch's memory stays bounded by what one read-ahead brings, however
+    /// long the batch.
     fn write_changes(&mut self) -> Result<(), Error> {
+        self.write(None).map(drop)
+    }
+
+    /// Sends the changes kept so far, then the batch's end if given, in one statement (see
+    /// [`sql::Write`]); returns the rows the fence saved (0 without one).
+    fn write(&mut self, end: Option<End>) -> Result<i64, Error> {
         let ids = self.contact_ids()?;
         let real = |id: i64| match id {
             id if id >= PROVISIONAL => ids[(id - PROVISIONAL) as usize],
@@ -202,40 +209,53 @@ impl<'s> PgBatch<'s> {
         };
         let now = self.now_sent;
         let buffer = &self.buffer;
-        let mut statements: Vec<(&str, Params)> = Vec::new();
+        let mut write = sql::Write::default();
         if !buffer.new_contacts.is_empty() {
-            statements.push((&sql::INSERT_CONTACTS, sql::new_contacts(buffer, &ids, now)));
+            let params = sql::new_contacts(buffer, &ids, now);
+            write = write.part("new_contacts", &sql::INSERT_CONTACTS, params);
         }
         if !buffer.upgrades.is_empty() {
-            statements.push((&sql::UPGRADE_CONTACTS, sql::upgrades(buffer, now)));
+            let params = sql::upgrades(buffer, now);
+            write = write.part("upgrades", &sql::UPGRADE_CONTACTS, params);
         }
         if buffer.written_tickets().next().is_some() {
-            statements.push((&sql::UPSERT_TICKETS, sql::tickets(buffer, &real)?));
+            let params = sql::tickets(buffer, &real)?;
+            write = write.part("tickets", &sql::UPSERT_TICKETS, params);
         }
         if !buffer.history().is_empty() {
             let params = sql::history(buffer, self.run_id, now)?;
-            statements.push((sql::INSERT_HISTORY, params));
+            write = write.part("history", sql::INSERT_HISTORY, params);
         }
         if !buffer.new_lines.is_empty() {
             let params = sql::new_lines(buffer, &real, self.run_id, now)?;
-            statements.push((sql::INSERT_LINES, params));
+            write = write.part("new_lines", sql::INSERT_LINES, params);
         }
         if !buffer.line_statuses.is_empty() {
-            statements.push((sql::UPDATE_LINES, sql::line_statuses(buffer, now)));
+            let params = sql::line_statuses(buffer, now);
+            write = write.part("line_statuses", sql::UPDATE_LINES, params);
         }
         if let Some(book) = &self.errors {
             if book.changed_rows().next().is_some() {
                 let params = sql::changed_errors(book, self.run_id, now);
-                statements.push((sql::UPDATE_ERRORS, params));
+                write = write.part("changed_errors", sql::UPDATE_ERRORS, params);
             }
             if book.new_rows().next().is_some() {
                 let params = sql::new_errors(book, self.run_id, now);
-                statements.push((sql::INSERT_ERRORS, params));
+                write = write.part("new_errors", sql::INSERT_ERRORS, params);
             }
         }
-        for (statement, params) in statements {
-            self.wire.query(statement, &params.as_slice())?;
+        if let Some(End { run, fence }) = end {
+            write = write.part("run", &sql::FINISH_RUN, run);
+            if let Some(fence) = fence {
+                write = write.fence(fence);
+            }
         }
+        let mut fenced = 0;
+        if !write.is_empty() {
+            let (statement, params) = write.statement();
+            fenced = self.wire.query(&statement, &params.as_slice())?[0].get(0);
+        }
+        drop(write);
         self.buffer = BatchBuffer::default();
         // Read again only when written: its new rows have ids now. Unchanged, it still holds.
         let written = |book: &ErrorBook| {
@@ -244,7 +264,7 @@ impl<'s> PgBatch<'s> {
         if self.errors.as_ref().is_some_and(written) {
             self.errors = None;
         }
-        Ok(())
+        Ok(fenced)
     }
 
     /// The real ids of the contacts created in the batch, in the order of their creation, from
@@ -261,30 +281,13 @@ impl<'s> PgBatch<'s> {
         )?;
         Ok(rows.iter().map(|row: &Row| row.get(0)).collect())
     }
+}
 
-    /// Saves the next key if the store still holds the one this run read (else another run
-    /// took over the schema: this one lost its lock).
-    fn save_key(&mut self, after: Option<&str>) -> Result<(), Error> {
-        let seen = self.key_seen.borrow().clone();
-        let finished_at = Timestamp::now().to_system_time();
-        let rows = self.wire.query(
-            "UPDATE sync_state SET pagination_key = $1, updated_at = $2
-             WHERE id = 1 AND (NOT $4 OR pagination_key IS NOT DISTINCT FROM $3) RETURNING 1",
-            &[
-                (&after, Type::TEXT),
-                (&finished_at, Type::TIMESTAMPTZ),
-                (&seen.clone().flatten(), Type::TEXT),
-                (&seen.is_some(), Type::BOOL),
-            ],
-        )?;
-        if rows.is_empty() {
-            return Err(super::failure::contended(
-                self.label,
-                "another run moved the pagination key: this run lost its lock",
-            ));
-        }
-        Ok(())
-    }
+/// The end of a batch, written with its last changes: the run row's figures, and the fence
+/// that saves the key when the run saves it.
+struct End {
+    run: Params<'static>,
+    fence: Option<Params<'static>>,
 }
 
 /// The items the batch does not know yet, each once.
@@ -383,11 +386,16 @@ impl Batch for PgBatch<'_> {
         keys: &KeyCommit,
         exit_code: u8,
     ) -> Result<(), Error> {
-        self.write_changes()?;
         let run = sql::finished_run(self.run_id, counters, keys, exit_code, &self.unknown_fields)?;
-        self.wire.query(&sql::FINISH_RUN, &run.as_slice())?;
-        if keys.save {
-            self.save_key(keys.after.as_deref())?;
+        let fence = keys
+            .save
+            .then(|| sql::fence(keys.after.clone(), self.key_seen.borrow().clone()));
+        let fenced = self.write(Some(End { run, fence }))?;
+        if keys.save && fenced == 0 {
+            return Err(super::failure::contended(
+                self.label,
+                "another run moved the pagination key: this run lost its lock",
+            ));
         }
         let PgBatch {
             wire,

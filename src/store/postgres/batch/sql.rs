@@ -1,6 +1,7 @@
 //! The set-based statements of a batch's commit and the arrays they take: one array per column,
 //! one element per row, expanded server-side by `unnest` (`WITH ORDINALITY … ORDER BY` where the
-//! rows take ids from a sequence, so that they get them in the batch's order, as in SQLite).
+//! rows take ids from a sequence, so that they get them in the batch's order, as in SQLite);
+//! and [`Write`], which joins them into the one statement a batch writes with.
 
 use std::sync::LazyLock;
 use std::time::SystemTime;
@@ -52,6 +53,12 @@ impl<'a> Params<'a> {
 
     fn at(self, time: SystemTime) -> Params<'a> {
         self.with(time, Type::TIMESTAMPTZ)
+    }
+
+    /// These parameters, then `other`'s.
+    fn then(mut self, other: Params<'a>) -> Params<'a> {
+        self.0.extend(other.0);
+        self
     }
 
     pub fn as_slice(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
@@ -398,4 +405,130 @@ pub(crate) fn finished_run(
         .with(feed.map(|f| f.runs_behind as i64), Type::INT8)
         .with(unknown_fields.clone(), Type::TEXT)
         .with(run_id, Type::INT8))
+}
+
+/// Saves the next key if the store still holds the one this run read (`$4`: whether it read
+/// one): one row when it did, none when another run moved the key.
+pub(crate) const FENCE: &str = "UPDATE sync_state SET pagination_key = $1, updated_at = $2
+     WHERE id = 1 AND (NOT $4 OR pagination_key IS NOT DISTINCT FROM $3) RETURNING 1";
+
+/// The [`FENCE`]'s parameters: the key to save, and the key this run read (`None` when it read
+/// none: a run that never read the key has nothing to compare).
+pub(crate) fn fence(after: Option<String>, seen: Option<Option<String>>) -> Params<'static> {
+    let read = seen.is_some();
+    Params::default()
+        .with(after, Type::TEXT)
+        .at(crate::timestamp::Timestamp::now().to_system_time())
+        .with(seen.flatten(), Type::TEXT)
+        .with(read, Type::BOOL)
+}
+
+/// What a batch writes, joined into one statement of data-modifying `WITH` parts: one round
+/// trip however many tables change. PostgreSQL runs every part to completion and checks the
+/// foreign keys at the end of the statement, so a history row may name a ticket its sibling
+/// part inserts. No two parts touch one row: the batch's buffer already merged a contact
+/// created then upgraded, a line added then confirmed, an error recorded then resolved.
+#[derive(Default)]
+pub(crate) struct Write<'a> {
+    parts: String,
+    params: Params<'a>,
+    fenced: bool,
+}
+
+impl<'a> Write<'a> {
+    /// Adds the part `name`: `statement` with its parameters numbered from `$1`.
+    pub fn part(mut self, name: &str, statement: &str, params: Params<'a>) -> Write<'a> {
+        let separator = if self.parts.is_empty() {
+            "WITH "
+        } else {
+            ",\n"
+        };
+        let statement = renumber(statement, self.params.0.len());
+        self.parts
+            .push_str(&format!("{separator}{name} AS ({statement})"));
+        self.params = std::mem::take(&mut self.params).then(params);
+        self
+    }
+
+    /// Adds the [`FENCE`]: the statement then returns whether it saved the key.
+    pub fn fence(self, params: Params<'a>) -> Write<'a> {
+        Write {
+            fenced: true,
+            ..self.part("fence", FENCE, params)
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// The statement and its parameters; its one row counts the rows the fence saved (0
+    /// without a fence).
+    pub fn statement(&self) -> (String, &Params<'a>) {
+        let result = match self.fenced {
+            true => "SELECT count(*) FROM fence",
+            false => "SELECT 0::bigint",
+        };
+        (format!("{}\n{result}", self.parts), &self.params)
+    }
+}
+
+/// `sql` with its parameters `$n` renumbered `$(n + offset)`; a `$` without digits is left
+/// alone (the batch's statements hold none: no dollar quoting, no `$` in a literal).
+fn renumber(sql: &str, offset: usize) -> String {
+    let mut renumbered = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        renumbered.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if let Ok(number) = rest[..digits].parse::<usize>() {
+            renumbered.push_str(&(number + offset).to_string());
+            rest = &rest[digits..];
+        }
+    }
+    renumbered.push_str(rest);
+    renumbered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_renumbered_after_those_before_them() {
+        assert_eq!(renumber("a = $1, b = $12 $2x", 3), "a = $4, b = $15 $5x");
+        assert_eq!(renumber("no parameter", 7), "no parameter");
+        assert_eq!(renumber("a lone $ stays", 7), "a lone $ stays");
+        assert_eq!(renumber("$1", 0), "$1");
+    }
+
+    #[test]
+    fn the_parts_of_a_write_are_one_statement_with_their_parameters_in_order() {
+        let write = Write::default()
+            .part(
+                "a",
+                "UPDATE x SET v = $1 WHERE id = $2",
+                Params::default()
+                    .ids([Some(1)].into_iter())
+                    .ids([Some(2)].into_iter()),
+            )
+            .part(
+                "b",
+                "INSERT INTO y SELECT $1",
+                Params::default().ids([Some(3)].into_iter()),
+            );
+        let (sql, params) = write.statement();
+        assert_eq!(
+            sql,
+            "WITH a AS (UPDATE x SET v = $1 WHERE id = $2),\nb AS (INSERT INTO y SELECT $3)\nSELECT 0::bigint"
+        );
+        assert_eq!(params.0.len(), 3);
+        let fenced = Write::default().fence(fence(Some("k2".into()), Some(Some("k1".into()))));
+        let (sql, params) = fenced.statement();
+        assert!(sql.starts_with("WITH fence AS (UPDATE sync_state"), "{sql}");
+        assert!(sql.ends_with("\nSELECT count(*) FROM fence"), "{sql}");
+        assert_eq!(params.0.len(), 4);
+        assert!(Write::default().is_empty());
+    }
 }
