@@ -203,47 +203,8 @@ impl<'s> PgBatch<'s> {
     /// [`sql::Write`]); returns the rows the fence saved (0 without one).
     fn write(&mut self, end: Option<End>) -> Result<i64, Error> {
         let ids = self.contact_ids()?;
-        let real = |id: i64| match id {
-            id if id >= PROVISIONAL => ids[(id - PROVISIONAL) as usize],
-            id => id,
-        };
-        let now = self.now_sent;
-        let buffer = &self.buffer;
-        let mut write = sql::Write::default();
-        if !buffer.new_contacts.is_empty() {
-            let params = sql::new_contacts(buffer, &ids, now);
-            write = write.part("new_contacts", &sql::INSERT_CONTACTS, params);
-        }
-        if !buffer.upgrades.is_empty() {
-            let params = sql::upgrades(buffer, now);
-            write = write.part("upgrades", &sql::UPGRADE_CONTACTS, params);
-        }
-        if buffer.written_tickets().next().is_some() {
-            let params = sql::tickets(buffer, &real)?;
-            write = write.part("tickets", &sql::UPSERT_TICKETS, params);
-        }
-        if !buffer.history().is_empty() {
-            let params = sql::history(buffer, self.run_id, now)?;
-            write = write.part("history", sql::INSERT_HISTORY, params);
-        }
-        if !buffer.new_lines.is_empty() {
-            let params = sql::new_lines(buffer, &real, self.run_id, now)?;
-            write = write.part("new_lines", sql::INSERT_LINES, params);
-        }
-        if !buffer.line_statuses.is_empty() {
-            let params = sql::line_statuses(buffer, now);
-            write = write.part("line_statuses", sql::UPDATE_LINES, params);
-        }
-        if let Some(book) = &self.errors {
-            if book.changed_rows().next().is_some() {
-                let params = sql::changed_errors(book, self.run_id, now);
-                write = write.part("changed_errors", sql::UPDATE_ERRORS, params);
-            }
-            if book.new_rows().next().is_some() {
-                let params = sql::new_errors(book, self.run_id, now);
-                write = write.part("new_errors", sql::INSERT_ERRORS, params);
-            }
-        }
+        let at = (self.run_id, self.now_sent);
+        let mut write = changes(&self.buffer, self.errors.as_ref(), at, &ids)?;
         if let Some(End { run, fence }) = end {
             write = write.part("run", &sql::FINISH_RUN, run);
             if let Some(fence) = fence {
@@ -281,6 +242,56 @@ impl<'s> PgBatch<'s> {
         )?;
         Ok(rows.iter().map(|row: &Row| row.get(0)).collect())
     }
+}
+
+/// The parts of the batch's write that hold its changes (see [`sql::Write`]), the run's id and
+/// the batch's time `at`; `ids` are the real ids of the contacts it created, in order.
+fn changes<'a>(
+    buffer: &'a BatchBuffer,
+    errors: Option<&'a ErrorBook>,
+    (run_id, now): (i64, SystemTime),
+    ids: &[i64],
+) -> Result<sql::Write<'a>, Error> {
+    let real = |id: i64| match id {
+        id if id >= PROVISIONAL => ids[(id - PROVISIONAL) as usize],
+        id => id,
+    };
+    let mut write = sql::Write::default();
+    if !buffer.new_contacts.is_empty() {
+        let params = sql::new_contacts(buffer, ids, now);
+        write = write.part("new_contacts", &sql::INSERT_CONTACTS, params);
+    }
+    if !buffer.upgrades.is_empty() {
+        let params = sql::upgrades(buffer, now);
+        write = write.part("upgrades", &sql::UPGRADE_CONTACTS, params);
+    }
+    if buffer.written_tickets().next().is_some() {
+        let params = sql::tickets(buffer, &real)?;
+        write = write.part("tickets", &sql::UPSERT_TICKETS, params);
+    }
+    if !buffer.history().is_empty() {
+        let params = sql::history(buffer, run_id, now)?;
+        write = write.part("history", sql::INSERT_HISTORY, params);
+    }
+    if !buffer.new_lines.is_empty() {
+        let params = sql::new_lines(buffer, &real, run_id, now)?;
+        write = write.part("new_lines", sql::INSERT_LINES, params);
+    }
+    if !buffer.line_statuses.is_empty() {
+        let params = sql::line_statuses(buffer, now);
+        write = write.part("line_statuses", sql::UPDATE_LINES, params);
+    }
+    if let Some(book) = errors {
+        if book.changed_rows().next().is_some() {
+            let params = sql::changed_errors(book, run_id, now);
+            write = write.part("changed_errors", sql::UPDATE_ERRORS, params);
+        }
+        if book.new_rows().next().is_some() {
+            let params = sql::new_errors(book, run_id, now);
+            write = write.part("new_errors", sql::INSERT_ERRORS, params);
+        }
+    }
+    Ok(write)
 }
 
 /// The end of a batch, written with its last changes: the run row's figures, and the fence
