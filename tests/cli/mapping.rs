@@ -535,3 +535,37 @@ fn the_generated_stories_leave_the_store_as_the_rules_say() {
     );
     assert!(count("SELECT count(*) FROM distribution") > 0);
 }
+
+/// A string holding a NUL character (JSON `\u0000`) fails its ticket alone, on either store:
+/// PostgreSQL's `text` cannot hold one, so storing it would fail the whole batch run after run
+/// (the feed stuck on one ticket), and SQLite must not keep what PostgreSQL cannot. A ticket
+/// number with one leaves an unnumbered error.
+#[test]
+fn a_nul_character_in_a_string_fails_its_ticket_alone_on_either_store() {
+    let env = Env::new();
+    let mut in_a_name = owned("T2", "DOWNLOADED", "2026-03-01T08:00:00Z");
+    in_a_name["spectatorDetails"]["firstName"] = json!("Ann\u{0}e");
+    let in_the_number = owned("T\u{0}3", "DOWNLOADED", "2026-03-01T08:00:00Z");
+    let mut events: Vec<Value> = (10..20)
+        .map(|n| owned(&format!("T{n}"), "DOWNLOADED", "2026-03-01T08:00:00Z"))
+        .collect();
+    events.extend([in_a_name, in_the_number]);
+    let summary = env.sync(&sim(events)).code(2).json();
+    assert_eq!(
+        (summary["stored"].as_i64(), summary["failed"].as_i64()),
+        (Some(10), Some(2)),
+        "{summary}"
+    );
+    let errors =
+        env.rows("SELECT coalesce(ticket_number, '-'), reason FROM sync_error ORDER BY id");
+    let numbers: Vec<&str> = errors.iter().map(|e| e[0].as_str()).collect();
+    assert_eq!(numbers, ["T2", "-"]);
+    for error in &errors {
+        assert!(
+            error[1]
+                .starts_with("a string holding a NUL character (\\u0000), which no store keeps"),
+            "{error:?}"
+        );
+    }
+    assert_eq!(env.int("SELECT count(*) FROM ticket"), 10);
+}

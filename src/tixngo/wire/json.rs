@@ -183,7 +183,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
     }
 }
 
-/// A JSON string whose type errors never quote the value they found.
+/// A JSON string whose type errors never quote the value they found. A string holding a NUL
+/// character (`\u0000`) is refused: PostgreSQL's `text` cannot hold one (the whole batch would
+/// fail, run after run), and no name, e-mail or status has one.
 pub(super) struct Text(pub(super) String);
 
 /// A JSON boolean whose type errors never quote the value they found.
@@ -240,6 +242,9 @@ impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let expected = "a string";
         match deserializer.deserialize_any(Scalar { expected })? {
+            Found::Str(value) if value.contains('\0') => Err(de::Error::custom(
+                "a string holding a NUL character (\\u0000), which no store keeps",
+            )),
             Found::Str(value) => Ok(Text(value)),
             Found::Bool(_) => Err(wrong_type(expected, "a boolean")),
         }

@@ -24,7 +24,8 @@ pub fn raw_ticket_number(raw: &RawValue) -> Option<String> {
         .0
         .tax_number?
     {
-        serde_json::Value::String(number) => Some(number),
+        // A number with a NUL character is no number a store can keep: the error is unnumbered.
+        serde_json::Value::String(number) if !number.contains('\0') => Some(number),
         _ => None,
     }
 }
@@ -519,6 +520,10 @@ mod tests {
                 "line 1",
             ),
             (
+                r#"{"taxNumber":"1","status":"X","holder":{"lastName":"secret\u0000"}}"#,
+                "a string holding a NUL character",
+            ),
+            (
                 r#"{"taxNumber":"1","status":"X","spectatorDetails":{"organizerSpectatorPreference":{"allowPromoEmail":"yes-secret"}}}"#,
                 "expected a boolean, found a string",
             ),
@@ -545,6 +550,7 @@ mod tests {
             Some(" T 9 ")
         );
         assert_eq!(raw_ticket_number(&raw(r#"{"taxNumber":9}"#)), None);
+        assert_eq!(raw_ticket_number(&raw(r#"{"taxNumber":"T\u00009"}"#)), None);
         assert_eq!(raw_ticket_number(&raw("[1]")), None);
     }
 }
