@@ -652,12 +652,16 @@ fn each_fault_exits_with_its_code_and_leaves_the_store_untouched() {
         let error = format!("TIXNGO answered HTTP {status} for http://127.0.0.1:");
         cases.push(case(Fault::Status(status), &[], 78, &error, Exactly(1)));
     }
-    // The cases mostly wait (for deadlines and retries): run them side by side.
-    thread::scope(|scope| {
-        for case in &cases {
-            scope.spawn(move || run_fault_case(case));
-        }
-    });
+    // The cases mostly wait (for deadlines and retries): run them side by side, eight at a time,
+    // so that their deadlines are not spent waiting for a core (on PostgreSQL each also logs in
+    // and creates its schema).
+    for group in cases.chunks(8) {
+        thread::scope(|scope| {
+            for case in group {
+                scope.spawn(move || run_fault_case(case));
+            }
+        });
+    }
 }
 
 fn run_fault_case(case: &FaultCase) {
