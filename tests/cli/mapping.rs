@@ -569,3 +569,27 @@ fn a_nul_character_in_a_string_fails_its_ticket_alone_on_either_store() {
     }
     assert_eq!(env.int("SELECT count(*) FROM ticket"), 10);
 }
+
+/// A ticket row another S-360 tool inserted without the feedback's sync times is updated like
+/// any other, on either store: `first_synced_at` (set once) stays NULL, `last_synced_at` is set.
+#[test]
+fn a_row_another_tool_inserted_without_sync_times_is_updated_and_keeps_them_null_where_set_once() {
+    let env = Env::new();
+    let sim1 = sim(vec![owned("T1", "DOWNLOADED", "2026-03-01T08:00:00Z")]);
+    env.sync(&sim1).run();
+    env.execute(
+        "INSERT INTO ticket (ticket_number, mobile_status, s360_state) VALUES ('T2', 'INJECTED', 'PRINTED')",
+    );
+    let summary = sim_again(&env, owned("T2", "DOWNLOADED", "2026-03-01T09:00:00Z"));
+    assert_eq!(summary["stored"], 1, "{summary}");
+    let set = |column: &str| format!("CASE WHEN {column} IS NULL THEN 'NULL' ELSE 'set' END");
+    let columns = format!(
+        "mobile_status, s360_state, {}, {}",
+        set("first_synced_at"),
+        set("last_synced_at")
+    );
+    assert_eq!(
+        row(&env, "T2", &columns),
+        ["DOWNLOADED", "PRINTED", "NULL", "set"]
+    );
+}

@@ -135,16 +135,21 @@ pub fn tickets<'a>(
 ) -> Result<Params<'a>, Error> {
     let rows: Vec<[FieldValue<'a>; TICKET_COLUMNS.len()]> =
         buffer.written_tickets().map(TicketRecord::values).collect();
+    let empty = TicketRecord::default();
+    let kinds = empty.values();
     TICKET_COLUMNS
         .iter()
         .enumerate()
         .try_fold(Params::default(), |params, (index, column)| {
             let texts = || rows.iter().map(move |row| row[index].text());
-            match TicketRecord::default().values()[index] {
+            match kinds[index] {
                 FieldValue::OptionalInteger(_) => {
                     Ok(params.ids(rows.iter().map(|row| row[index].integer().map(real))))
                 }
-                _ if is_time(column) => params.times(texts()),
+                // A sync time another tool left NULL reads as empty, and goes back as NULL.
+                _ if is_time(column) => {
+                    params.times(texts().map(|text| text.filter(|t| !t.is_empty())))
+                }
                 _ => Ok(params.texts(texts())),
             }
         })
