@@ -91,6 +91,15 @@ mod tests {
     }
 
     #[test]
+    fn only_a_timestamptz_is_read_as_a_time() {
+        assert!(StoreTime::accepts(&Type::TIMESTAMPTZ));
+        // Same bytes, no zone: taking them for UTC would be a guess.
+        assert!(!StoreTime::accepts(&Type::TIMESTAMP));
+        assert!(!StoreTime::accepts(&Type::TEXT));
+        assert!(!StoreTime::accepts(&Type::INT8));
+    }
+
+    #[test]
     fn only_the_store_text_form_is_sent() {
         let sent_at = sent("2026-06-01T12:00:00.123Z").unwrap();
         assert_eq!(
