@@ -588,3 +588,50 @@ fn an_emptied_schema_version_table_is_named() {
     env.sync(&sim).code(74).stderr_has(says).run();
     env.cmd(&["status"]).code(74).stderr_has(says).run();
 }
+
+/// A database whose encoding is not UTF-8 is refused (74, naming it) before a run writes
+/// anything, and by a read alike: in LATIN1 the first spectator named `Ł…` would fail the
+/// whole batch, run after run.
+#[test]
+fn a_database_not_in_utf8_is_refused_before_anything_is_written() {
+    let Some(cluster) = pg::cluster() else { return };
+    let env = Env::new();
+    let (role, password) = cluster.role();
+    let database = format!("latin_{}", cluster.schema());
+    cluster
+        .admin()
+        .batch_execute(&format!(
+            "CREATE DATABASE {database} OWNER {role} TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"
+        ))
+        .expect("a LATIN1 database");
+    let url = cluster
+        .url(&role)
+        .replace("/postgres", &format!("/{database}"));
+    let password_file = env.write("store-password", password.as_bytes(), 0o600);
+    let says = "the database's encoding is LATIN1: spectators' names need UTF8";
+    let sim = Simulator::start(Feed::generate(5, 10), API_KEY);
+    for run in [env.sync(&sim), env.cmd(&["status"])] {
+        run.env("TIXNGO_FEEDBACK_STORE", &url)
+            .env("TIXNGO_FEEDBACK_STORE_PASSWORD_FILE", &password_file)
+            .code(74)
+            .stderr_has(says)
+            .run();
+    }
+    assert_eq!(sim.requests().len(), 0, "the run asked TIXNGO for a page");
+    let mut in_it = postgres::Config::new();
+    let schemas: i64 = in_it
+        .host("127.0.0.1")
+        .port(cluster.port)
+        .user(&role)
+        .password(&password)
+        .dbname(&database)
+        .connect(postgres::NoTls)
+        .expect("a login to the LATIN1 database")
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'tixngo_feedback'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(schemas, 0, "the refused run created its schema");
+}

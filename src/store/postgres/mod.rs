@@ -160,15 +160,27 @@ impl PgStore {
 
     /// The schema's version; `None` when the schema has no version table (or does not exist).
     /// Every run asks, so each statement goes with its types: one round trip, no prepare.
+    /// A database whose encoding is not UTF-8 is refused (74) first: spectators' names in any
+    /// script would fail whole batches at their first character it cannot hold (`Ł` in
+    /// LATIN1), the feed stuck; `SQL_ASCII` would keep bytes no other tool could read.
     fn schema_version(&mut self) -> Result<Option<i64>, Error> {
         let client = self.client.get_mut();
-        let versioned: bool = client
+        let row = client
             .query_typed(
-                "SELECT to_regclass(format('%I.schema_version', $1::text)) IS NOT NULL",
+                "SELECT to_regclass(format('%I.schema_version', $1::text)) IS NOT NULL,
+                        current_setting('server_encoding')",
                 &[(&self.schema, Type::TEXT)],
             )
-            .in_pg(&self.label)?[0]
-            .get(0);
+            .in_pg(&self.label)?;
+        let (versioned, encoding): (bool, String) = (row[0].get(0), row[0].get(1));
+        if encoding != "UTF8" {
+            return Err(unusable(
+                &self.label,
+                &format!(
+                    "the database's encoding is {encoding}: spectators' names need UTF8 (a database created with ENCODING 'UTF8')"
+                ),
+            ));
+        }
         if !versioned {
             return Ok(None);
         }
