@@ -30,7 +30,8 @@ Rust toolchain, python3 and curl; nothing else.
    on 127.0.0.1 with PostgreSQL's defaults (fsync and synchronous_commit on), the backfill of
    figure 2 into it beside the same backfill into SQLite, then again through
    examples/delay-proxy.rs adding 0.5 ms each way (a 1 ms round trip, a LAN's); and the round
-   trips one 1000-ticket batch costs, as the job logs them at -v.
+   trips one 1000-ticket batch costs, as the job logs them at -v. Each backfill runs twice
+   (BENCH_PG_ATTEMPTS), the variants alternating; the faster run is reported.
 """
 import calendar
 import json
@@ -51,6 +52,7 @@ SIMULATOR = os.path.join(ROOT, "target", "dist", "examples", "tixngo-sim")
 STORE_FLOOR = os.path.join(ROOT, "target", "dist", "examples", "store-floor")
 DELAY_PROXY = os.path.join(ROOT, "target", "dist", "examples", "delay-proxy")
 PG_TICKETS = int(os.environ.get("BENCH_PG_TICKETS", "29000"))  # about 100 000 events
+PG_ATTEMPTS = int(os.environ.get("BENCH_PG_ATTEMPTS", "2"))
 REFERENCE = os.path.join(ROOT, "bench", "reference_feedback.py")
 API_KEY = "bench-key"
 CRON_RUNS = int(os.environ.get("BENCH_CRON_RUNS", "31"))
@@ -322,26 +324,31 @@ def backfill_into(store_args, simulator):
 
 
 def postgres(work):
-    """Figure 7: the backfill into SQLite, into PostgreSQL on loopback and at a 1 ms round trip."""
+    """Figure 7: the backfill into SQLite, into PostgreSQL on loopback and at a 1 ms round trip,
+    each the faster of BENCH_PG_ATTEMPTS runs."""
     cluster = Cluster(work)
     proxy = None
     try:
         proxy = subprocess.Popen([DELAY_PROXY, "127.0.0.1:%d" % cluster.port, "500"],
                                  stdout=subprocess.PIPE, text=True)
         proxy_port = int(proxy.stdout.readline().strip().rsplit(":", 1)[1])
-        rows = []
-        for name, store_args in [
-                ("SQLite", ["--store", os.path.join(work, "pg-beside.db")]),
-                ("PostgreSQL, loopback", ["--store", cluster.url(cluster.port), "--pg-schema",
-                                          "loopback"]),
-                ("PostgreSQL, 1 ms round trip", ["--store", cluster.url(proxy_port),
-                                                 "--pg-schema", "lan"])]:
-            simulator = Simulator(tickets=PG_TICKETS)
-            try:
-                rows.append((name, *backfill_into(store_args, simulator)))
-            finally:
-                simulator.close()
-        return rows
+        variants = [
+            ("SQLite", lambda n: ["--store", os.path.join(work, "pg-beside-%d.db" % n)]),
+            ("PostgreSQL, loopback", lambda n: ["--store", cluster.url(cluster.port),
+                                                "--pg-schema", "loopback_%d" % n]),
+            ("PostgreSQL, 1 ms round trip", lambda n: ["--store", cluster.url(proxy_port),
+                                                       "--pg-schema", "lan_%d" % n])]
+        # Each backfill PG_ATTEMPTS times, the variants alternating, each into a fresh store: the
+        # fastest is reported (a shared machine's noise only ever slows a run down).
+        runs = {name: [] for name, _ in variants}
+        for attempt in range(PG_ATTEMPTS):
+            for name, store_args in variants:
+                simulator = Simulator(tickets=PG_TICKETS)
+                try:
+                    runs[name].append(backfill_into(store_args(attempt), simulator))
+                finally:
+                    simulator.close()
+        return [(name, *min(runs[name], key=lambda run: run[1])) for name, _ in variants]
     finally:
         if proxy:
             proxy.kill()
