@@ -36,8 +36,6 @@ pub(crate) struct PgBatch<'s> {
     run_id: i64,
     /// The batch's time, in the store's form, for every `*_at` it writes.
     now: String,
-    /// The same instant as sent.
-    now_sent: SystemTime,
     buffer: BatchBuffer,
     /// Read on first use.
     errors: Option<ErrorBook>,
@@ -61,12 +59,11 @@ impl<'s> PgBatch<'s> {
         } = store;
         let mut wire = Wire::begin(client.get_mut(), label, *dry_run)?;
         let started = Timestamp::now();
-        let now_sent = started.to_system_time();
         let rows = wire.query(
             "INSERT INTO sync_run (command, started_at, key_before) VALUES ($1, $2, $3) RETURNING id",
             &[
                 (&command, Type::TEXT),
-                (&now_sent, Type::TIMESTAMPTZ),
+                (&started.to_system_time(), Type::TIMESTAMPTZ),
                 (&key_before, Type::TEXT),
             ],
         )?;
@@ -77,7 +74,6 @@ impl<'s> PgBatch<'s> {
             last_round_trips,
             run_id: rows[0].get(0),
             now: started.to_string(),
-            now_sent,
             buffer: BatchBuffer::default(),
             errors: None,
             unknown_fields: None,
@@ -203,7 +199,7 @@ impl<'s> PgBatch<'s> {
     /// [`sql::Write`]); returns the rows the fence saved (0 without one).
     fn write(&mut self, end: Option<End>) -> Result<i64, Error> {
         let ids = self.contact_ids()?;
-        let at = (self.run_id, self.now_sent);
+        let at = (self.run_id, super::time::sent(&self.now)?);
         let mut write = changes(&self.buffer, self.errors.as_ref(), at, &ids)?;
         if let Some(End { run, fence }) = end {
             write = write.part("run", &sql::FINISH_RUN, run);
@@ -397,10 +393,12 @@ impl Batch for PgBatch<'_> {
         keys: &KeyCommit,
         exit_code: u8,
     ) -> Result<(), Error> {
-        let run = sql::finished_run(self.run_id, counters, keys, exit_code, &self.unknown_fields)?;
-        let fence = keys
-            .save
-            .then(|| sql::fence(keys.after.clone(), self.key_seen.borrow().clone()));
+        // One instant for the run row's end and the key's save.
+        let finished = Timestamp::now().to_system_time();
+        let unknown = &self.unknown_fields;
+        let run = sql::finished_run(self.run_id, finished, counters, keys, exit_code, unknown)?;
+        let seen = self.key_seen.borrow().clone();
+        let fence = (keys.save).then(|| sql::fence(keys.after.clone(), finished, seen));
         let fenced = self.write(Some(End { run, fence }))?;
         if keys.save && fenced == 0 {
             return Err(super::failure::contended(

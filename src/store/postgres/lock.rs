@@ -65,13 +65,13 @@ pub(super) fn holder_of(
 
 /// Who holds the lock `key` in this database, as `pg_stat_activity` shows the session: its
 /// `application_name` (this program's version, host and pid), server pid, client address and
-/// start. The address and start are NULL to a role that may not see the holder's session.
+/// start (in the store's time form). The address and start are NULL to a role that may not see
+/// the holder's session.
 fn holder(client: &mut Client, key: i64) -> Result<Option<String>, postgres::Error> {
     let bits = u64::from_ne_bytes(key.to_ne_bytes());
     let (high, low) = ((bits >> 32) as u32, bits as u32);
     let row = client.query_opt(
-        "SELECT a.application_name, a.pid, host(a.client_addr),
-                to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+        "SELECT a.application_name, a.pid, host(a.client_addr), a.backend_start
          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
            AND l.classid = $1 AND l.objid = $2
@@ -79,24 +79,23 @@ fn holder(client: &mut Client, key: i64) -> Result<Option<String>, postgres::Err
          LIMIT 1",
         &[&high, &low],
     )?;
-    Ok(row.map(|row| {
-        let name: Option<String> = row.get(0);
-        let pid: i32 = row.get(1);
-        let address: Option<String> = row.get(2);
-        let since: Option<String> = row.get(3);
-        let mut text = match name.filter(|n| !n.is_empty()) {
-            Some(name) => format!("{} (server pid {pid}", crate::report::escape(&name)),
-            None => format!("a session without application_name (server pid {pid}"),
-        };
-        if let Some(address) = address {
-            text.push_str(&format!(", from {address}"));
-        }
-        if let Some(since) = since {
-            text.push_str(&format!(", connected since {since}"));
-        }
-        text.push(')');
-        text
-    }))
+    let Some(row) = row else { return Ok(None) };
+    let name: Option<String> = row.try_get(0)?;
+    let pid: i32 = row.try_get(1)?;
+    let address: Option<String> = row.try_get(2)?;
+    let since = super::time::read(&row, 3)?;
+    let mut text = match name.filter(|n| !n.is_empty()) {
+        Some(name) => format!("{} (server pid {pid}", crate::report::escape(&name)),
+        None => format!("a session without application_name (server pid {pid}"),
+    };
+    if let Some(address) = address {
+        text.push_str(&format!(", from {address}"));
+    }
+    if let Some(since) = since {
+        text.push_str(&format!(", connected since {since}"));
+    }
+    text.push(')');
+    Ok(Some(text))
 }
 
 #[cfg(test)]

@@ -17,17 +17,15 @@ pub fn raw_ticket_number(raw: &RawValue) -> Option<String> {
     #[derive(Deserialize)]
     struct Probe {
         #[serde(default, rename = "taxNumber")]
-        tax_number: Option<serde_json::Value>,
+        tax_number: Option<Text>,
     }
-    match serde_json::from_str::<Object<Probe>>(raw.get())
+    // Read as every string of a ticket is ([`Text`]): a number of another type, or holding a
+    // NUL character (no store keeps one), leaves the error unnumbered.
+    let Text(number) = serde_json::from_str::<Object<Probe>>(raw.get())
         .ok()?
         .0
-        .tax_number?
-    {
-        // A number with a NUL character is no number a store can keep: the error is unnumbered.
-        serde_json::Value::String(number) if !number.contains('\0') => Some(number),
-        _ => None,
-    }
+        .tax_number?;
+    Some(number)
 }
 
 /// Decodes one raw ticket. The error is the reason it cannot be mapped (kept in `sync_error`).

@@ -384,6 +384,7 @@ pub(crate) static FINISH_RUN: LazyLock<String> = LazyLock::new(|| {
 
 pub(crate) fn finished_run(
     run_id: i64,
+    finished: SystemTime,
     counters: &Counters,
     keys: &KeyCommit,
     exit_code: u8,
@@ -395,7 +396,7 @@ pub(crate) fn finished_run(
         .map(time::sent)
         .transpose()?;
     let params = Params::default()
-        .at(crate::timestamp::Timestamp::now().to_system_time())
+        .at(finished)
         .with(keys.after.clone(), Type::TEXT)
         .with(i32::from(exit_code), Type::INT4);
     Ok(counters
@@ -417,13 +418,17 @@ pub(crate) fn finished_run(
 pub(crate) const FENCE: &str = "UPDATE sync_state SET pagination_key = $1, updated_at = $2
      WHERE id = 1 AND (NOT $4 OR pagination_key IS NOT DISTINCT FROM $3) RETURNING 1";
 
-/// The [`FENCE`]'s parameters: the key to save, and the key this run read (`None` when it read
-/// none: a run that never read the key has nothing to compare).
-pub(crate) fn fence(after: Option<String>, seen: Option<Option<String>>) -> Params<'static> {
+/// The [`FENCE`]'s parameters: the key to save, when (the run row's end), and the key this run
+/// read (`None` when it read none: a run that never read the key has nothing to compare).
+pub(crate) fn fence(
+    after: Option<String>,
+    saved: SystemTime,
+    seen: Option<Option<String>>,
+) -> Params<'static> {
     let read = seen.is_some();
     Params::default()
         .with(after, Type::TEXT)
-        .at(crate::timestamp::Timestamp::now().to_system_time())
+        .at(saved)
         .with(seen.flatten(), Type::TEXT)
         .with(read, Type::BOOL)
 }
@@ -529,7 +534,11 @@ mod tests {
             "WITH a AS (UPDATE x SET v = $1 WHERE id = $2),\nb AS (INSERT INTO y SELECT $3)\nSELECT 0::bigint"
         );
         assert_eq!(params.0.len(), 3);
-        let fenced = Write::default().fence(fence(Some("k2".into()), Some(Some("k1".into()))));
+        let fenced = Write::default().fence(fence(
+            Some("k2".into()),
+            SystemTime::UNIX_EPOCH,
+            Some(Some("k1".into())),
+        ));
         let (sql, params) = fenced.statement();
         assert!(sql.starts_with("WITH fence AS (UPDATE sync_state"), "{sql}");
         assert!(sql.ends_with("\nSELECT count(*) FROM fence"), "{sql}");
